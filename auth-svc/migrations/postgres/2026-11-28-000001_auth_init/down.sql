@@ -1,0 +1,3 @@
+DROP TABLE auth.refresh_tokens;
+DROP TABLE auth.users;
+DROP SCHEMA auth;

@@ -1,0 +1,17 @@
+//! The `auth` schema: users and refresh tokens. Queries run on PostgreSQL and SQLite alike.
+
+pub mod schema;
+pub mod tokens;
+pub mod users;
+
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// Timestamps are stored as UTC without a zone (portable across both backends).
+/// Truncated to microseconds, the precision both backends keep.
+pub fn now() -> chrono::NaiveDateTime {
+    use chrono::SubsecRound;
+    chrono::Utc::now().naive_utc().trunc_subsecs(6)
+}

@@ -1,0 +1,57 @@
+//! auth-svc: users (bcrypt), EdDSA-signed access tokens with rotating refresh tokens, JWKS.
+
+mod bootstrap;
+pub mod config;
+pub mod db;
+mod error;
+mod issue;
+mod routes;
+mod state;
+pub mod validate;
+
+pub use config::Config;
+pub use error::AuthError;
+
+use actix_web::{App, web};
+use common::db::{Db, PoolOptions};
+use common::health::{DbCheck, Readiness};
+use common::jwt::{JwkSet, JwtVerifier};
+use common::server::RunningServer;
+
+/// Connects, migrates, bootstraps the admin and binds the server (not yet running).
+pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
+    let db = Db::connect(
+        config.database_url.expose(),
+        PoolOptions {
+            schemas: vec!["auth".into()],
+            create_database: config.common.mode.is_development(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    db.migrate(db::POSTGRES_MIGRATIONS, db::SQLITE_MIGRATIONS)
+        .await?;
+    let state = state::AppState::new(db.clone(), &config).await?;
+    if let Some(admin) = &config.admin {
+        bootstrap::ensure_admin(&state, admin).await?;
+    }
+    let verifier = web::Data::new(JwtVerifier::local(
+        &JwkSet {
+            keys: vec![config.signing_key.jwk()],
+        },
+        &config.issuer,
+        &config.audience,
+    ));
+    let state = web::Data::new(state);
+    let readiness = Readiness::new().with(DbCheck(db));
+    let server = common::server::start(&config.common, move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(verifier.clone())
+            .configure(common::http::configure_extractors)
+            .configure(common::health::configure(readiness.clone()))
+            .configure(routes::configure)
+            .default_service(web::to(common::http::not_found))
+    })?;
+    Ok(server)
+}

@@ -1,0 +1,12 @@
+use common::config::Env;
+use common::server::main_wrapper;
+
+#[actix_web::main]
+async fn main() -> std::process::ExitCode {
+    main_wrapper("auth-svc", async {
+        let config = auth_svc::Config::from_env(Env::from_process())?;
+        auth_svc::build(config).await?.run_until_stopped().await?;
+        Ok(())
+    })
+    .await
+}

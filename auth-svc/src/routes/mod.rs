@@ -1,0 +1,12 @@
+mod account;
+mod tokens;
+
+use actix_web::web;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/register", web::post().to(account::register))
+        .route("/login", web::post().to(account::login))
+        .route("/me", web::get().to(account::me))
+        .route("/token/refresh", web::post().to(tokens::refresh))
+        .route("/.well-known/jwks.json", web::get().to(tokens::jwks));
+}

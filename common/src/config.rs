@@ -1,0 +1,281 @@
+//! Typed configuration from environment variables.
+//!
+//! Every variable is read through [`Env`], which records each missing or invalid value instead
+//! of stopping at the first, so a misconfigured service reports everything wrong in one message.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// Where the process runs. Only `Development` may fall back to generated keys and defaults
+/// that would be unsafe in production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Development,
+    Production,
+}
+
+impl Mode {
+    pub fn is_development(self) -> bool {
+        self == Mode::Development
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "development" | "dev" => Ok(Mode::Development),
+            "production" | "prod" => Ok(Mode::Production),
+            other => Err(format!("expected `development` or `production`, got `{other}`")),
+        }
+    }
+}
+
+/// A configuration value that must never reach a log: `Debug` and `Display` print a placeholder.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// Well-known placeholder secrets that no production deployment may use.
+pub const WELL_KNOWN_SECRETS: &[&str] = &[
+    "your_secret_key",
+    "your_jwt_secret_key",
+    "secret",
+    "changeme",
+    "change-me",
+    "password",
+    "admin",
+    "admin123",
+    "12345678",
+    "default",
+];
+
+/// All the configuration problems found while reading the environment.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .problems.join("\n  - "))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+/// Reads variables from the process environment (or a map in tests) and collects problems.
+pub struct Env {
+    vars: HashMap<String, String>,
+    problems: Vec<String>,
+}
+
+impl Env {
+    pub fn from_process() -> Self {
+        Self::from_map(std::env::vars().collect())
+    }
+
+    pub fn from_map(vars: HashMap<String, String>) -> Self {
+        Env {
+            vars,
+            problems: Vec::new(),
+        }
+    }
+
+    /// The raw value, with empty strings treated as unset.
+    pub fn raw(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    /// Records a problem found by the caller (cross-field checks).
+    pub fn problem(&mut self, message: impl Into<String>) {
+        self.problems.push(message.into());
+    }
+
+    pub fn optional<T>(&mut self, name: &str) -> Option<T>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        let raw = self.raw(name)?.trim().to_owned();
+        match raw.parse::<T>() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.problems.push(format!("{name}: {e}"));
+                None
+            }
+        }
+    }
+
+    pub fn or<T>(&mut self, name: &str, default: T) -> T
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        self.optional(name).unwrap_or(default)
+    }
+
+    /// A required value: when missing or invalid, the problem is recorded and `T::default()`
+    /// returned, so reading can go on; [`Env::finish`] then fails.
+    pub fn required<T>(&mut self, name: &str) -> T
+    where
+        T: FromStr + Default,
+        T::Err: fmt::Display,
+    {
+        if self.raw(name).is_none() {
+            self.problems.push(format!("{name} is required but not set"));
+            return T::default();
+        }
+        self.optional(name).unwrap_or_default()
+    }
+
+    /// A value that must lie in a range.
+    pub fn in_range<T>(&mut self, name: &str, default: T, range: std::ops::RangeInclusive<T>) -> T
+    where
+        T: FromStr + PartialOrd + fmt::Display + Copy,
+        T::Err: fmt::Display,
+    {
+        let value = self.or(name, default);
+        if !range.contains(&value) {
+            self.problems.push(format!(
+                "{name}: {value} is out of range {}..={}",
+                range.start(),
+                range.end()
+            ));
+            return default;
+        }
+        value
+    }
+
+    /// The running mode, `APP_ENV` (production unless it says development).
+    pub fn mode(&mut self) -> Mode {
+        self.or("APP_ENV", Mode::Production)
+    }
+
+    pub fn finish(self) -> Result<(), ConfigError> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError {
+                problems: self.problems,
+            })
+        }
+    }
+}
+
+/// Settings every service shares.
+#[derive(Debug, Clone)]
+pub struct CommonConfig {
+    pub mode: Mode,
+    pub bind_addr: std::net::SocketAddr,
+    /// How long in-flight requests may run after a shutdown signal.
+    pub shutdown_timeout_secs: u64,
+    pub workers: usize,
+}
+
+impl CommonConfig {
+    pub fn read(env: &mut Env, default_port: u16) -> Self {
+        let mode = env.mode();
+        let bind_addr = env.or(
+            "BIND_ADDR",
+            std::net::SocketAddr::from(([0, 0, 0, 0], default_port)),
+        );
+        let shutdown_timeout_secs = env.in_range("SHUTDOWN_TIMEOUT_SECS", 25, 0..=600);
+        let default_workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let workers = env.in_range("HTTP_WORKERS", default_workers, 1..=256);
+        CommonConfig {
+            mode,
+            bind_addr,
+            shutdown_timeout_secs,
+            workers,
+        }
+    }
+}
+
+/// The JWT verification settings shared by every service that checks tokens.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub jwks_url: String,
+    pub issuer: String,
+    pub audience: String,
+}
+
+impl JwtConfig {
+    pub const DEFAULT_ISSUER: &'static str = "predictloop";
+    pub const DEFAULT_AUDIENCE: &'static str = "predictloop-api";
+
+    pub fn read(env: &mut Env) -> Self {
+        JwtConfig {
+            jwks_url: env.required("AUTH_JWKS_URL"),
+            issuer: env.or("JWT_ISSUER", Self::DEFAULT_ISSUER.to_owned()),
+            audience: env.or("JWT_AUDIENCE", Self::DEFAULT_AUDIENCE.to_owned()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let mut e = env(&[("BIND_ADDR", "not an address"), ("APP_ENV", "staging")]);
+        let _ = CommonConfig::read(&mut e, 8080);
+        let _: String = e.required("DATABASE_URL");
+        let err = e.finish().unwrap_err().to_string();
+        assert!(err.contains("BIND_ADDR"), "{err}");
+        assert!(err.contains("APP_ENV"), "{err}");
+        assert!(err.contains("DATABASE_URL is required"), "{err}");
+    }
+
+    #[test]
+    fn defaults_apply_and_mode_is_production_unless_said() {
+        let mut e = env(&[]);
+        let c = CommonConfig::read(&mut e, 8082);
+        assert!(e.finish().is_ok());
+        assert_eq!(c.mode, Mode::Production);
+        assert_eq!(c.bind_addr.port(), 8082);
+    }
+
+    #[test]
+    fn range_is_enforced() {
+        let mut e = env(&[("SHUTDOWN_TIMEOUT_SECS", "9999")]);
+        let _ = CommonConfig::read(&mut e, 1);
+        assert!(e.finish().unwrap_err().to_string().contains("out of range"));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("hunter2hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,322 @@
+//! The database pool and migrations, for PostgreSQL (the split system) and SQLite (the
+//! all-in-one mode), behind one connection type so the same diesel queries run on both.
+//!
+//! diesel is synchronous: every use of a connection goes through [`Db::run`], which moves the
+//! work onto tokio's blocking pool so no async worker thread ever waits on the database.
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+use std::time::Duration;
+
+/// One connection type for both backends; queries written against it run on either.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Result<Self, DbError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else if url.starts_with("sqlite://") {
+            Ok(Backend::Sqlite)
+        } else {
+            Err(DbError::Config(format!(
+                "unsupported database URL scheme in `{}`: expected postgres://, postgresql:// or sqlite://",
+                redact_url(url)
+            )))
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database configuration: {0}")]
+    Config(String),
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("no database connection available: {0}")]
+    PoolTimeout(String),
+    #[error("migrations failed: {0}")]
+    Migration(String),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+impl DbError {
+    /// True when the error is a unique-constraint violation (on either backend).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        )
+    }
+}
+
+/// The URL with any password hidden, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((userinfo, host)) = rest.split_once('@')
+    {
+        let user = userinfo.split(':').next().unwrap_or("");
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_owned()
+}
+
+/// Pool settings; `schemas` names the PostgreSQL schemas a service owns, which in SQLite mode
+/// become attached database files of the same name beside the main file.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_size: u32,
+    pub connect_timeout: Duration,
+    pub schemas: Vec<String>,
+    /// Create a missing PostgreSQL database (development mode only).
+    pub create_database: bool,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_size: 8,
+            connect_timeout: Duration::from_secs(5),
+            schemas: Vec::new(),
+            create_database: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SqliteSetup {
+    attach: Vec<(String, String)>,
+}
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqliteSetup {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        let DbConnection::Sqlite(c) = conn else {
+            return Ok(());
+        };
+        let mut sql = String::from("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;");
+        for (schema, path) in &self.attach {
+            sql.push_str(&format!(
+                "ATTACH DATABASE '{}' AS \"{schema}\"; PRAGMA \"{schema}\".journal_mode = WAL;",
+                path.replace('\'', "''")
+            ));
+        }
+        sql.push_str("PRAGMA journal_mode = WAL;");
+        c.batch_execute(&sql)
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// A pool of database connections, cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<ConnectionManager<DbConnection>>,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects once directly (to report the real error: r2d2 alone only times out), then
+    /// builds the pool.
+    pub async fn connect(url: &str, options: PoolOptions) -> Result<Db, DbError> {
+        let url = url.to_owned();
+        tokio::task::spawn_blocking(move || Self::connect_blocking(&url, options))
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    pub fn connect_blocking(url: &str, options: PoolOptions) -> Result<Db, DbError> {
+        let backend = Backend::of_url(url)?;
+        let (conn_url, attach) = match backend {
+            Backend::Postgres => {
+                if options.create_database {
+                    ensure_postgres_database(url)?;
+                }
+                (url.to_owned(), Vec::new())
+            }
+            Backend::Sqlite => {
+                let path = url.trim_start_matches("sqlite://");
+                let main = std::path::Path::new(path);
+                let dir = main.parent().unwrap_or(std::path::Path::new("."));
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        DbError::Config(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+                let attach = options
+                    .schemas
+                    .iter()
+                    .map(|s| (s.clone(), dir.join(format!("{s}.db")).display().to_string()))
+                    .collect();
+                (path.to_owned(), attach)
+            }
+        };
+        // The direct connection reports the real reason a connection fails.
+        DbConnection::establish(&conn_url).map_err(|e| {
+            DbError::Connect(format!("{} ({})", e, redact_url(&conn_url)))
+        })?;
+        let manager = ConnectionManager::<DbConnection>::new(conn_url);
+        let pool = Pool::builder()
+            .max_size(options.max_size)
+            .connection_timeout(options.connect_timeout)
+            .connection_customizer(Box::new(SqliteSetup { attach }))
+            .build(manager)
+            .map_err(|e| DbError::Connect(e.to_string()))?;
+        Ok(Db { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn get(&self) -> Result<PooledConnection<ConnectionManager<DbConnection>>, DbError> {
+        self.pool
+            .get()
+            .map_err(|e| DbError::PoolTimeout(e.to_string()))
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool.
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = db.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| E::from(DbError::Task(e.to_string())))?
+    }
+
+    /// Applies the service's pending migrations: one set per backend, since DDL differs.
+    pub async fn migrate(
+        &self,
+        postgres: EmbeddedMigrations,
+        sqlite: EmbeddedMigrations,
+    ) -> Result<(), DbError> {
+        self.run(move |conn| {
+            let applied = match conn {
+                DbConnection::Pg(c) => c.run_pending_migrations(postgres).map(|v| v.len()),
+                DbConnection::Sqlite(c) => c.run_pending_migrations(sqlite).map(|v| v.len()),
+            }
+            .map_err(|e| DbError::Migration(e.to_string()))?;
+            if applied > 0 {
+                tracing::info!(applied, "database migrations applied");
+            }
+            Ok::<_, DbError>(())
+        })
+        .await
+    }
+
+    /// A cheap round trip, for readiness.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.run(|conn| {
+            conn.batch_execute("SELECT 1")
+                .map_err(DbError::from)
+        })
+        .await
+    }
+}
+
+/// Splits a PostgreSQL URL into the part before the database name, the name and the query.
+fn split_database(url: &str) -> Option<(&str, &str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let path_start = rest.find('/')? + scheme.len() + 3;
+    let after = &url[path_start + 1..];
+    let (name, query) = match after.find('?') {
+        Some(i) => (&after[..i], &after[i..]),
+        None => (after, ""),
+    };
+    Some((&url[..path_start], name, query))
+}
+
+/// Creates the database named in `url` when it does not exist (development convenience).
+pub fn ensure_postgres_database(url: &str) -> Result<(), DbError> {
+    let Some((base, name, query)) = split_database(url) else {
+        return Ok(());
+    };
+    if name.is_empty() || PgConnection::establish(url).is_ok() {
+        return Ok(());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(DbError::Config(format!("refusing to create database `{name}`: unusual name")));
+    }
+    let admin_url = format!("{base}/postgres{query}");
+    let mut admin = PgConnection::establish(&admin_url)
+        .map_err(|e| DbError::Connect(format!("{e} ({})", redact_url(&admin_url))))?;
+    match admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")) {
+        Ok(()) => {
+            tracing::info!(database = name, "created database");
+            Ok(())
+        }
+        // Another service created it at the same moment.
+        Err(diesel::result::Error::DatabaseError(_, info)) if info.message().contains("already exists") => Ok(()),
+        Err(e) => Err(DbError::Query(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted_and_split() {
+        assert_eq!(
+            redact_url("postgres://u:pw@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            split_database("postgres://u@h:5432/db?sslmode=disable"),
+            Some(("postgres://u@h:5432", "db", "?sslmode=disable"))
+        );
+        assert!(Backend::of_url("mysql://x").is_err());
+    }
+
+    #[tokio::test]
+    async fn sqlite_pool_attaches_schemas_and_runs_queries() {
+        let dir = std::env::temp_dir().join(format!("pl-db-{}", uuid::Uuid::new_v4()));
+        let url = format!("sqlite://{}/main.db", dir.display());
+        let db = Db::connect(
+            &url,
+            PoolOptions {
+                schemas: vec!["demo".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        db.run(|c| {
+            c.batch_execute(
+                "CREATE TABLE demo.items (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+                 INSERT INTO demo.items (name) VALUES ('seven');",
+            )
+            .map_err(DbError::from)
+        })
+        .await
+        .unwrap();
+        db.ping().await.unwrap();
+        assert!(dir.join("demo.db").exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,116 @@
+//! Request-parsing configuration that turns every extractor failure into a JSON 4xx.
+
+use crate::error::ApiError;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+/// Largest JSON body the services accept by default.
+pub const DEFAULT_JSON_LIMIT: usize = 64 * 1024;
+
+pub fn json_error(err: &JsonPayloadError) -> ApiError {
+    match err {
+        JsonPayloadError::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "The body must be JSON, sent with `Content-Type: application/json`.",
+        ),
+        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("The body is larger than the {limit} bytes this route accepts."),
+            )
+        }
+        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!("The JSON body has a field of the wrong type or value: {e}."),
+        ),
+        JsonPayloadError::Deserialize(e) => ApiError::bad_request(
+            "invalid_json",
+            format!("The body is not valid JSON: {e}."),
+        ),
+        _ => ApiError::bad_request("invalid_body", "The request body could not be read."),
+    }
+}
+
+pub fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|err, _req| json_error(&err).into())
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err: QueryPayloadError, _req| {
+        ApiError::bad_request("invalid_query", format!("Invalid query string: {err}.")).into()
+    })
+}
+
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err: PathError, _req| {
+        ApiError::not_found(format!("No such resource: {err}.")).into()
+    })
+}
+
+/// Registers the JSON, query and path extractor configurations with JSON errors.
+pub fn configure_extractors(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(json_config(DEFAULT_JSON_LIMIT))
+        .app_data(query_config())
+        .app_data(path_config());
+}
+
+/// The default service: 404 JSON for every unknown path.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::not_found(format!(
+        "No route for {} {}.",
+        req.method(),
+        req.path()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::{App, test};
+
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        n: u8,
+    }
+
+    async fn echo(_b: web::Json<Body>) -> HttpResponse {
+        HttpResponse::Ok().finish()
+    }
+
+    #[actix_web::test]
+    async fn extractor_failures_are_json_4xx() {
+        let app = test::init_service(
+            App::new()
+                .configure(configure_extractors)
+                .route("/", web::post().to(echo))
+                .default_service(web::to(not_found)),
+        )
+        .await;
+        let cases: &[(&str, &str, u16, &str)] = &[
+            ("application/json", "{not json", 400, "invalid_json"),
+            ("application/json", r#"{"n": "x"}"#, 422, "invalid_field"),
+            ("application/json", r#"{"n": 9999}"#, 422, "invalid_field"),
+            ("text/plain", r#"{"n": 1}"#, 415, "unsupported_media_type"),
+        ];
+        for (ct, body, status, code) in cases {
+            let req = test::TestRequest::post()
+                .uri("/")
+                .insert_header(("content-type", *ct))
+                .set_payload(*body)
+                .to_request();
+            let resp = test::call_service(&app, req).await;
+            assert_eq!(resp.status().as_u16(), *status, "{body}");
+            let b: crate::error::ErrorBody = test::read_body_json(resp).await;
+            assert_eq!(b.error, *code);
+        }
+        let resp = test::call_service(&app, test::TestRequest::get().uri("/nope").to_request()).await;
+        assert_eq!(resp.status().as_u16(), 404);
+    }
+}

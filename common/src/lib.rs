@@ -1,0 +1,18 @@
+//! Shared plumbing of the predictloop services. No business logic of any one service lives here.
+
+pub mod bus;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod jwt;
+pub mod kv;
+pub mod queue;
+pub mod server;
+pub mod telemetry;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::ApiError;
