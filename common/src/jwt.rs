@@ -204,7 +204,7 @@ impl SigningKeyPair {
 }
 
 /// Why a token was refused. Each becomes a 401 with its own code.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
     #[error("The token is malformed.")]
     Malformed,
@@ -332,7 +332,10 @@ impl JwtVerifier {
             return Ok(0);
         };
         let mut last = self.refresh.lock().await;
+        // With no key at all, always try: nothing could be verified otherwise.
+        let have_keys = self.keys.read().is_ok_and(|k| !k.is_empty());
         if let Some(at) = *last
+            && have_keys
             && at.elapsed() < self.min_refresh_interval
         {
             return Ok(0);

@@ -1,1 +1,42 @@
-pub fn _placeholder() {}
+//! The gateway: the only public entry. It verifies tokens, routes by an explicit table to the
+//! services and streams their answers back.
+
+pub mod config;
+mod error;
+mod proxy;
+pub mod routes;
+mod state;
+
+pub use config::Config;
+pub use error::GatewayError;
+
+use actix_web::{App, web};
+use common::health::{HttpCheck, Readiness};
+use common::server::RunningServer;
+use routes::Upstream;
+
+pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
+    let state = state::GatewayState::new(&config)?;
+    // Warm the key cache; failure is not fatal (auth-svc may start later), verification retries.
+    if let Err(e) = state.verifier.refresh_keys().await {
+        tracing::warn!(error = %e, "signing keys not available yet");
+    }
+    let mut readiness = Readiness::new();
+    for upstream in Upstream::ALL {
+        if let Some(base) = config.upstreams.get(&upstream) {
+            readiness = readiness.with(HttpCheck {
+                name: upstream.name().to_owned(),
+                url: format!("{base}/health"),
+                client: state.client.clone(),
+            });
+        }
+    }
+    let state = web::Data::new(state);
+    let server = common::server::start(&config.common, move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(common::health::configure(readiness.clone()))
+            .default_service(web::to(proxy::forward))
+    })?;
+    Ok(server)
+}

@@ -1,0 +1,71 @@
+use crate::routes::{RouteTable, Upstream};
+use common::config::{CommonConfig, ConfigError, Env, JwtConfig};
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    pub jwt: JwtConfig,
+    /// Base URL of each upstream service.
+    pub upstreams: HashMap<Upstream, String>,
+    pub routes: RouteTable,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Body limits: uploads (image routes) and everything else.
+    pub max_upload_bytes: usize,
+    pub max_body_bytes: usize,
+}
+
+pub const DEFAULT_PORT: u16 = 8080;
+
+impl Config {
+    pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
+        let common = CommonConfig::read(&mut env, DEFAULT_PORT);
+        let mut upstreams = HashMap::new();
+        for (upstream, var, port) in [
+            (Upstream::Auth, "AUTH_URL", 8081),
+            (Upstream::Predict, "PREDICT_URL", 8082),
+            (Upstream::Feedback, "FEEDBACK_URL", 8083),
+            (Upstream::Notify, "NOTIFY_URL", 8084),
+            (Upstream::Retrain, "RETRAIN_URL", 8085),
+        ] {
+            let url = env.or(var, format!("http://127.0.0.1:{port}"));
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                env.problem(format!("{var}: `{url}` is not an http(s) URL"));
+            }
+            upstreams.insert(upstream, url.trim_end_matches('/').to_owned());
+        }
+        let auth = upstreams.get(&Upstream::Auth).cloned().unwrap_or_default();
+        let jwt = JwtConfig {
+            jwks_url: env.or("AUTH_JWKS_URL", format!("{auth}/.well-known/jwks.json")),
+            issuer: env.or("JWT_ISSUER", JwtConfig::DEFAULT_ISSUER.to_owned()),
+            audience: env.or("JWT_AUDIENCE", JwtConfig::DEFAULT_AUDIENCE.to_owned()),
+        };
+        let routes = match env.raw("GATEWAY_ROUTES_FILE").map(str::to_owned) {
+            None => RouteTable::defaults(),
+            Some(path) => match RouteTable::from_file(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    env.problem(format!("GATEWAY_ROUTES_FILE: {e}"));
+                    RouteTable::defaults()
+                }
+            },
+        };
+        let connect_ms = env.in_range("UPSTREAM_CONNECT_TIMEOUT_MS", 2_000, 10..=60_000);
+        let timeout_ms = env.in_range("UPSTREAM_TIMEOUT_MS", 30_000, 10..=600_000);
+        let max_upload_bytes = env.in_range("MAX_UPLOAD_BYTES", 10 * 1024 * 1024, 1024..=100 * 1024 * 1024);
+        let max_body_bytes = env.in_range("MAX_BODY_BYTES", 1024 * 1024, 1024..=100 * 1024 * 1024);
+        env.finish()?;
+        Ok(Config {
+            common,
+            jwt,
+            upstreams,
+            routes,
+            connect_timeout: Duration::from_millis(connect_ms),
+            request_timeout: Duration::from_millis(timeout_ms),
+            max_upload_bytes,
+            max_body_bytes,
+        })
+    }
+}

@@ -1,0 +1,230 @@
+//! Forwarding a request to its upstream: the token is checked first, bodies are streamed both
+//! ways with a size limit, hop-by-hop headers are dropped, and failures become 502/504 JSON.
+
+use crate::error::GatewayError;
+use crate::routes::{Access, BodyKind, Route};
+use crate::state::GatewayState;
+use actix_web::http::header::{self, HeaderName};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.contains(&name)
+}
+
+/// Headers a client might send to pose as someone: no service trusts them, and the gateway
+/// does not pass them on either.
+fn is_identity_header(name: &str) -> bool {
+    name.starts_with("x-user") || name.starts_with("x-auth") || name.starts_with("x-forwarded-")
+        || name == "forwarded" || name == "x-real-ip"
+}
+
+/// A request id from the client is kept when it is short and plain; otherwise a new one.
+pub fn request_id(req: &HttpRequest) -> String {
+    req.headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=128).contains(&v.len())
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+/// Refuses paths whose meaning could change on the way (dot segments, `//`, encoded `/`,
+/// `\` or NUL), so that no upstream can be reached at a path the table did not approve.
+fn path_is_clean(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") || lower.contains("%2e")
+        || path.contains('\\')
+    {
+        return false;
+    }
+    !path.contains("//") && !path.split('/').any(|seg| seg == "." || seg == "..")
+}
+
+async fn authorize(state: &GatewayState, req: &HttpRequest, route: &Route) -> Result<(), GatewayError> {
+    if route.access == Access::Public {
+        return Ok(());
+    }
+    let token = common::jwt::bearer_token(req, false).ok_or(GatewayError::MissingToken)?;
+    let claims = state.verifier.verify(&token).await?;
+    if route.access == Access::Admin && !claims.is_admin() {
+        return Err(GatewayError::Forbidden);
+    }
+    req.extensions_mut().insert(claims);
+    Ok(())
+}
+
+pub async fn forward(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, GatewayError> {
+    let path = req.path().to_owned();
+    let method = req.method().clone();
+    if !path_is_clean(&path) {
+        return Err(GatewayError::InvalidPath);
+    }
+    let Some(route) = state.routes.lookup(&path) else {
+        return Err(GatewayError::NotFound { method: method.to_string(), path });
+    };
+    if !route.allows(method.as_str()) {
+        return Err(GatewayError::MethodNotAllowed { method: method.to_string(), path });
+    }
+    authorize(&state, &req, route).await?;
+
+    let limit = match route.body {
+        BodyKind::Upload => state.max_upload_bytes,
+        BodyKind::Json => state.max_body_bytes,
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(GatewayError::PayloadTooLarge { limit });
+    }
+    let has_body = declared.is_some_and(|n| n > 0) || req.headers().contains_key(header::TRANSFER_ENCODING);
+
+    let upstream = route.upstream;
+    let base = state.upstreams.get(&upstream).map(String::as_str).unwrap_or_default();
+    let url = match req.uri().query() {
+        Some(q) => format!("{base}{path}?{q}"),
+        None => format!("{base}{path}"),
+    };
+    let request_id = request_id(&req);
+
+    let reqwest_method = reqwest::Method::from_bytes(method.as_str().as_bytes())
+        .map_err(|_| GatewayError::MethodNotAllowed { method: method.to_string(), path: path.clone() })?;
+    let mut outgoing = state.client.request(reqwest_method, &url);
+    for (name, value) in req.headers() {
+        let n = name.as_str();
+        if is_hop_by_hop(n) || is_identity_header(n) || n == "host" || n == REQUEST_ID {
+            continue;
+        }
+        outgoing = outgoing.header(n, value.as_bytes());
+    }
+    outgoing = outgoing.header(REQUEST_ID, request_id.as_str());
+    if let Some(peer) = req.peer_addr() {
+        outgoing = outgoing.header("x-forwarded-for", peer.ip().to_string());
+    }
+    outgoing = outgoing.header("x-forwarded-proto", req.connection_info().scheme().to_owned());
+
+    let exceeded = Arc::new(AtomicBool::new(false));
+    if has_body {
+        outgoing = outgoing.body(reqwest::Body::wrap_stream(stream_body(payload, limit, exceeded.clone())));
+    }
+
+    let response = match outgoing.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            if exceeded.load(Ordering::SeqCst) {
+                return Err(GatewayError::PayloadTooLarge { limit });
+            }
+            return Err(upstream_error(upstream.name(), &e, &request_id));
+        }
+    };
+
+    let status = actix_web::http::StatusCode::from_u16(response.status().as_u16())
+        .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
+    let mut builder = HttpResponse::build(status);
+    for (name, value) in response.headers() {
+        if is_hop_by_hop(name.as_str()) || name.as_str() == REQUEST_ID || name.as_str() == "content-length" {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            header::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            builder.append_header((n, v));
+        }
+    }
+    builder.insert_header((REQUEST_ID, request_id.clone()));
+    let upstream_name = upstream.name();
+    let body = response.bytes_stream().map(move |chunk| {
+        chunk.map_err(|e| {
+            tracing::warn!(upstream = upstream_name, error = %e, "upstream body failed mid-stream");
+            actix_web::error::ErrorBadGateway(e)
+        })
+    });
+    Ok(builder.streaming(body))
+}
+
+fn upstream_error(name: &'static str, e: &reqwest::Error, request_id: &str) -> GatewayError {
+    if e.is_timeout() {
+        tracing::warn!(upstream = name, request_id, "upstream timed out");
+        GatewayError::GatewayTimeout(name)
+    } else {
+        tracing::warn!(upstream = name, request_id, error = %e, "upstream unavailable");
+        GatewayError::BadGateway(name)
+    }
+}
+
+/// Moves the client's body (an actix stream, tied to its worker thread) into a channel that
+/// the HTTP client can read from any thread, counting bytes against the route's limit.
+fn stream_body(
+    mut payload: web::Payload,
+    limit: usize,
+    exceeded: Arc<AtomicBool>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    actix_web::rt::spawn(async move {
+        let mut seen = 0usize;
+        while let Some(chunk) = payload.next().await {
+            let item = match chunk {
+                Ok(bytes) => {
+                    seen += bytes.len();
+                    if seen > limit {
+                        exceeded.store(true, Ordering::SeqCst);
+                        Err(std::io::Error::other("body over the limit"))
+                    } else {
+                        Ok(bytes)
+                    }
+                }
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                break;
+            }
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_is_clean;
+
+    #[test]
+    fn suspicious_paths_are_refused() {
+        assert!(path_is_clean("/api/v1/predict"));
+        assert!(path_is_clean("/admin/retrain/"));
+        assert!(!path_is_clean("/admin/models/../../internal/x"));
+        assert!(!path_is_clean("/admin/./report"));
+        assert!(!path_is_clean("/admin//report"));
+        assert!(!path_is_clean("/admin/models%2f..%2finternal"));
+        assert!(!path_is_clean("/login%00"));
+    }
+}

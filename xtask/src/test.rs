@@ -1,0 +1,47 @@
+//! `cargo xtask test`: fetch the assets, then run the whole suite with cargo-nextest.
+
+use std::path::Path;
+use std::process::{ExitCode, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, exit_code_of, setup};
+
+pub fn run(root: &Path, nextest_args: &[String]) -> Result<ExitCode> {
+    setup::run(root)?;
+    let nextest_installed = cargo()
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !nextest_installed {
+        bail!(
+            "cargo-nextest is not installed: install it with `cargo install cargo-nextest --locked`"
+        );
+    }
+    let defaults = [
+        (
+            "TEST_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres".to_string(),
+        ),
+        ("TEST_REDIS_URL", "redis://127.0.0.1:6379".to_string()),
+        (
+            "ORT_DYLIB_PATH",
+            setup::onnxruntime_lib(root).display().to_string(),
+        ),
+        ("MNIST_DIR", setup::mnist_dir(root).display().to_string()),
+    ];
+    let mut command = cargo();
+    command
+        .current_dir(root)
+        .args(["nextest", "run", "--workspace"])
+        .args(nextest_args);
+    for (name, value) in defaults {
+        if std::env::var_os(name).is_none() {
+            command.env(name, value);
+        }
+    }
+    let status = command.status().context("running cargo nextest")?;
+    Ok(exit_code_of(status))
+}

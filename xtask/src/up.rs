@@ -1,0 +1,592 @@
+//! `cargo xtask up`: build every service and run them together locally, until Ctrl-C.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, display_path, setup};
+
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(35);
+const POLL: Duration = Duration::from_millis(200);
+
+struct Service {
+    name: &'static str,
+    port: u16,
+}
+
+const AUTH: Service = Service {
+    name: "auth-svc",
+    port: 8081,
+};
+/// Started once auth-svc is healthy (they fetch its JWKS), in this order.
+const BACKENDS: [Service; 4] = [
+    Service {
+        name: "predict-svc",
+        port: 8082,
+    },
+    Service {
+        name: "feedback-svc",
+        port: 8083,
+    },
+    Service {
+        name: "notify-svc",
+        port: 8084,
+    },
+    Service {
+        name: "retrain-worker",
+        port: 8085,
+    },
+];
+const GATEWAY: Service = Service {
+    name: "gateway",
+    port: 8080,
+};
+const GATEWAY_ROUTES: [(&str, u16); 5] = [
+    ("AUTH_URL", 8081),
+    ("PREDICT_URL", 8082),
+    ("FEEDBACK_URL", 8083),
+    ("NOTIFY_URL", 8084),
+    ("RETRAIN_URL", 8085),
+];
+
+pub fn run(root: &Path, release: bool) -> Result<()> {
+    setup::run(root)?;
+    let bin_dir = build(root, release)?;
+    let gateway_port = gateway_port()?;
+    let admin = AdminCredentials::resolve(root)?;
+    let defaults = shared_defaults(root, &admin)?;
+
+    // Fail before starting anything when a port is taken.
+    for (name, port) in std::iter::once((GATEWAY.name, gateway_port)).chain(
+        [&AUTH]
+            .into_iter()
+            .chain(&BACKENDS)
+            .map(|s| (s.name, s.port)),
+    ) {
+        ensure_port_free(name, SocketAddr::from(([127, 0, 0, 1], port)))?;
+    }
+
+    let signals = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&signals);
+    ctrlc::set_handler(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    })
+    .context("installing the Ctrl-C / SIGTERM handler")?;
+
+    let mut fleet = Fleet {
+        running: Vec::new(),
+        signals,
+    };
+    let auth_addr = fleet.start(&bin_dir, &AUTH, AUTH.port, &defaults)?;
+    fleet.wait_healthy(AUTH.name, auth_addr)?;
+    let mut started = Vec::new();
+    for service in &BACKENDS {
+        started.push((
+            service.name,
+            fleet.start(&bin_dir, service, service.port, &defaults)?,
+        ));
+    }
+    for (name, addr) in started {
+        fleet.wait_healthy(name, addr)?;
+    }
+    let gateway_addr = fleet.start(&bin_dir, &GATEWAY, gateway_port, &defaults)?;
+    fleet.wait_healthy(GATEWAY.name, gateway_addr)?;
+
+    print_walkthrough(root, gateway_port, &admin);
+    fleet.supervise()
+}
+
+/// Build the service binaries; returns the folder holding them.
+fn build(root: &Path, release: bool) -> Result<PathBuf> {
+    let mut command = cargo();
+    command.current_dir(root).args(["build", "--bins"]);
+    for service in std::iter::once(&GATEWAY).chain([&AUTH]).chain(&BACKENDS) {
+        command.args(["-p", service.name]);
+    }
+    if release {
+        command.arg("--release");
+    }
+    let status = command.status().context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build of the services failed ({status})");
+    }
+    let target_dir = ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR"]
+        .iter()
+        .find_map(|name| std::env::var_os(name).filter(|value| !value.is_empty()))
+        .map_or_else(|| root.join("target"), |dir| root.join(dir));
+    Ok(target_dir.join(if release { "release" } else { "debug" }))
+}
+
+fn gateway_port() -> Result<u16> {
+    match std::env::var("GATEWAY_PORT") {
+        Ok(port) => port
+            .trim()
+            .parse()
+            .with_context(|| format!("GATEWAY_PORT={port:?} is not a port number")),
+        Err(_) => Ok(GATEWAY.port),
+    }
+}
+
+fn is_set(name: &str) -> bool {
+    std::env::var_os(name).is_some()
+}
+
+/// Defaults every service gets when the variable is not set in our own environment.
+fn shared_defaults(root: &Path, admin: &AdminCredentials) -> Result<Vec<(String, String)>> {
+    let mut defaults: Vec<(String, String)> = vec![
+        ("APP_ENV".into(), "development".into()),
+        (
+            "DATABASE_URL".into(),
+            "postgres://postgres@127.0.0.1:5432/predictloop".into(),
+        ),
+        ("REDIS_URL".into(), "redis://127.0.0.1:6379".into()),
+        (
+            "AUTH_JWKS_URL".into(),
+            "http://127.0.0.1:8081/.well-known/jwks.json".into(),
+        ),
+        (
+            "ORT_DYLIB_PATH".into(),
+            setup::onnxruntime_lib(root).display().to_string(),
+        ),
+        (
+            "MNIST_DIR".into(),
+            setup::mnist_dir(root).display().to_string(),
+        ),
+        ("RUST_LOG".into(), "info".into()),
+    ];
+    // The service URLs are the gateway's routing table; others (retrain-worker registering a
+    // model with predict-svc) may use them too, so every service gets them.
+    for (name, port) in GATEWAY_ROUTES {
+        defaults.push((name.into(), format!("http://127.0.0.1:{port}")));
+    }
+    if !is_set("MODEL_DIR") {
+        let models = root.join("data").join("models");
+        fs::create_dir_all(&models).with_context(|| format!("creating {}", models.display()))?;
+        defaults.push(("MODEL_DIR".into(), models.display().to_string()));
+    }
+    if io::stdout().is_terminal() {
+        defaults.push(("LOG_FORMAT".into(), "pretty".into()));
+    }
+    defaults.push(("ADMIN_USERNAME".into(), admin.username.clone()));
+    defaults.push(("ADMIN_PASSWORD".into(), admin.password.clone()));
+    // auth-svc generates a development key itself when none is configured: never create one.
+    let signing_key = root.join("data").join("dev-signing-key.pem");
+    if signing_key.is_file() {
+        defaults.push((
+            "JWT_SIGNING_KEY_FILE".into(),
+            signing_key.display().to_string(),
+        ));
+    }
+    defaults.retain(|(name, _)| !is_set(name));
+    Ok(defaults)
+}
+
+struct AdminCredentials {
+    username: String,
+    password: String,
+    /// Where the generated password is kept, when it is ours.
+    password_file: Option<PathBuf>,
+}
+
+impl AdminCredentials {
+    fn resolve(root: &Path) -> Result<Self> {
+        let username = std::env::var("ADMIN_USERNAME").unwrap_or_else(|_| "admin".into());
+        if let Ok(password) = std::env::var("ADMIN_PASSWORD") {
+            return Ok(Self {
+                username,
+                password,
+                password_file: None,
+            });
+        }
+        let file = root.join("data").join("dev-admin-password");
+        let password = match fs::read_to_string(&file) {
+            Ok(text) => {
+                let password = text.trim().to_string();
+                if password.is_empty() {
+                    bail!(
+                        "{} is empty: delete it to get a new password",
+                        file.display()
+                    );
+                }
+                fs::set_permissions(&file, fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("restricting {}", file.display()))?;
+                password
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                let password = random_password()?;
+                if let Some(dir) = file.parent() {
+                    fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
+                let mut out = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&file)
+                    .with_context(|| format!("creating {}", file.display()))?;
+                writeln!(out, "{password}")
+                    .with_context(|| format!("writing {}", file.display()))?;
+                password
+            }
+            Err(err) => return Err(err).with_context(|| format!("reading {}", file.display())),
+        };
+        Ok(Self {
+            username,
+            password,
+            password_file: Some(file),
+        })
+    }
+}
+
+/// 24 URL-safe characters (144 bits) from the kernel's generator.
+fn random_password() -> Result<String> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bytes = [0_u8; 24];
+    File::open("/dev/urandom")
+        .and_then(|mut urandom| urandom.read_exact(&mut bytes))
+        .context("reading /dev/urandom")?;
+    // 256 is a multiple of 64, so masking keeps every character equally likely.
+    Ok(bytes
+        .iter()
+        .map(|byte| char::from(ALPHABET[usize::from(byte & 63)]))
+        .collect())
+}
+
+struct Running {
+    name: &'static str,
+    child: Child,
+    exited: Option<ExitStatus>,
+    log_threads: Vec<JoinHandle<()>>,
+}
+
+/// The started services; whatever is still running is stopped when this is dropped.
+struct Fleet {
+    running: Vec<Running>,
+    /// How many Ctrl-C / SIGTERM / SIGHUP we received.
+    signals: Arc<AtomicUsize>,
+}
+
+impl Fleet {
+    fn start(
+        &mut self,
+        bin_dir: &Path,
+        service: &Service,
+        port: u16,
+        defaults: &[(String, String)],
+    ) -> Result<SocketAddr> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        ensure_port_free(service.name, addr)?;
+        let binary = bin_dir.join(service.name);
+        if !binary.is_file() {
+            bail!(
+                "{} was not built: {} is missing",
+                service.name,
+                binary.display()
+            );
+        }
+        let mut command = Command::new(&binary);
+        command
+            .envs(defaults.iter().map(|(name, value)| (name, value)))
+            .env("BIND_ADDR", addr.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Own process group: the terminal's Ctrl-C reaches only us, and we stop the services
+            // in order instead of seeing them die underneath us.
+            .process_group(0);
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        eprintln!("started {} (pid {}) on {addr}", service.name, child.id());
+        let mut log_threads = Vec::new();
+        if let Some(stdout) = child.stdout.take() {
+            log_threads.push(forward_stdout(service.name, stdout));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            log_threads.push(forward_stderr(service.name, stderr));
+        }
+        self.running.push(Running {
+            name: service.name,
+            child,
+            exited: None,
+            log_threads,
+        });
+        Ok(addr)
+    }
+
+    fn interrupted(&self) -> bool {
+        self.signals.load(Ordering::SeqCst) > 0
+    }
+
+    /// The first service found to have exited since the last look, with its status.
+    fn find_exited(&mut self) -> Result<Option<(&'static str, ExitStatus)>> {
+        for service in &mut self.running {
+            if service.exited.is_none()
+                && let Some(status) = service
+                    .child
+                    .try_wait()
+                    .with_context(|| format!("checking on {}", service.name))?
+            {
+                service.exited = Some(status);
+                return Ok(Some((service.name, status)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn wait_healthy(&mut self, name: &str, addr: SocketAddr) -> Result<()> {
+        let deadline = Instant::now() + HEALTH_TIMEOUT;
+        loop {
+            if self.interrupted() {
+                self.stop_all();
+                bail!("interrupted while waiting for {name} to become healthy");
+            }
+            if let Some((dead, status)) = self.find_exited()? {
+                self.stop_all();
+                bail!("{dead} exited during start-up ({status}): read its log above");
+            }
+            if matches!(http_get_status(addr, "/health"), Ok(200)) {
+                eprintln!("{name} is healthy");
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                self.stop_all();
+                bail!(
+                    "{name} did not answer GET http://{addr}/health with 200 within {} s: read its log above",
+                    HEALTH_TIMEOUT.as_secs()
+                );
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// Watch the running system until a signal (clean stop) or a service dying (error).
+    fn supervise(&mut self) -> Result<()> {
+        loop {
+            if self.interrupted() {
+                eprintln!("stopping predictloop...");
+                self.stop_all();
+                return Ok(());
+            }
+            if let Some((dead, status)) = self.find_exited()? {
+                eprintln!("{dead} exited on its own ({status}); stopping the others");
+                self.stop_all();
+                bail!("{dead} died ({status}): read its log above");
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// SIGTERM to every live service, up to 35 s for them to drain, then SIGKILL (at once on a
+    /// second Ctrl-C). Idempotent.
+    fn stop_all(&mut self) {
+        let signals_before = self.signals.load(Ordering::SeqCst);
+        // Newest first: the gateway stops taking traffic before what it routes to goes away.
+        for service in self.running.iter_mut().rev() {
+            if service.exited.is_some() {
+                continue;
+            }
+            if let Ok(Some(status)) = service.child.try_wait() {
+                service.exited = Some(status);
+                continue;
+            }
+            let sent = Command::new("kill")
+                .args(["-TERM", &service.child.id().to_string()])
+                .status()
+                .is_ok_and(|status| status.success());
+            if !sent {
+                let _ = service.child.kill();
+            }
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            let mut alive = 0;
+            for service in &mut self.running {
+                if service.exited.is_none() {
+                    match service.child.try_wait() {
+                        Ok(Some(status)) => {
+                            eprintln!("{} stopped ({status})", service.name);
+                            service.exited = Some(status);
+                        }
+                        Ok(None) => alive += 1,
+                        Err(_) => service.exited = Some(ExitStatus::default()),
+                    }
+                }
+            }
+            if alive == 0 {
+                break;
+            }
+            let hurried = self.signals.load(Ordering::SeqCst) > signals_before;
+            if hurried || Instant::now() >= deadline {
+                for service in &mut self.running {
+                    if service.exited.is_none() {
+                        eprintln!(
+                            "{} did not stop{}: killing it",
+                            service.name,
+                            if hurried { "" } else { " within 35 s" }
+                        );
+                        let _ = service.child.kill();
+                        service.exited = service.child.wait().ok();
+                    }
+                }
+                break;
+            }
+            thread::sleep(POLL);
+        }
+        // Let the last log lines through; a stuck pipe (a grandchild holding it) is not waited for.
+        let flush_deadline = Instant::now() + Duration::from_secs(1);
+        for service in &mut self.running {
+            for handle in std::mem::take(&mut service.log_threads) {
+                while !handle.is_finished() && Instant::now() < flush_deadline {
+                    thread::sleep(Duration::from_millis(20));
+                }
+                if handle.is_finished() {
+                    let _ = handle.join();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+fn forward_stdout(name: &'static str, from: ChildStdout) -> JoinHandle<()> {
+    thread::spawn(move || forward_lines(name, from, || Box::new(io::stdout().lock())))
+}
+
+fn forward_stderr(name: &'static str, from: ChildStderr) -> JoinHandle<()> {
+    thread::spawn(move || forward_lines(name, from, || Box::new(io::stderr().lock())))
+}
+
+/// Copy a service's output line by line, each prefixed with the service's name.
+fn forward_lines(name: &str, from: impl Read, sink: impl Fn() -> Box<dyn Write>) {
+    let mut reader = BufReader::new(from);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                if !line.ends_with(b"\n") {
+                    line.push(b'\n');
+                }
+                let mut out = sink();
+                let _ = write!(out, "{name:>14} | ").and_then(|()| out.write_all(&line));
+            }
+        }
+    }
+}
+
+/// A leftover process on the port would answer our health checks in the new one's place.
+fn ensure_port_free(name: &str, addr: SocketAddr) -> Result<()> {
+    TcpListener::bind(addr).map(drop).with_context(|| {
+        format!(
+            "{name} cannot use {addr}: the port is taken (another `cargo xtask up` still running?)"
+        )
+    })
+}
+
+/// Status code of a plain HTTP/1.1 `GET`, enough for health checks without an HTTP client.
+fn http_get_status(addr: SocketAddr, path: &str) -> io::Result<u16> {
+    let timeout = Duration::from_secs(2);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = Vec::new();
+    let mut buf = [0_u8; 512];
+    while !head.windows(2).any(|pair| pair == b"\r\n") && head.len() < 8192 {
+        let read = stream.read(&mut buf)?;
+        if read == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..read]);
+    }
+    let status_line = String::from_utf8_lossy(&head);
+    let mut parts = status_line.split_whitespace();
+    match (parts.next(), parts.next()) {
+        (Some(version), Some(code)) if version.starts_with("HTTP/1.") => code
+            .parse()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad HTTP status code")),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not an HTTP/1.x answer",
+        )),
+    }
+}
+
+fn print_walkthrough(root: &Path, gateway_port: u16, admin: &AdminCredentials) {
+    let url = format!("http://127.0.0.1:{gateway_port}");
+    let ws = format!("ws://127.0.0.1:{gateway_port}");
+    let password = match &admin.password_file {
+        Some(file) => format!(
+            "{}   (kept in {})",
+            admin.password,
+            display_path(root, file)
+        ),
+        None => "(from $ADMIN_PASSWORD)".to_string(),
+    };
+    let token = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'";
+    let user = r#"{"username":"alice","password":"correct-horse-battery"}"#;
+    let admin_json = format!(
+        r#"{{"username":"{}","password":"$ADMIN_PASSWORD"}}"#,
+        admin.username
+    );
+    let mut out = io::stdout().lock();
+    let _ = writeln!(
+        out,
+        r#"
+predictloop is up: {url}
+
+  admin user:     {username}
+  admin password: {password}
+
+Try it:
+  # register a user, then log in (the answer holds access_token and refresh_token)
+  curl -sS -X POST {url}/register -H 'Content-Type: application/json' -d '{user}'
+  TOKEN=$(curl -sS -X POST {url}/login -H 'Content-Type: application/json' -d '{user}' | {token})
+  # who am I
+  curl -sS {url}/me -H "Authorization: Bearer $TOKEN"
+  # the public signing keys
+  curl -sS {url}/.well-known/jwks.json
+  # predict a digit from an image (any PNG of a handwritten digit)
+  curl -sS {url}/api/v1/predict -H "Authorization: Bearer $TOKEN" -F file=@digit.png
+  # say whether the prediction was right
+  curl -sS -X POST {url}/feedback -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+       -d '{{"prediction":3,"correct":true,"comment":""}}'
+  # as the admin: the feedback report
+{admin_password_line}  ADMIN_TOKEN=$(curl -sS -X POST {url}/login -H 'Content-Type: application/json' -d "{admin_json_escaped}" | {token})
+  curl -sS {url}/admin/report -H "Authorization: Bearer $ADMIN_TOKEN"
+  # live feedback for admins over WebSocket (e.g. with websocat)
+  websocat "{ws}/ws?access_token=$ADMIN_TOKEN"
+
+Press Ctrl-C to stop everything.
+"#,
+        username = admin.username,
+        admin_password_line = if admin.password_file.is_some() {
+            format!("  ADMIN_PASSWORD='{}'\n", admin.password)
+        } else {
+            String::new()
+        },
+        admin_json_escaped = admin_json.replace('"', "\\\""),
+    );
+    let _ = out.flush();
+}
