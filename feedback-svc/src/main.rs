@@ -1,1 +1,12 @@
-fn main() {}
+use common::config::Env;
+use common::server::main_wrapper;
+
+#[actix_web::main]
+async fn main() -> std::process::ExitCode {
+    main_wrapper("feedback-svc", async {
+        let config = feedback_svc::Config::from_env(Env::from_process())?;
+        feedback_svc::build(config).await?.run_until_stopped().await?;
+        Ok(())
+    })
+    .await
+}
