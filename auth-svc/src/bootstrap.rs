@@ -10,10 +10,7 @@ use common::jwt::Role;
 
 pub async fn ensure_admin(state: &AppState, admin: &AdminBootstrap) -> Result<(), AuthError> {
     let name = admin.username.clone();
-    let existing = state
-        .db
-        .run(move |c| users::find_by_name(c, &name))
-        .await?;
+    let existing = state.db.run(move |c| users::find_by_name(c, &name)).await?;
     let password = admin.password.expose().to_owned();
     match existing {
         None => {
@@ -27,7 +24,8 @@ pub async fn ensure_admin(state: &AppState, admin: &AdminBootstrap) -> Result<()
             }
         }
         Some(user) => {
-            let same_password = verify_password(password.clone(), user.password_hash.clone()).await?;
+            let same_password =
+                verify_password(password.clone(), user.password_hash.clone()).await?;
             if user.role() == Role::Admin && same_password {
                 return Ok(());
             }

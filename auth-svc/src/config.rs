@@ -31,7 +31,11 @@ impl Config {
         let issuer = env.or("JWT_ISSUER", JwtConfig::DEFAULT_ISSUER.to_owned());
         let audience = env.or("JWT_AUDIENCE", JwtConfig::DEFAULT_AUDIENCE.to_owned());
         let access = env.in_range("ACCESS_TOKEN_TTL_SECS", 15 * 60, 30..=24 * 3600);
-        let refresh = env.in_range("REFRESH_TOKEN_TTL_SECS", 14 * 24 * 3600, 60..=365 * 24 * 3600);
+        let refresh = env.in_range(
+            "REFRESH_TOKEN_TTL_SECS",
+            14 * 24 * 3600,
+            60..=365 * 24 * 3600,
+        );
         let min_cost = if common.mode.is_development() { 4 } else { 10 };
         let bcrypt_cost = env.in_range("BCRYPT_COST", 12, min_cost..=31);
         let admin = read_admin(&mut env, common.mode);
@@ -134,7 +138,12 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        Env::from_map(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        Env::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 
     #[test]

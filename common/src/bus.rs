@@ -81,7 +81,9 @@ impl EventBus for RedisBus {
     async fn subscribe(&self, kinds: &[&str]) -> Result<BoxStream<'static, Envelope>, StoreError> {
         let mut pubsub = self.redis.client().get_async_pubsub().await?;
         for kind in kinds {
-            pubsub.subscribe(self.redis.key(&Envelope::channel(kind))).await?;
+            pubsub
+                .subscribe(self.redis.key(&Envelope::channel(kind)))
+                .await?;
         }
         let stream = pubsub.into_on_message().filter_map(|msg| async move {
             let payload: String = msg.get_payload().ok()?;

@@ -27,7 +27,9 @@ impl FromStr for Mode {
         match s.to_ascii_lowercase().as_str() {
             "development" | "dev" => Ok(Mode::Development),
             "production" | "prod" => Ok(Mode::Production),
-            other => Err(format!("expected `development` or `production`, got `{other}`")),
+            other => Err(format!(
+                "expected `development` or `production`, got `{other}`"
+            )),
         }
     }
 }
@@ -141,7 +143,8 @@ impl Env {
         T::Err: fmt::Display,
     {
         if self.raw(name).is_none() {
-            self.problems.push(format!("{name} is required but not set"));
+            self.problems
+                .push(format!("{name} is required but not set"));
             return T::default();
         }
         self.optional(name).unwrap_or_default()

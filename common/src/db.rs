@@ -167,9 +167,8 @@ impl Db {
             }
         };
         // The direct connection reports the real reason a connection fails.
-        DbConnection::establish(&conn_url).map_err(|e| {
-            DbError::Connect(format!("{} ({})", e, redact_url(&conn_url)))
-        })?;
+        DbConnection::establish(&conn_url)
+            .map_err(|e| DbError::Connect(format!("{} ({})", e, redact_url(&conn_url))))?;
         let manager = ConnectionManager::<DbConnection>::new(conn_url);
         let pool = Pool::builder()
             .max_size(options.max_size)
@@ -228,11 +227,8 @@ impl Db {
 
     /// A cheap round trip, for readiness.
     pub async fn ping(&self) -> Result<(), DbError> {
-        self.run(|conn| {
-            conn.batch_execute("SELECT 1")
-                .map_err(DbError::from)
-        })
-        .await
+        self.run(|conn| conn.batch_execute("SELECT 1").map_err(DbError::from))
+            .await
     }
 }
 
@@ -260,7 +256,9 @@ pub fn ensure_postgres_database(url: &str) -> Result<(), DbError> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
-        return Err(DbError::Config(format!("refusing to create database `{name}`: unusual name")));
+        return Err(DbError::Config(format!(
+            "refusing to create database `{name}`: unusual name"
+        )));
     }
     let admin_url = format!("{base}/postgres{query}");
     let mut admin = PgConnection::establish(&admin_url)
@@ -271,7 +269,11 @@ pub fn ensure_postgres_database(url: &str) -> Result<(), DbError> {
             Ok(())
         }
         // Another service created it at the same moment.
-        Err(diesel::result::Error::DatabaseError(_, info)) if info.message().contains("already exists") => Ok(()),
+        Err(diesel::result::Error::DatabaseError(_, info))
+            if info.message().contains("already exists") =>
+        {
+            Ok(())
+        }
         Err(e) => Err(DbError::Query(e)),
     }
 }

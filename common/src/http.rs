@@ -15,22 +15,20 @@ pub fn json_error(err: &JsonPayloadError) -> ApiError {
             "unsupported_media_type",
             "The body must be JSON, sent with `Content-Type: application/json`.",
         ),
-        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("The body is larger than the {limit} bytes this route accepts."),
-            )
-        }
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("The body is larger than the {limit} bytes this route accepts."),
+        ),
         JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_field",
             format!("The JSON body has a field of the wrong type or value: {e}."),
         ),
-        JsonPayloadError::Deserialize(e) => ApiError::bad_request(
-            "invalid_json",
-            format!("The body is not valid JSON: {e}."),
-        ),
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::bad_request("invalid_json", format!("The body is not valid JSON: {e}."))
+        }
         _ => ApiError::bad_request("invalid_body", "The request body could not be read."),
     }
 }
@@ -110,7 +108,8 @@ mod tests {
             let b: crate::error::ErrorBody = test::read_body_json(resp).await;
             assert_eq!(b.error, *code);
         }
-        let resp = test::call_service(&app, test::TestRequest::get().uri("/nope").to_request()).await;
+        let resp =
+            test::call_service(&app, test::TestRequest::get().uri("/nope").to_request()).await;
         assert_eq!(resp.status().as_u16(), 404);
     }
 }

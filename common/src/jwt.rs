@@ -199,7 +199,8 @@ impl SigningKeyPair {
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, KeyError> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| KeyError::Sign(e.to_string()))
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|e| KeyError::Sign(e.to_string()))
     }
 }
 
@@ -249,7 +250,10 @@ impl From<TokenError> for ApiError {
 
 enum KeySource {
     /// Keys fetched from a JWKS URL.
-    Remote { url: String, client: reqwest::Client },
+    Remote {
+        url: String,
+        client: reqwest::Client,
+    },
     /// Keys given at construction (auth-svc verifies its own tokens).
     Local,
 }
@@ -288,7 +292,9 @@ impl JwtVerifier {
             keys: RwLock::new(HashMap::new()),
             validation: Self::validation(&config.issuer, &config.audience),
             refresh: tokio::sync::Mutex::new(None),
-            min_refresh_interval: Duration::from_secs(5),
+            // At most one fetch a second: a flood of made-up `kid`s cannot hammer auth-svc,
+            // while a real key rotation is picked up at once.
+            min_refresh_interval: Duration::from_secs(1),
         }
     }
 
@@ -415,7 +421,10 @@ async fn authenticate(req: HttpRequest) -> Result<Claims, ApiError> {
         .cloned()
         .ok_or_else(|| ApiError::internal("JwtVerifier missing from app data"))?;
     let token = bearer_token(&req, false).ok_or_else(|| {
-        ApiError::unauthorized("missing_token", "Token de acceso requerido: send `Authorization: Bearer <token>`.")
+        ApiError::unauthorized(
+            "missing_token",
+            "Token de acceso requerido: send `Authorization: Bearer <token>`.",
+        )
     })?;
     Ok(verifier.verify(&token).await?)
 }
@@ -447,7 +456,9 @@ impl FromRequest for AdminUser {
         Box::pin(async move {
             let claims = authenticate(req).await?;
             if !claims.is_admin() {
-                return Err(ApiError::forbidden("Acceso no autorizado: this route is for admins."));
+                return Err(ApiError::forbidden(
+                    "Acceso no autorizado: this route is for admins.",
+                ));
             }
             Ok(AdminUser(claims))
         })
@@ -485,20 +496,35 @@ mod tests {
         let now = chrono::Utc::now().timestamp();
         let k = SigningKeyPair::generate().unwrap();
         let other = SigningKeyPair::generate().unwrap();
-        let v = JwtVerifier::local(&JwkSet { keys: vec![k.jwk()] }, "iss", "aud");
+        let v = JwtVerifier::local(
+            &JwkSet {
+                keys: vec![k.jwk()],
+            },
+            "iss",
+            "aud",
+        );
         let good = k.sign(&claims(now)).unwrap();
         assert_eq!(v.verify(&good).await.unwrap().name, "ana");
         let unknown = other.sign(&claims(now)).unwrap();
         assert_eq!(v.verify(&unknown).await, Err(TokenError::UnknownKey));
         let mut expired = claims(now - 7200);
         expired.exp = now - 3600;
-        assert_eq!(v.verify(&k.sign(&expired).unwrap()).await, Err(TokenError::Expired));
+        assert_eq!(
+            v.verify(&k.sign(&expired).unwrap()).await,
+            Err(TokenError::Expired)
+        );
         let mut future = claims(now);
         future.nbf = now + 3600;
-        assert_eq!(v.verify(&k.sign(&future).unwrap()).await, Err(TokenError::NotYetValid));
+        assert_eq!(
+            v.verify(&k.sign(&future).unwrap()).await,
+            Err(TokenError::NotYetValid)
+        );
         let mut aud = claims(now);
         aud.aud = "x".into();
-        assert_eq!(v.verify(&k.sign(&aud).unwrap()).await, Err(TokenError::Audience));
+        assert_eq!(
+            v.verify(&k.sign(&aud).unwrap()).await,
+            Err(TokenError::Audience)
+        );
         // Tampered payload: role switched to admin without re-signing.
         let parts: Vec<&str> = good.split('.').collect();
         let mut payload: serde_json::Value =
@@ -512,7 +538,8 @@ mod tests {
         );
         assert_eq!(v.verify(&forged).await, Err(TokenError::Signature));
         // alg: none
-        let none_header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","kid":"{}"}}"#, k.kid()));
+        let none_header =
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","kid":"{}"}}"#, k.kid()));
         let none = format!("{none_header}.{}.", parts[1]);
         assert!(v.verify(&none).await.is_err());
     }

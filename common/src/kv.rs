@@ -68,10 +68,16 @@ pub trait KeyValueStore: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StoreError>;
     /// Sets the value only when the key is absent; true when it was set.
-    async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError>;
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
     async fn delete(&self, key: &str) -> Result<bool, StoreError>;
     /// Adds `by` to a counter that expires `window` after its first increment; returns the new value.
-    async fn incr_in_window(&self, key: &str, by: i64, window: Duration) -> Result<i64, StoreError>;
+    async fn incr_in_window(&self, key: &str, by: i64, window: Duration)
+    -> Result<i64, StoreError>;
 }
 
 fn millis(d: Duration) -> u64 {
@@ -97,7 +103,12 @@ impl KeyValueStore for Redis {
         Ok(())
     }
 
-    async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
         let reply: Option<String> = redis::cmd("SET")
             .arg(self.key(key))
             .arg(value)
@@ -117,7 +128,12 @@ impl KeyValueStore for Redis {
         Ok(n > 0)
     }
 
-    async fn incr_in_window(&self, key: &str, by: i64, window: Duration) -> Result<i64, StoreError> {
+    async fn incr_in_window(
+        &self,
+        key: &str,
+        by: i64,
+        window: Duration,
+    ) -> Result<i64, StoreError> {
         // One atomic step: the expiry is set by the increment that creates the counter.
         let script = redis::Script::new(
             "local v = redis.call('INCRBY', KEYS[1], ARGV[1])

@@ -53,7 +53,8 @@ impl Drop for TestDatabase {
         // Blocking work off the async runtime's thread.
         let _ = std::thread::spawn(move || {
             if let Ok(mut admin) = PgConnection::establish(&admin_url) {
-                let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+                let _ = admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
             }
         })
         .join();

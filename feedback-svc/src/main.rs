@@ -5,7 +5,10 @@ use common::server::main_wrapper;
 async fn main() -> std::process::ExitCode {
     main_wrapper("feedback-svc", async {
         let config = feedback_svc::Config::from_env(Env::from_process())?;
-        feedback_svc::build(config).await?.run_until_stopped().await?;
+        feedback_svc::build(config)
+            .await?
+            .run_until_stopped()
+            .await?;
         Ok(())
     })
     .await

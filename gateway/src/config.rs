@@ -54,7 +54,11 @@ impl Config {
         };
         let connect_ms = env.in_range("UPSTREAM_CONNECT_TIMEOUT_MS", 2_000, 10..=60_000);
         let timeout_ms = env.in_range("UPSTREAM_TIMEOUT_MS", 30_000, 10..=600_000);
-        let max_upload_bytes = env.in_range("MAX_UPLOAD_BYTES", 10 * 1024 * 1024, 1024..=100 * 1024 * 1024);
+        let max_upload_bytes = env.in_range(
+            "MAX_UPLOAD_BYTES",
+            10 * 1024 * 1024,
+            1024..=100 * 1024 * 1024,
+        );
         let max_body_bytes = env.in_range("MAX_BODY_BYTES", 1024 * 1024, 1024..=100 * 1024 * 1024);
         env.finish()?;
         Ok(Config {

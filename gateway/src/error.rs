@@ -8,7 +8,9 @@ pub enum GatewayError {
     NotFound { method: String, path: String },
     #[error("{method} is not allowed on {path}.")]
     MethodNotAllowed { method: String, path: String },
-    #[error("The request path is not acceptable (dot segments, empty segments or encoded slashes).")]
+    #[error(
+        "The request path is not acceptable (dot segments, empty segments or encoded slashes)."
+    )]
     InvalidPath,
     #[error("Token de acceso requerido: send `Authorization: Bearer <token>`.")]
     MissingToken,
@@ -39,7 +41,9 @@ impl From<&GatewayError> for ApiError {
             GatewayError::PayloadTooLarge { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", msg)
             }
-            GatewayError::BadGateway(_) => ApiError::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", msg),
+            GatewayError::BadGateway(_) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", msg)
+            }
             GatewayError::GatewayTimeout(_) => {
                 ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", msg)
             }

@@ -33,8 +33,11 @@ fn is_hop_by_hop(name: &str) -> bool {
 /// Headers a client might send to pose as someone: no service trusts them, and the gateway
 /// does not pass them on either.
 fn is_identity_header(name: &str) -> bool {
-    name.starts_with("x-user") || name.starts_with("x-auth") || name.starts_with("x-forwarded-")
-        || name == "forwarded" || name == "x-real-ip"
+    name.starts_with("x-user")
+        || name.starts_with("x-auth")
+        || name.starts_with("x-forwarded-")
+        || name == "forwarded"
+        || name == "x-real-ip"
 }
 
 /// A request id from the client is kept when it is short and plain; otherwise a new one.
@@ -44,7 +47,8 @@ pub fn request_id(req: &HttpRequest) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
             (1..=128).contains(&v.len())
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
@@ -54,7 +58,10 @@ pub fn request_id(req: &HttpRequest) -> String {
 /// `\` or NUL), so that no upstream can be reached at a path the table did not approve.
 fn path_is_clean(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") || lower.contains("%2e")
+    if lower.contains("%2f")
+        || lower.contains("%5c")
+        || lower.contains("%00")
+        || lower.contains("%2e")
         || path.contains('\\')
     {
         return false;
@@ -62,7 +69,11 @@ fn path_is_clean(path: &str) -> bool {
     !path.contains("//") && !path.split('/').any(|seg| seg == "." || seg == "..")
 }
 
-async fn authorize(state: &GatewayState, req: &HttpRequest, route: &Route) -> Result<(), GatewayError> {
+async fn authorize(
+    state: &GatewayState,
+    req: &HttpRequest,
+    route: &Route,
+) -> Result<(), GatewayError> {
     if route.access == Access::Public {
         return Ok(());
     }
@@ -86,10 +97,16 @@ pub async fn forward(
         return Err(GatewayError::InvalidPath);
     }
     let Some(route) = state.routes.lookup(&path) else {
-        return Err(GatewayError::NotFound { method: method.to_string(), path });
+        return Err(GatewayError::NotFound {
+            method: method.to_string(),
+            path,
+        });
     };
     if !route.allows(method.as_str()) {
-        return Err(GatewayError::MethodNotAllowed { method: method.to_string(), path });
+        return Err(GatewayError::MethodNotAllowed {
+            method: method.to_string(),
+            path,
+        });
     }
     authorize(&state, &req, route).await?;
 
@@ -105,18 +122,27 @@ pub async fn forward(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(GatewayError::PayloadTooLarge { limit });
     }
-    let has_body = declared.is_some_and(|n| n > 0) || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let has_body =
+        declared.is_some_and(|n| n > 0) || req.headers().contains_key(header::TRANSFER_ENCODING);
 
     let upstream = route.upstream;
-    let base = state.upstreams.get(&upstream).map(String::as_str).unwrap_or_default();
+    let base = state
+        .upstreams
+        .get(&upstream)
+        .map(String::as_str)
+        .unwrap_or_default();
     let url = match req.uri().query() {
         Some(q) => format!("{base}{path}?{q}"),
         None => format!("{base}{path}"),
     };
     let request_id = request_id(&req);
 
-    let reqwest_method = reqwest::Method::from_bytes(method.as_str().as_bytes())
-        .map_err(|_| GatewayError::MethodNotAllowed { method: method.to_string(), path: path.clone() })?;
+    let reqwest_method = reqwest::Method::from_bytes(method.as_str().as_bytes()).map_err(|_| {
+        GatewayError::MethodNotAllowed {
+            method: method.to_string(),
+            path: path.clone(),
+        }
+    })?;
     let mut outgoing = state.client.request(reqwest_method, &url);
     for (name, value) in req.headers() {
         let n = name.as_str();
@@ -129,11 +155,18 @@ pub async fn forward(
     if let Some(peer) = req.peer_addr() {
         outgoing = outgoing.header("x-forwarded-for", peer.ip().to_string());
     }
-    outgoing = outgoing.header("x-forwarded-proto", req.connection_info().scheme().to_owned());
+    outgoing = outgoing.header(
+        "x-forwarded-proto",
+        req.connection_info().scheme().to_owned(),
+    );
 
     let exceeded = Arc::new(AtomicBool::new(false));
     if has_body {
-        outgoing = outgoing.body(reqwest::Body::wrap_stream(stream_body(payload, limit, exceeded.clone())));
+        outgoing = outgoing.body(reqwest::Body::wrap_stream(stream_body(
+            payload,
+            limit,
+            exceeded.clone(),
+        )));
     }
 
     let response = match outgoing.send().await {
@@ -150,7 +183,10 @@ pub async fn forward(
         .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
     let mut builder = HttpResponse::build(status);
     for (name, value) in response.headers() {
-        if is_hop_by_hop(name.as_str()) || name.as_str() == REQUEST_ID || name.as_str() == "content-length" {
+        if is_hop_by_hop(name.as_str())
+            || name.as_str() == REQUEST_ID
+            || name.as_str() == "content-length"
+        {
             continue;
         }
         if let (Ok(n), Ok(v)) = (
@@ -210,7 +246,9 @@ fn stream_body(
             }
         }
     });
-    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
 }
 
 #[cfg(test)]

@@ -76,7 +76,13 @@ pub struct Route {
 }
 
 impl Route {
-    fn new(path: &str, matching: Match, upstream: Upstream, access: Access, methods: &[&str]) -> Self {
+    fn new(
+        path: &str,
+        matching: Match,
+        upstream: Upstream,
+        access: Access,
+        methods: &[&str],
+    ) -> Self {
         Route {
             path: path.to_owned(),
             matching,
@@ -143,10 +149,16 @@ impl RouteTable {
                 return Err(format!("route `{}` must start with `/`", r.path));
             }
             if r.path == "/internal" || r.path.starts_with("/internal/") {
-                return Err(format!("route `{}`: /internal/ paths are never public", r.path));
+                return Err(format!(
+                    "route `{}`: /internal/ paths are never public",
+                    r.path
+                ));
             }
             if matches!(r.path.as_str(), "/health" | "/ready") {
-                return Err(format!("route `{}` is served by the gateway itself", r.path));
+                return Err(format!(
+                    "route `{}` is served by the gateway itself",
+                    r.path
+                ));
             }
         }
         Ok(RouteTable { routes })
@@ -184,9 +196,18 @@ mod tests {
         let t = RouteTable::defaults();
         let up = |p: &str| t.lookup(p).map(|r| (r.upstream, r.access));
         assert_eq!(up("/login"), Some((Upstream::Auth, Access::Public)));
-        assert_eq!(up("/api/v1/predict"), Some((Upstream::Predict, Access::User)));
-        assert_eq!(up("/admin/report"), Some((Upstream::Feedback, Access::Admin)));
-        assert_eq!(up("/admin/retrain/0190-abc"), Some((Upstream::Retrain, Access::Admin)));
+        assert_eq!(
+            up("/api/v1/predict"),
+            Some((Upstream::Predict, Access::User))
+        );
+        assert_eq!(
+            up("/admin/report"),
+            Some((Upstream::Feedback, Access::Admin))
+        );
+        assert_eq!(
+            up("/admin/retrain/0190-abc"),
+            Some((Upstream::Retrain, Access::Admin))
+        );
         assert_eq!(
             up("/admin/models/mnist-cnn/versions/2/promote"),
             Some((Upstream::Predict, Access::Admin))
@@ -199,7 +220,13 @@ mod tests {
 
     #[test]
     fn internal_routes_are_refused_in_configuration() {
-        let r = Route::new("/internal/x", Match::Prefix, Upstream::Predict, Access::Public, &[]);
+        let r = Route::new(
+            "/internal/x",
+            Match::Prefix,
+            Upstream::Predict,
+            Access::Public,
+            &[],
+        );
         assert!(RouteTable::new(vec![r]).is_err());
     }
 }

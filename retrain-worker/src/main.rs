@@ -5,7 +5,10 @@ use common::server::main_wrapper;
 async fn main() -> std::process::ExitCode {
     main_wrapper("retrain-worker", async {
         let config = retrain_worker::Config::from_env(Env::from_process())?;
-        retrain_worker::build(config).await?.run_until_stopped().await?;
+        retrain_worker::build(config)
+            .await?
+            .run_until_stopped()
+            .await?;
         Ok(())
     })
     .await

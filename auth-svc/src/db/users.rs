@@ -47,7 +47,9 @@ pub fn key_of(username: &str) -> String {
 }
 
 pub fn insert(conn: &mut DbConnection, user: &User) -> Result<(), DbError> {
-    diesel::insert_into(users::table).values(user).execute(conn)?;
+    diesel::insert_into(users::table)
+        .values(user)
+        .execute(conn)?;
     Ok(())
 }
 

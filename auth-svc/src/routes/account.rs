@@ -64,10 +64,7 @@ pub async fn login(
 ) -> Result<HttpResponse, AuthError> {
     let (username, password) = body.into_inner().require()?;
     let name = username.clone();
-    let user = state
-        .db
-        .run(move |c| users::find_by_name(c, &name))
-        .await?;
+    let user = state.db.run(move |c| users::find_by_name(c, &name)).await?;
     let hash = user
         .as_ref()
         .map_or_else(|| state.dummy_hash.clone(), |u| u.password_hash.clone());

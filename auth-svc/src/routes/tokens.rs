@@ -38,9 +38,14 @@ pub async fn refresh(
                 let Some(row) = tokens::find_by_hash(c, &hash)? else {
                     return Ok(Outcome::Invalid);
                 };
-                if row.used_at.is_some() || row.revoked_at.is_some() || !tokens::mark_used(c, &row.id)? {
+                if row.used_at.is_some()
+                    || row.revoked_at.is_some()
+                    || !tokens::mark_used(c, &row.id)?
+                {
                     tokens::revoke_family(c, &row.family_id)?;
-                    return Ok(Outcome::Reused { family: row.family_id });
+                    return Ok(Outcome::Reused {
+                        family: row.family_id,
+                    });
                 }
                 if row.expires_at <= crate::db::now() {
                     return Ok(Outcome::Invalid);
@@ -48,7 +53,12 @@ pub async fn refresh(
                 let Some(user) = users::find_by_id(c, &row.user_id)? else {
                     return Ok(Outcome::Invalid);
                 };
-                Ok(Outcome::Issued(issue_pair(c, &st, &user, Some(row.family_id))?))
+                Ok(Outcome::Issued(issue_pair(
+                    c,
+                    &st,
+                    &user,
+                    Some(row.family_id),
+                )?))
             })
         })
         .await?;

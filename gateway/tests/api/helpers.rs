@@ -1,0 +1,217 @@
+use actix_web::{App, HttpRequest, HttpResponse, web};
+use common::config::{CommonConfig, JwtConfig, Mode, Secret};
+use common::jwt::SigningKeyPair;
+use common::testing::TestDatabase;
+use gateway::routes::{RouteTable, Upstream};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::Duration;
+
+pub const ADMIN: (&str, &str) = ("root-admin", "admin-password-1");
+pub const UPLOAD_LIMIT: usize = 4 * 1024 * 1024;
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+pub fn local(port: u16) -> CommonConfig {
+    CommonConfig {
+        mode: Mode::Development,
+        bind_addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        shutdown_timeout_secs: 5,
+        workers: 1,
+    }
+}
+
+/// Answers every request with what it received: method, path, query, headers, body size.
+async fn echo(req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let headers: HashMap<String, String> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    HttpResponse::Ok()
+        .insert_header(("x-upstream", "echo"))
+        .json(json!({
+            "method": req.method().as_str(),
+            "path": req.path(),
+            "query": req.query_string(),
+            "headers": headers,
+            "body_len": body.len(),
+        }))
+}
+
+async fn slow() -> HttpResponse {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    HttpResponse::Ok().json(json!({"late": true}))
+}
+
+/// Starts a test upstream on a free port; returns its base URL.
+fn spawn_upstream(handler: fn() -> actix_web::Route) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = actix_web::HttpServer::new(move || {
+        App::new()
+            .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
+            .default_service(handler())
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// A port nothing listens on.
+pub fn closed_port_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+pub struct TestGateway {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub auth_key: SigningKeyPair,
+    _db: TestDatabase,
+}
+
+impl TestGateway {
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.at(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_with(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.at(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn register(&self, username: &str, password: &str) {
+        let r = self
+            .post_json(
+                "/register",
+                json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Value {
+        let r = self
+            .post_json(
+                "/login",
+                json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    pub async fn token(&self, username: &str, password: &str) -> String {
+        self.login(username, password).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// A fresh user's access token.
+    pub async fn user_token(&self) -> String {
+        let name = format!("u{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        self.register(&name, "password-123").await;
+        self.token(&name, "password-123").await
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.token(ADMIN.0, ADMIN.1).await
+    }
+}
+
+/// The gateway in front of: the real auth-svc; an echo upstream as predict-svc and
+/// feedback-svc; a slow one as retrain-worker; nothing (a closed port) as notify-svc.
+pub async fn spawn_gateway() -> TestGateway {
+    let db = TestDatabase::create();
+    let auth_key = SigningKeyPair::generate().unwrap();
+    let auth = auth_svc::build(auth_svc::Config {
+        common: local(0),
+        database_url: Secret::new(db.url.clone()),
+        signing_key: auth_key.clone(),
+        issuer: JwtConfig::DEFAULT_ISSUER.into(),
+        audience: JwtConfig::DEFAULT_AUDIENCE.into(),
+        access_token_ttl: Duration::from_secs(900),
+        refresh_token_ttl: Duration::from_secs(3600),
+        bcrypt_cost: 4,
+        admin: Some(auth_svc::config::AdminBootstrap {
+            username: ADMIN.0.into(),
+            password: Secret::new(ADMIN.1),
+        }),
+    })
+    .await
+    .unwrap();
+    let auth_url = format!("http://127.0.0.1:{}", auth.port);
+    auth.spawn();
+
+    let echo_url = spawn_upstream(|| web::to(echo));
+    let slow_url = spawn_upstream(|| web::to(slow));
+    let upstreams = HashMap::from([
+        (Upstream::Auth, auth_url.clone()),
+        (Upstream::Predict, echo_url.clone()),
+        (Upstream::Feedback, echo_url),
+        (Upstream::Retrain, slow_url),
+        (Upstream::Notify, closed_port_url()),
+    ]);
+    let gw = gateway::build(gateway::Config {
+        common: local(0),
+        jwt: JwtConfig {
+            jwks_url: format!("{auth_url}/.well-known/jwks.json"),
+            issuer: JwtConfig::DEFAULT_ISSUER.into(),
+            audience: JwtConfig::DEFAULT_AUDIENCE.into(),
+        },
+        upstreams,
+        routes: RouteTable::defaults(),
+        connect_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_millis(1000),
+        max_upload_bytes: UPLOAD_LIMIT,
+        max_body_bytes: BODY_LIMIT,
+    })
+    .await
+    .unwrap();
+    let url = format!("http://127.0.0.1:{}", gw.port);
+    gw.spawn();
+    TestGateway {
+        url,
+        client: reqwest::Client::new(),
+        auth_key,
+        _db: db,
+    }
+}
+
+/// Asserts a JSON error answer with the given status and code.
+pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(resp.status().as_u16(), status);
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert!(ct.starts_with("application/json"), "content-type {ct}");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], code, "{body}");
+    assert!(
+        body["msg"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    body
+}

@@ -1,0 +1,9 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The gateway against the real auth-svc (PostgreSQL), and against small upstreams made by the
+//! tests where an upstream must misbehave (down, slow) or report what it received.
+
+mod helpers;
+mod proxying;
+mod routing;
+mod tokens;
+mod upstreams;
