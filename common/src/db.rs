@@ -166,9 +166,13 @@ impl Db {
                 (path.to_owned(), attach)
             }
         };
-        // The direct connection reports the real reason a connection fails.
-        DbConnection::establish(&conn_url)
-            .map_err(|e| DbError::Connect(format!("{} ({})", e, redact_url(&conn_url))))?;
+        // A direct connection of the backend's own type reports the real reason a connection
+        // fails (the multi-backend type only says the URL did not suit it).
+        let probe = match backend {
+            Backend::Postgres => PgConnection::establish(&conn_url).map(drop),
+            Backend::Sqlite => SqliteConnection::establish(&conn_url).map(drop),
+        };
+        probe.map_err(|e| DbError::Connect(format!("{} ({})", e, redact_url(&conn_url))))?;
         let manager = ConnectionManager::<DbConnection>::new(conn_url);
         let pool = Pool::builder()
             .max_size(options.max_size)

@@ -52,6 +52,20 @@ impl Redis {
         self.conn.clone()
     }
 
+    /// A connection of its own for commands that block (XREADGROUP … BLOCK), so that they
+    /// neither hold up the shared connection nor trip its response timeout.
+    pub fn dedicated(&self, longest_block: Duration) -> Result<ConnectionManager, StoreError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(longest_block + Duration::from_secs(5)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        Ok(ConnectionManager::new_lazy_with_config(
+            self.client.clone(),
+            config,
+        )?)
+    }
+
     pub fn client(&self) -> &redis::Client {
         &self.client
     }

@@ -38,7 +38,12 @@ pub struct RedisJobQueue {
     redis: Redis,
     stream: String,
     group: String,
+    /// The connection blocking reads wait on, made on first use.
+    blocking: std::sync::Arc<std::sync::OnceLock<redis::aio::ConnectionManager>>,
 }
+
+/// The longest wait `next` may be asked for.
+pub const MAX_BLOCK: Duration = Duration::from_secs(60);
 
 const FIELD: &str = "job";
 
@@ -49,6 +54,7 @@ impl RedisJobQueue {
             redis,
             stream,
             group: group.to_owned(),
+            blocking: Default::default(),
         }
     }
 
@@ -67,6 +73,14 @@ impl RedisJobQueue {
             Err(e) if e.to_string().contains("BUSYGROUP") => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn blocking_conn(&self) -> Result<redis::aio::ConnectionManager, StoreError> {
+        if let Some(conn) = self.blocking.get() {
+            return Ok(conn.clone());
+        }
+        let conn = self.redis.dedicated(MAX_BLOCK)?;
+        Ok(self.blocking.get_or_init(|| conn).clone())
     }
 
     fn decode(entry: &StreamId) -> Option<Delivery> {
@@ -105,11 +119,11 @@ impl JobQueue for RedisJobQueue {
             .arg("COUNT")
             .arg(1)
             .arg("BLOCK")
-            .arg(block.as_millis().max(1) as u64)
+            .arg(block.min(MAX_BLOCK).as_millis().max(1) as u64)
             .arg("STREAMS")
             .arg(&self.stream)
             .arg(">")
-            .query_async(&mut self.redis.conn())
+            .query_async(&mut self.blocking_conn()?)
             .await?;
         Ok(reply
             .into_iter()

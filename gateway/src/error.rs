@@ -36,7 +36,7 @@ impl From<&GatewayError> for ApiError {
             }
             GatewayError::InvalidPath => ApiError::bad_request("invalid_path", msg),
             GatewayError::MissingToken => ApiError::unauthorized("missing_token", msg),
-            GatewayError::Token(t) => ApiError::from(t.clone()),
+            GatewayError::Token(t) => ApiError::from(*t),
             GatewayError::Forbidden => ApiError::forbidden(msg),
             GatewayError::PayloadTooLarge { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", msg)

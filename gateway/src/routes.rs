@@ -133,6 +133,7 @@ impl RouteTable {
             Route::new("/me", Exact, Auth, User, &["GET"]),
             Route::new("/api/v1/predict", Exact, Predict, User, &["POST"]).upload(),
             Route::new("/api/v2/predict", Exact, Predict, User, &["POST"]).upload(),
+            Route::new("/v2/health", Prefix, Predict, Public, &["GET"]),
             Route::new("/v2/models", Prefix, Predict, User, &["GET", "POST"]).upload(),
             Route::new("/admin/models", Prefix, Predict, Admin, &["GET", "POST"]),
             Route::new("/feedback", Exact, Feedback, User, &["POST"]),

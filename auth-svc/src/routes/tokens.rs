@@ -38,17 +38,18 @@ pub async fn refresh(
                 let Some(row) = tokens::find_by_hash(c, &hash)? else {
                     return Ok(Outcome::Invalid);
                 };
-                if row.used_at.is_some()
-                    || row.revoked_at.is_some()
-                    || !tokens::mark_used(c, &row.id)?
+                // Revoked (its family was, or an admin reset the account) or expired: refused,
+                // nothing more to do.
+                if (row.revoked_at.is_some() && row.used_at.is_none())
+                    || row.expires_at <= crate::db::now()
                 {
+                    return Ok(Outcome::Invalid);
+                }
+                if row.used_at.is_some() || !tokens::mark_used(c, &row.id)? {
                     tokens::revoke_family(c, &row.family_id)?;
                     return Ok(Outcome::Reused {
                         family: row.family_id,
                     });
-                }
-                if row.expires_at <= crate::db::now() {
-                    return Ok(Outcome::Invalid);
                 }
                 let Some(user) = users::find_by_id(c, &row.user_id)? else {
                     return Ok(Outcome::Invalid);

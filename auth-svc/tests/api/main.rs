@@ -1,0 +1,13 @@
+//! auth-svc's HTTP API, started on port 0 against a fresh PostgreSQL database per test (or a
+//! SQLite file), exercised through real HTTP requests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod admin;
+mod health;
+mod helpers;
+mod login;
+mod refresh;
+mod register;
+mod shutdown;
+mod sqlite;
+mod tokens;
