@@ -1,4 +1,5 @@
 use common::config::{CommonConfig, ConfigError, Env, JwtConfig, Secret};
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -8,9 +9,22 @@ pub struct Config {
     /// Namespace of every Redis key and channel (empty in a deployment, unique per test).
     pub redis_prefix: String,
     pub jwt: JwtConfig,
+    /// predict-svc's base URL, for the predictions feedback refers to.
+    pub predict_url: String,
+    pub outbox: OutboxConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    /// Whether this process runs the relay (it may run elsewhere, or be driven by tests).
+    pub relay_enabled: bool,
+    pub poll_interval: Duration,
+    /// Approximate length the `events:history` stream is trimmed to.
+    pub history_maxlen: u64,
 }
 
 pub const DEFAULT_PORT: u16 = 8083;
+pub const DEFAULT_PREDICT_URL: &str = "http://127.0.0.1:8082";
 
 impl Config {
     pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
@@ -19,6 +33,21 @@ impl Config {
         let redis_url: String = env.required("REDIS_URL");
         let redis_prefix = env.or("REDIS_PREFIX", String::new());
         let jwt = JwtConfig::read(&mut env);
+        let predict_url = env.or("PREDICT_URL", DEFAULT_PREDICT_URL.to_owned());
+        if !(predict_url.starts_with("http://") || predict_url.starts_with("https://")) {
+            env.problem(format!(
+                "PREDICT_URL: expected an http:// or https:// URL, got `{predict_url}`"
+            ));
+        }
+        let outbox = OutboxConfig {
+            relay_enabled: env.or("OUTBOX_RELAY_ENABLED", true),
+            poll_interval: Duration::from_millis(env.in_range(
+                "OUTBOX_POLL_INTERVAL_MS",
+                200,
+                10..=60_000,
+            )),
+            history_maxlen: env.in_range("EVENTS_HISTORY_MAXLEN", 10_000, 100..=10_000_000),
+        };
         env.finish()?;
         Ok(Config {
             common,
@@ -26,6 +55,59 @@ impl Config {
             redis_url,
             redis_prefix,
             jwt,
+            predict_url,
+            outbox,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        ("DATABASE_URL", "postgres://u@127.0.0.1/db"),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+        (
+            "AUTH_JWKS_URL",
+            "http://127.0.0.1:8081/.well-known/jwks.json",
+        ),
+    ];
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_env(env(&BASE)).unwrap();
+        assert_eq!(c.predict_url, DEFAULT_PREDICT_URL);
+        assert!(c.outbox.relay_enabled);
+        assert_eq!(c.outbox.poll_interval, Duration::from_millis(200));
+        assert_eq!(c.outbox.history_maxlen, 10_000);
+        assert_eq!(c.common.bind_addr.port(), DEFAULT_PORT);
+    }
+
+    #[test]
+    fn bad_values_are_all_reported() {
+        let mut vars = BASE.to_vec();
+        vars.extend([
+            ("PREDICT_URL", "127.0.0.1:8082"),
+            ("OUTBOX_RELAY_ENABLED", "maybe"),
+            ("OUTBOX_POLL_INTERVAL_MS", "0"),
+        ]);
+        let err = Config::from_env(env(&vars)).unwrap_err().to_string();
+        for name in [
+            "PREDICT_URL",
+            "OUTBOX_RELAY_ENABLED",
+            "OUTBOX_POLL_INTERVAL_MS",
+        ] {
+            assert!(err.contains(name), "{err}");
+        }
     }
 }

@@ -1,19 +1,77 @@
-//! feedback-svc: user feedback, reports and the outbox that publishes `feedback.created` (schema `feedback`).
-//! This first version is the service's frame: configuration, health, readiness, shutdown.
+//! feedback-svc: user feedback linked to the prediction it is about, admin reports, and the
+//! transactional outbox that publishes `feedback.created` (schema `feedback`).
 
 pub mod config;
+pub mod db;
+mod error;
+pub mod predictions;
+pub mod relay;
+pub mod report;
+mod routes;
+mod state;
+pub mod submission;
 
 pub use config::Config;
+pub use error::FeedbackError;
+pub use relay::{OutboxRelay, RelayOptions, RelayTask};
 
+use actix_web::dev::ServerHandle;
 use actix_web::{App, web};
 use common::db::{Db, PoolOptions};
-use common::health::{DbCheck, Readiness, RedisCheck};
+use common::health::{DbCheck, Readiness};
 use common::jwt::JwtVerifier;
 use common::kv::Redis;
 use common::server::RunningServer;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
 
-/// Connects to its dependencies and binds the server (not yet running).
-pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
+/// How long a stopping service waits for the relay's batch in progress.
+const RELAY_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The service, bound and with its relay running, ready to serve.
+pub struct Application {
+    pub port: u16,
+    server: RunningServer,
+    relay: Option<RelayTask>,
+}
+
+/// A service running in the background (tests): stop it with [`RunningApp::stop`].
+pub struct RunningApp {
+    pub handle: ServerHandle,
+    relay: Option<RelayTask>,
+}
+
+impl RunningApp {
+    /// Stops the server gracefully, then the relay.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        if let Some(relay) = self.relay {
+            relay.shutdown(RELAY_STOP_TIMEOUT).await;
+        }
+    }
+}
+
+impl Application {
+    /// Runs until a shutdown signal; in-flight requests finish, then the relay's batch.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.run_until_stopped().await;
+        if let Some(relay) = self.relay {
+            relay.shutdown(RELAY_STOP_TIMEOUT).await;
+        }
+        result
+    }
+
+    pub fn spawn(self) -> RunningApp {
+        RunningApp {
+            handle: self.server.spawn(),
+            relay: self.relay,
+        }
+    }
+}
+
+/// Connects to its dependencies, migrates, starts the outbox relay and binds the server.
+pub async fn build(config: Config) -> anyhow::Result<Application> {
     let db = Db::connect(
         config.database_url.expose(),
         PoolOptions {
@@ -23,15 +81,51 @@ pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
         },
     )
     .await?;
+    db.migrate(db::POSTGRES_MIGRATIONS, db::SQLITE_MIGRATIONS)
+        .await?;
     let redis = Redis::connect(&config.redis_url, &config.redis_prefix)?;
+    let relay_wakeup = Arc::new(Notify::new());
+    let relay = config.outbox.relay_enabled.then(|| {
+        OutboxRelay::new(
+            db.clone(),
+            redis,
+            RelayOptions {
+                history_maxlen: config.outbox.history_maxlen,
+                ..Default::default()
+            },
+        )
+        .spawn(relay_wakeup.clone(), config.outbox.poll_interval)
+    });
+    let state = web::Data::new(state::AppState {
+        db: db.clone(),
+        predictions: predictions::PredictClient::new(&config.predict_url)?,
+        relay_wakeup,
+    });
     let verifier = web::Data::new(JwtVerifier::remote(&config.jwt));
-    let readiness = Readiness::new().with(DbCheck(db)).with(RedisCheck(redis));
+    // Redis is deliberately not a readiness dependency: while it is down feedback is still
+    // accepted, and the outbox publishes it once Redis is back.
+    let readiness = Readiness::new().with(DbCheck(db));
     let server = common::server::start(&config.common, move || {
         App::new()
+            .app_data(state.clone())
             .app_data(verifier.clone())
             .configure(common::http::configure_extractors)
             .configure(common::health::configure(readiness.clone()))
+            .configure(routes::configure)
             .default_service(web::to(common::http::not_found))
-    })?;
-    Ok(server)
+    });
+    let server = match server {
+        Ok(server) => server,
+        Err(e) => {
+            if let Some(relay) = relay {
+                relay.shutdown(RELAY_STOP_TIMEOUT).await;
+            }
+            return Err(e.into());
+        }
+    };
+    Ok(Application {
+        port: server.port,
+        server,
+        relay,
+    })
 }

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS feedback.outbox;
+DROP TABLE IF EXISTS feedback.feedback;

@@ -1,0 +1,29 @@
+//! The `feedback` schema: feedback and its outbox. Queries run on PostgreSQL and SQLite alike,
+//! except the few written per backend (a lease claim, day buckets).
+
+pub mod feedback;
+pub mod outbox;
+pub mod report;
+pub mod schema;
+
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// The backend type of queries boxed for either database.
+pub type Backend = <common::db::DbConnection as diesel::Connection>::Backend;
+
+/// Timestamps are stored as UTC without a zone (portable across both backends).
+/// Truncated to microseconds, the precision both backends keep.
+pub fn now() -> chrono::NaiveDateTime {
+    use chrono::SubsecRound;
+    chrono::Utc::now().naive_utc().trunc_subsecs(6)
+}
+
+/// The ISO 8601 form of a stored timestamp (UTC, microseconds), as the seed's `isoformat()`
+/// with the zone made explicit.
+pub fn iso8601(t: chrono::NaiveDateTime) -> String {
+    t.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}

@@ -1,0 +1,95 @@
+//! predict-svc's internal API: the prediction a feedback is about, with the input it was made on.
+
+use crate::error::FeedbackError;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Bytes of the 28×28 grey grid a model sees.
+pub const INPUT_LEN: usize = 28 * 28;
+
+/// A served prediction, as predict-svc keeps it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServedPrediction {
+    pub id: String,
+    pub user_id: String,
+    pub model: String,
+    pub model_version: i32,
+    /// Base64 of the input grid.
+    pub input: String,
+    pub prediction: i64,
+}
+
+impl ServedPrediction {
+    pub fn input_bytes(&self) -> Result<Vec<u8>, FeedbackError> {
+        let bytes = STANDARD
+            .decode(self.input.as_bytes())
+            .map_err(|e| FeedbackError::PredictInvalid(format!("input is not base64: {e}")))?;
+        if bytes.len() != INPUT_LEN {
+            return Err(FeedbackError::PredictInvalid(format!(
+                "input has {} bytes, not {INPUT_LEN}",
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
+    }
+}
+
+#[derive(Clone)]
+pub struct PredictClient {
+    base_url: String,
+    client: reqwest::Client,
+}
+
+impl PredictClient {
+    pub fn new(base_url: &str) -> Result<Self, FeedbackError> {
+        // Short: a feedback request waits on this call.
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|e| FeedbackError::Internal(format!("HTTP client: {e}")))?;
+        Ok(PredictClient {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            client,
+        })
+    }
+
+    /// The prediction with this id, `None` when predict-svc does not know it.
+    /// `id` must already be a plain token (letters, digits, `-`, `_`): it goes into the path.
+    pub async fn get(&self, id: &str) -> Result<Option<ServedPrediction>, FeedbackError> {
+        let url = format!("{}/internal/predictions/{id}", self.base_url);
+        let resp = self.client.get(&url).send().await.map_err(|e| {
+            tracing::warn!(error = %e, "predict-svc unreachable");
+            FeedbackError::PredictUnavailable
+        })?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if status.is_server_error() {
+            tracing::warn!(%status, "predict-svc failed");
+            return Err(FeedbackError::PredictUnavailable);
+        }
+        if !status.is_success() {
+            return Err(FeedbackError::PredictInvalid(format!(
+                "GET {url} answered {status}"
+            )));
+        }
+        let prediction: ServedPrediction = resp.json().await.map_err(|e| {
+            if e.is_timeout() {
+                FeedbackError::PredictUnavailable
+            } else {
+                FeedbackError::PredictInvalid(format!("prediction body: {e}"))
+            }
+        })?;
+        if prediction.id != id {
+            return Err(FeedbackError::PredictInvalid(format!(
+                "asked for prediction {id}, got {}",
+                prediction.id
+            )));
+        }
+        Ok(Some(prediction))
+    }
+}

@@ -1,0 +1,16 @@
+mod admin;
+mod feedback;
+mod internal;
+
+use actix_web::web;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/feedback", web::post().to(feedback::submit))
+        .route("/admin/report", web::get().to(admin::report))
+        .route("/admin/feedback", web::get().to(admin::list))
+        .route("/admin/feedback/{id}", web::get().to(admin::show))
+        .route(
+            "/internal/feedback/labelled",
+            web::get().to(internal::labelled),
+        );
+}
