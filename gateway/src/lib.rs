@@ -6,6 +6,7 @@ mod error;
 mod proxy;
 pub mod routes;
 mod state;
+mod ws;
 
 pub use config::Config;
 pub use error::GatewayError;
@@ -32,10 +33,14 @@ pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
         }
     }
     let state = web::Data::new(state);
+    let ws_proxy = web::Data::new(ws::WsProxy::new(&config));
     let server = common::server::start(&config.common, move || {
         App::new()
             .app_data(state.clone())
+            .app_data(ws_proxy.clone())
             .configure(common::health::configure(readiness.clone()))
+            // The admin WebSocket, relayed to notify-svc; before the table-driven proxy.
+            .route("/ws", web::get().to(ws::proxy))
             .default_service(web::to(proxy::forward))
     })?;
     Ok(server)

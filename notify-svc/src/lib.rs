@@ -1,27 +1,117 @@
 //! notify-svc: admin WebSockets fed by the event bus.
-//! This first version is the service's frame: configuration, health, readiness, shutdown.
+//!
+//! `GET /ws` authenticates the token before upgrading; admins join the `admins` room and
+//! receive the bus events (`new_feedback`, `retrain_progress`, `retrain_finished`,
+//! `model_promoted`); a reconnect with `last_event_id` replays what was missed from the
+//! history stream. Each replica serves its own sockets from its own subscription to Redis.
 
 pub mod config;
+mod feed;
+pub mod history;
+pub mod hub;
+pub mod protocol;
+mod routes;
+mod socket;
 
-pub use config::Config;
+pub use config::{Config, WsSettings};
+pub use hub::{Hub, Stats};
 
+use actix_web::dev::ServerHandle;
 use actix_web::{App, web};
 use common::health::{Readiness, RedisCheck};
 use common::jwt::JwtVerifier;
 use common::kv::Redis;
 use common::server::RunningServer;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Connects to its dependencies and binds the server (not yet running).
-pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
+/// How long start-up waits for the bus subscription before serving anyway (not ready).
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
+
+/// The service, bound and subscribed, ready to serve.
+pub struct Application {
+    pub port: u16,
+    server: RunningServer,
+    hub: Arc<Hub>,
+}
+
+/// A service running in the background (tests).
+pub struct RunningApp {
+    pub handle: ServerHandle,
+    pub hub: Arc<Hub>,
+}
+
+impl RunningApp {
+    /// Closes every socket (1001), then stops the server.
+    pub async fn stop(self) {
+        self.hub.shutdown();
+        self.handle.stop(true).await;
+    }
+}
+
+impl Application {
+    pub fn hub(&self) -> Arc<Hub> {
+        self.hub.clone()
+    }
+
+    /// Runs until a shutdown signal; open sockets are told to go away (1001) so that the
+    /// server's drain does not wait for them.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let hub = self.hub.clone();
+        let closer = tokio::spawn(async move {
+            common::server::wait_for_signal().await;
+            hub.shutdown();
+        });
+        let result = self.server.run_until_stopped().await;
+        closer.abort();
+        result
+    }
+
+    pub fn spawn(self) -> RunningApp {
+        RunningApp {
+            handle: self.server.spawn(),
+            hub: self.hub,
+        }
+    }
+}
+
+/// Connects to Redis, subscribes to the bus and binds the server (not yet running).
+pub async fn build(config: Config) -> anyhow::Result<Application> {
     let redis = Redis::connect(&config.redis_url, &config.redis_prefix)?;
     let verifier = web::Data::new(JwtVerifier::remote(&config.jwt));
-    let readiness = Readiness::new().with(RedisCheck(redis));
+    // Warm the key cache; auth-svc may start later, verification fetches the keys then.
+    if let Err(e) = verifier.refresh_keys().await {
+        tracing::warn!(error = %e, "signing keys not available yet");
+    }
+    let ws = config.ws.clone();
+    let hub = Arc::new(Hub::new(ws.send_queue, ws.max_connections, ws.replay_limit));
+    let history = history::History::new(redis.clone());
+    let feed = feed::start(
+        redis.clone(),
+        hub.clone(),
+        history.clone(),
+        ws.replay_limit,
+        SUBSCRIBE_WAIT,
+    )
+    .await;
+    let readiness = Readiness::new().with(RedisCheck(redis)).with(feed);
+    let shared = web::Data::new(socket::Shared {
+        hub: hub.clone(),
+        history,
+        settings: ws,
+    });
     let server = common::server::start(&config.common, move || {
         App::new()
             .app_data(verifier.clone())
+            .app_data(shared.clone())
             .configure(common::http::configure_extractors)
             .configure(common::health::configure(readiness.clone()))
+            .configure(routes::configure)
             .default_service(web::to(common::http::not_found))
     })?;
-    Ok(server)
+    Ok(Application {
+        port: server.port,
+        server,
+        hub,
+    })
 }

@@ -7,3 +7,4 @@ mod proxying;
 mod routing;
 mod tokens;
 mod upstreams;
+mod ws;

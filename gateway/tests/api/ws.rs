@@ -1,0 +1,315 @@
+//! `GET /ws` through the gateway to a real notify-svc (real Redis, a unique prefix), with
+//! tokens signed by a test key whose JWKS both services read.
+
+use crate::helpers::{closed_port_url, local};
+use common::bus::{Envelope, EventBus, RedisBus, events};
+use common::config::JwtConfig;
+use common::jwt::{JwkSet, Role, SigningKeyPair};
+use common::kv::Redis;
+use common::testing::{claims, redis_prefix, redis_url, serve_jwks};
+use futures_util::{SinkExt, StreamExt};
+use gateway::routes::{RouteTable, Upstream};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+struct WsWorld {
+    key: SigningKeyPair,
+    redis: Redis,
+    notify: Option<notify_svc::RunningApp>,
+    gateway: String,
+}
+
+impl WsWorld {
+    /// notify-svc (unless `with_notify` is false: a closed port) behind the gateway.
+    async fn start(with_notify: bool) -> Self {
+        let key = SigningKeyPair::generate().unwrap();
+        let jwks_url = serve_jwks(JwkSet {
+            keys: vec![key.jwk()],
+        });
+        let jwt = JwtConfig {
+            jwks_url,
+            issuer: JwtConfig::DEFAULT_ISSUER.into(),
+            audience: JwtConfig::DEFAULT_AUDIENCE.into(),
+        };
+        let prefix = redis_prefix();
+        let (notify, notify_url) = if with_notify {
+            let app = notify_svc::build(notify_svc::Config {
+                common: local(0),
+                redis_url: redis_url(),
+                redis_prefix: prefix.clone(),
+                jwt: jwt.clone(),
+                ws: notify_svc::WsSettings::default(),
+            })
+            .await
+            .unwrap();
+            let url = format!("http://127.0.0.1:{}", app.port);
+            (Some(app.spawn()), url)
+        } else {
+            (None, closed_port_url())
+        };
+        let mut upstreams: HashMap<Upstream, String> = Upstream::ALL
+            .iter()
+            .map(|u| (*u, closed_port_url()))
+            .collect();
+        upstreams.insert(Upstream::Notify, notify_url);
+        let gw = gateway::build(gateway::Config {
+            common: local(0),
+            jwt,
+            upstreams,
+            routes: RouteTable::defaults(),
+            connect_timeout: Duration::from_millis(500),
+            request_timeout: Duration::from_millis(1000),
+            max_upload_bytes: crate::helpers::UPLOAD_LIMIT,
+            max_body_bytes: crate::helpers::BODY_LIMIT,
+        })
+        .await
+        .unwrap();
+        let gateway = format!("127.0.0.1:{}", gw.port);
+        gw.spawn();
+        WsWorld {
+            key,
+            redis: Redis::connect(&redis_url(), &prefix).unwrap(),
+            notify,
+            gateway,
+        }
+    }
+
+    fn token(&self, role: Role) -> String {
+        self.key.sign(&claims("someone", role)).unwrap()
+    }
+
+    fn url(&self, query: &str) -> String {
+        format!("ws://{}/ws{query}", self.gateway)
+    }
+
+    async fn connect(&self, query: &str, token: Option<&str>) -> Result<Ws, tungstenite::Error> {
+        let mut request = self.url(query).into_client_request()?;
+        if let Some(token) = token {
+            request
+                .headers_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        Ok(tokio_tungstenite::connect_async(request).await?.0)
+    }
+
+    async fn admin_socket(&self, query: &str) -> Ws {
+        self.connect(query, Some(&self.token(Role::Admin)))
+            .await
+            .unwrap()
+    }
+
+    fn notify_sockets(&self) -> u64 {
+        self.notify.as_ref().unwrap().hub.stats().open_sockets
+    }
+
+    /// Publishes as feedback-svc does: the history first, then the bus.
+    async fn feedback(&self, id: i64) -> Envelope {
+        let envelope = Envelope::new(
+            events::FEEDBACK_CREATED,
+            json!({"id": id, "username": "alice", "prediction": 3, "correct": true, "comment": ""}),
+        );
+        let _: String = redis::cmd("XADD")
+            .arg(self.redis.key("events:history"))
+            .arg("*")
+            .arg("event")
+            .arg(serde_json::to_string(&envelope).unwrap())
+            .query_async(&mut self.redis.conn())
+            .await
+            .unwrap();
+        RedisBus::new(self.redis.clone())
+            .publish(&envelope)
+            .await
+            .unwrap();
+        envelope
+    }
+}
+
+impl Drop for WsWorld {
+    fn drop(&mut self) {
+        if let Ok(mut conn) = self.redis.client().get_connection() {
+            let key = self.redis.key("events:history");
+            let _: Result<i64, _> = redis::cmd("DEL").arg(key).query(&mut conn);
+        }
+    }
+}
+
+async fn next_frame(ws: &mut Ws) -> Message {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("the socket is open")
+            .unwrap();
+        if !matches!(msg, Message::Ping(_)) {
+            return msg;
+        }
+    }
+}
+
+async fn next_event(ws: &mut Ws) -> Value {
+    match next_frame(ws).await {
+        Message::Text(t) => serde_json::from_str(&t).unwrap(),
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+async fn send_json(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+async fn refusal(result: Result<Ws, tungstenite::Error>) -> (u16, Value) {
+    match result {
+        Err(tungstenite::Error::Http(resp)) => {
+            let body = resp.body().clone().unwrap_or_default();
+            let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+            assert!(ct.starts_with("application/json"), "{ct}");
+            (
+                resp.status().as_u16(),
+                serde_json::from_slice(&body).unwrap(),
+            )
+        }
+        Ok(_) => panic!("the upgrade was accepted"),
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_admin_socket_receives_events_through_the_gateway() {
+    let world = WsWorld::start(true).await;
+    let mut ws = world.admin_socket("").await;
+    send_json(&mut ws, json!({"event": "join_admin"})).await;
+    assert_eq!(
+        next_event(&mut ws).await,
+        json!({"event": "message", "data": {"data": "Te has unido a la sala de notificaciones de administradores."}})
+    );
+    let envelope = world.feedback(1).await;
+    let event = next_event(&mut ws).await;
+    assert_eq!(event["event"], "new_feedback");
+    assert_eq!(event["id"], envelope.id.to_string());
+    assert_eq!(event["data"]["id"], 1);
+    // Control frames are relayed too.
+    ws.send(Message::Ping(b"hi".to_vec().into())).await.unwrap();
+    match next_frame(&mut ws).await {
+        Message::Pong(p) => assert_eq!(&p[..], b"hi"),
+        other => panic!("expected a pong, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_query_token_works_and_last_event_id_is_passed_on() {
+    let world = WsWorld::start(true).await;
+    let token = world.token(Role::Admin);
+    let mut ws = world
+        .connect(&format!("?access_token={token}"), None)
+        .await
+        .unwrap();
+    let first = world.feedback(1).await;
+    assert_eq!(next_event(&mut ws).await["id"], first.id.to_string());
+    ws.close(None).await.unwrap();
+    let missed = world.feedback(2).await;
+    let mut ws = world
+        .connect(
+            &format!("?access_token={token}&last_event_id={}", first.id),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut ws).await["id"], missed.id.to_string());
+    // notify-svc's own refusals come back as they are.
+    let (status, body) = refusal(
+        world
+            .connect(&format!("?access_token={token}&last_event_id=nope"), None)
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_last_event_id"))
+    );
+}
+
+#[tokio::test]
+async fn a_user_may_connect_but_notify_svc_refuses_the_room() {
+    let world = WsWorld::start(true).await;
+    let mut ws = world
+        .connect("", Some(&world.token(Role::User)))
+        .await
+        .unwrap();
+    send_json(&mut ws, json!({"event": "join_admin"})).await;
+    let answer = next_event(&mut ws).await;
+    assert_eq!(answer["event"], "error");
+    assert_eq!(answer["data"]["error"], "forbidden");
+}
+
+#[tokio::test]
+async fn a_missing_or_bad_token_is_401_json_before_the_upgrade() {
+    let world = WsWorld::start(true).await;
+    let (status, body) = refusal(world.connect("", None).await).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("missing_token"))
+    );
+    let (status, body) = refusal(world.connect("", Some("not-a-token")).await).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_token"))
+    );
+    let forged = SigningKeyPair::generate()
+        .unwrap()
+        .sign(&claims("mallory", Role::Admin))
+        .unwrap();
+    let (status, _) = refusal(
+        world
+            .connect(&format!("?access_token={forged}"), None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(world.notify_sockets(), 0, "nothing reached notify-svc");
+}
+
+#[tokio::test]
+async fn notify_svc_down_is_502_json_before_the_upgrade() {
+    let world = WsWorld::start(false).await;
+    let (status, body) = refusal(world.connect("", Some(&world.token(Role::Admin))).await).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (502, Some("upstream_unavailable"))
+    );
+    assert!(body["msg"].as_str().unwrap().contains("notify-svc"));
+}
+
+#[tokio::test]
+async fn closing_either_side_closes_the_other() {
+    let mut world = WsWorld::start(true).await;
+    let mut ws = world.admin_socket("").await;
+    eventually("notify-svc has the socket", || world.notify_sockets() == 1).await;
+    ws.close(None).await.unwrap();
+    eventually("notify-svc's socket is closed", || {
+        world.notify_sockets() == 0
+    })
+    .await;
+
+    let mut ws = world.admin_socket("").await;
+    eventually("notify-svc has the socket", || world.notify_sockets() == 1).await;
+    world.notify.take().unwrap().stop().await;
+    match next_frame(&mut ws).await {
+        Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1001),
+        other => panic!("expected a close, got {other:?}"),
+    }
+}

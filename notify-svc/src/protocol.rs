@@ -1,0 +1,212 @@
+//! The WebSocket protocol: JSON text frames `{"event": NAME, "id": EVENT_ID, "data": …}`.
+//!
+//! Server → client: the bus events admins are told about (`new_feedback`, `retrain_progress`,
+//! `retrain_finished`, `model_promoted`), `message` (the seed's answer to `join_admin`) and
+//! `error`. Client → server: `join_admin` (as in the seed) and `resume` (replay what was missed).
+
+use bytestring::ByteString;
+use common::bus::{Envelope, events};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// The seed's answer to `join_admin`.
+pub const JOINED_ADMINS: &str = "Te has unido a la sala de notificaciones de administradores.";
+
+/// The name admins see for a bus event type; `None` for types they are not told about.
+pub fn event_name(kind: &str) -> Option<&'static str> {
+    match kind {
+        events::FEEDBACK_CREATED => Some("new_feedback"),
+        events::RETRAIN_PROGRESS => Some("retrain_progress"),
+        events::RETRAIN_FINISHED => Some("retrain_finished"),
+        events::MODEL_PROMOTED => Some("model_promoted"),
+        _ => None,
+    }
+}
+
+/// The bus event types notify-svc subscribes to.
+pub const SUBSCRIBED: [&str; 4] = [
+    events::FEEDBACK_CREATED,
+    events::RETRAIN_PROGRESS,
+    events::RETRAIN_FINISHED,
+    events::MODEL_PROMOTED,
+];
+
+#[derive(Serialize)]
+struct Outgoing<'a> {
+    event: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<Uuid>,
+    data: &'a Value,
+}
+
+/// A bus event as sent to clients: serialised once, shared by every connection (cloning the
+/// text is a reference count, not a copy).
+#[derive(Debug, Clone)]
+pub struct EventFrame {
+    pub id: Uuid,
+    pub text: ByteString,
+}
+
+impl EventFrame {
+    pub fn from_envelope(envelope: &Envelope) -> Option<Self> {
+        let event = event_name(&envelope.kind)?;
+        let text = serde_json::to_string(&Outgoing {
+            event,
+            id: Some(envelope.id),
+            data: &envelope.data,
+        })
+        .ok()?;
+        Some(EventFrame {
+            id: envelope.id,
+            text: text.into(),
+        })
+    }
+}
+
+/// `{"event":"message","data":{"data":TEXT}}`, the shape of the seed's `emit("message", …)`.
+pub fn message(text: &str) -> String {
+    json!({"event": "message", "data": {"data": text}}).to_string()
+}
+
+/// `{"event":"error","data":{"error":CODE,"msg":SENTENCE}}`.
+pub fn error(code: &str, msg: &str) -> String {
+    json!({"event": "error", "data": {"error": code, "msg": msg}}).to_string()
+}
+
+/// What a client may ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientRequest {
+    JoinAdmin,
+    Resume { last_event_id: Uuid },
+}
+
+/// Why a client frame was not understood; each becomes an `error` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    NotJson,
+    UnknownEvent(String),
+    InvalidEventId,
+}
+
+impl RequestError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RequestError::NotJson => "invalid_message",
+            RequestError::UnknownEvent(_) => "unknown_event",
+            RequestError::InvalidEventId => "invalid_last_event_id",
+        }
+    }
+
+    pub fn msg(&self) -> String {
+        match self {
+            RequestError::NotJson => {
+                "Messages are JSON text frames such as {\"event\":\"join_admin\"}.".to_owned()
+            }
+            RequestError::UnknownEvent(name) => {
+                format!("Unknown event `{name}`: the server understands `join_admin` and `resume`.")
+            }
+            RequestError::InvalidEventId => {
+                "`resume` needs `last_event_id`, the id of the last event received.".to_owned()
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Incoming {
+    event: String,
+    #[serde(default)]
+    last_event_id: Option<Value>,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+/// Parses a client's text frame. `resume` takes `last_event_id` at the top level or, as a
+/// Socket.IO client would send it, inside `data`.
+pub fn parse_request(text: &str) -> Result<ClientRequest, RequestError> {
+    let incoming: Incoming = serde_json::from_str(text).map_err(|_| RequestError::NotJson)?;
+    match incoming.event.as_str() {
+        "join_admin" => Ok(ClientRequest::JoinAdmin),
+        "resume" => {
+            let id = incoming
+                .last_event_id
+                .or_else(|| incoming.data.and_then(|d| d.get("last_event_id").cloned()))
+                .and_then(|v| v.as_str().and_then(|s| Uuid::parse_str(s).ok()))
+                .ok_or(RequestError::InvalidEventId)?;
+            Ok(ClientRequest::Resume { last_event_id: id })
+        }
+        other => Err(RequestError::UnknownEvent(other.chars().take(64).collect())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bus_events_become_named_frames_with_their_id() {
+        let env = Envelope::new(events::FEEDBACK_CREATED, json!({"id": 7, "correct": true}));
+        let frame = EventFrame::from_envelope(&env).unwrap();
+        let v: Value = serde_json::from_str(&frame.text).unwrap();
+        assert_eq!(
+            v,
+            json!({"event": "new_feedback", "id": env.id.to_string(), "data": {"id": 7, "correct": true}})
+        );
+        for (kind, name) in [
+            (events::RETRAIN_PROGRESS, "retrain_progress"),
+            (events::RETRAIN_FINISHED, "retrain_finished"),
+            (events::MODEL_PROMOTED, "model_promoted"),
+        ] {
+            let f = EventFrame::from_envelope(&Envelope::new(kind, json!({}))).unwrap();
+            assert!(f.text.contains(&format!("\"event\":\"{name}\"")));
+        }
+        assert!(EventFrame::from_envelope(&Envelope::new("user.created", json!({}))).is_none());
+    }
+
+    #[test]
+    fn the_seed_answer_and_errors_have_the_documented_shape() {
+        let v: Value = serde_json::from_str(&message(JOINED_ADMINS)).unwrap();
+        assert_eq!(
+            v,
+            json!({"event": "message", "data": {"data": JOINED_ADMINS}})
+        );
+        let v: Value = serde_json::from_str(&error("forbidden", "no")).unwrap();
+        assert_eq!(
+            v,
+            json!({"event": "error", "data": {"error": "forbidden", "msg": "no"}})
+        );
+    }
+
+    #[test]
+    fn client_requests_are_parsed() {
+        assert_eq!(
+            parse_request(r#"{"event":"join_admin"}"#),
+            Ok(ClientRequest::JoinAdmin)
+        );
+        assert_eq!(
+            parse_request(r#"{"event":"join_admin","data":{}}"#),
+            Ok(ClientRequest::JoinAdmin)
+        );
+        let id = Uuid::now_v7();
+        assert_eq!(
+            parse_request(&format!(r#"{{"event":"resume","last_event_id":"{id}"}}"#)),
+            Ok(ClientRequest::Resume { last_event_id: id })
+        );
+        assert_eq!(
+            parse_request(&format!(
+                r#"{{"event":"resume","data":{{"last_event_id":"{id}"}}}}"#
+            )),
+            Ok(ClientRequest::Resume { last_event_id: id })
+        );
+        assert_eq!(
+            parse_request(r#"{"event":"resume","last_event_id":"nope"}"#),
+            Err(RequestError::InvalidEventId)
+        );
+        assert_eq!(parse_request("join_admin"), Err(RequestError::NotJson));
+        assert_eq!(
+            parse_request(r#"{"event":"leave"}"#),
+            Err(RequestError::UnknownEvent("leave".into()))
+        );
+    }
+}
