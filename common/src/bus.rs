@@ -18,6 +18,11 @@ pub mod events {
     pub const MODEL_PROMOTED: &str = "model.promoted";
 }
 
+/// The Redis Stream of recent events that notify-svc replays missed ones from.
+pub const HISTORY_STREAM: &str = "events:history";
+/// The stream entry's field holding the envelope JSON.
+pub const HISTORY_FIELD: &str = "event";
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Envelope {
     /// UUIDv7: unique and time-ordered, so consumers can drop duplicates.
@@ -49,6 +54,9 @@ impl Envelope {
 #[async_trait]
 pub trait EventBus: Send + Sync {
     async fn publish(&self, event: &Envelope) -> Result<(), StoreError>;
+    /// For events admins must be able to catch up on: appended to the bounded history that
+    /// notify-svc replays from, then published live.
+    async fn publish_recorded(&self, event: &Envelope) -> Result<(), StoreError>;
     /// A live stream of the events of the given types, from now on.
     async fn subscribe(&self, kinds: &[&str]) -> Result<BoxStream<'static, Envelope>, StoreError>;
 }
@@ -57,11 +65,24 @@ pub trait EventBus: Send + Sync {
 #[derive(Clone)]
 pub struct RedisBus {
     redis: Redis,
+    history_maxlen: u64,
 }
+
+/// Events kept in the history stream by default.
+pub const DEFAULT_HISTORY_MAXLEN: u64 = 10_000;
 
 impl RedisBus {
     pub fn new(redis: Redis) -> Self {
-        RedisBus { redis }
+        RedisBus {
+            redis,
+            history_maxlen: DEFAULT_HISTORY_MAXLEN,
+        }
+    }
+
+    /// Trims the history stream to about `n` events.
+    pub fn with_history_maxlen(mut self, n: u64) -> Self {
+        self.history_maxlen = n;
+        self
     }
 }
 
@@ -76,6 +97,22 @@ impl EventBus for RedisBus {
             .query_async(&mut self.redis.conn())
             .await?;
         Ok(())
+    }
+
+    async fn publish_recorded(&self, event: &Envelope) -> Result<(), StoreError> {
+        let payload =
+            serde_json::to_string(event).map_err(|e| StoreError::Decode(e.to_string()))?;
+        let _: String = redis::cmd("XADD")
+            .arg(self.redis.key(HISTORY_STREAM))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.history_maxlen)
+            .arg("*")
+            .arg(HISTORY_FIELD)
+            .arg(payload)
+            .query_async(&mut self.redis.conn())
+            .await?;
+        self.publish(event).await
     }
 
     async fn subscribe(&self, kinds: &[&str]) -> Result<BoxStream<'static, Envelope>, StoreError> {

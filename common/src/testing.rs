@@ -1,3 +1,4 @@
+#![allow(clippy::expect_used)]
 //! Test support (feature `testing`): a fresh PostgreSQL database per test, dropped afterwards,
 //! and a unique Redis key prefix per test, so tests share one server safely.
 
@@ -59,4 +60,51 @@ impl Drop for TestDatabase {
         })
         .join();
     }
+}
+
+/// Serves `keys` as a JWKS document on a free port, as auth-svc would; returns its URL.
+pub fn serve_jwks(keys: crate::jwt::JwkSet) -> String {
+    use actix_web::{App, HttpResponse, web};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let port = listener.local_addr().expect("local address").port();
+    let keys = web::Data::new(keys);
+    let server = actix_web::HttpServer::new(move || {
+        App::new().app_data(keys.clone()).route(
+            "/.well-known/jwks.json",
+            web::get().to(|k: web::Data<crate::jwt::JwkSet>| async move {
+                HttpResponse::Ok().json(k.get_ref())
+            }),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .expect("listen")
+    .run();
+    tokio::spawn(server);
+    format!("http://127.0.0.1:{port}/.well-known/jwks.json")
+}
+
+/// Claims of a valid access token for the default issuer and audience.
+pub fn claims(name: &str, role: crate::jwt::Role) -> crate::jwt::Claims {
+    let now = chrono::Utc::now().timestamp();
+    crate::jwt::Claims {
+        iss: crate::config::JwtConfig::DEFAULT_ISSUER.into(),
+        aud: crate::config::JwtConfig::DEFAULT_AUDIENCE.into(),
+        sub: uuid::Uuid::now_v7().to_string(),
+        name: name.into(),
+        role,
+        iat: now,
+        nbf: now,
+        exp: now + 900,
+        jti: uuid::Uuid::now_v7().to_string(),
+    }
+}
+
+/// The repository's root (for assets and trained models).
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default()
 }
