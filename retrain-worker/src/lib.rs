@@ -2,6 +2,7 @@
 //! This first version is the service's frame: configuration, health, readiness, shutdown.
 
 pub mod config;
+pub mod train;
 
 pub use config::Config;
 
