@@ -1,4 +1,7 @@
+use crate::engine::BatchConfig;
 use common::config::{CommonConfig, ConfigError, Env, JwtConfig, Secret};
+use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -8,6 +11,16 @@ pub struct Config {
     /// Namespace of every Redis key and channel (empty in a deployment, unique per test).
     pub redis_prefix: String,
     pub jwt: JwtConfig,
+    /// The ONNX Runtime shared library.
+    pub ort_dylib_path: PathBuf,
+    /// Where the initial models trained by `cargo xtask train` are imported from.
+    pub model_dir: PathBuf,
+    pub max_upload_bytes: usize,
+    pub batch: BatchConfig,
+    /// How long a served prediction stays retrievable.
+    pub prediction_ttl: Duration,
+    /// How often the registry is re-read, in case a promotion event was missed.
+    pub registry_sync: Duration,
 }
 
 pub const DEFAULT_PORT: u16 = 8082;
@@ -19,6 +32,22 @@ impl Config {
         let redis_url: String = env.required("REDIS_URL");
         let redis_prefix = env.or("REDIS_PREFIX", String::new());
         let jwt = JwtConfig::read(&mut env);
+        let ort_dylib_path: PathBuf = env.required::<String>("ORT_DYLIB_PATH").into();
+        let model_dir: PathBuf = env.or("MODEL_DIR", "data/models".to_owned()).into();
+        let max_upload_bytes =
+            env.in_range("MAX_UPLOAD_BYTES", 5 * 1024 * 1024, 1024..=64 * 1024 * 1024);
+        let max_size = env.in_range("BATCH_MAX_SIZE", 32, 1..=256);
+        let max_wait_ms = env.in_range("BATCH_MAX_WAIT_MS", 2, 0..=1000);
+        let default_sessions = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let sessions = env.in_range("INFERENCE_SESSIONS", default_sessions, 1..=64);
+        let ttl = env.in_range(
+            "PREDICTION_TTL_SECS",
+            7 * 24 * 3600,
+            24 * 3600..=90 * 24 * 3600,
+        );
+        let sync = env.in_range("REGISTRY_SYNC_SECS", 30, 1..=3600);
         env.finish()?;
         Ok(Config {
             common,
@@ -26,6 +55,16 @@ impl Config {
             redis_url,
             redis_prefix,
             jwt,
+            ort_dylib_path,
+            model_dir,
+            max_upload_bytes,
+            batch: BatchConfig {
+                max_size,
+                max_wait: Duration::from_millis(max_wait_ms),
+                sessions,
+            },
+            prediction_ttl: Duration::from_secs(ttl),
+            registry_sync: Duration::from_secs(sync),
         })
     }
 }

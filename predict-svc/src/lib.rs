@@ -1,19 +1,31 @@
-//! predict-svc: image upload → preprocessing → ONNX Runtime inference, and the model registry (schema `models`).
-//! This first version is the service's frame: configuration, health, readiness, shutdown.
+//! predict-svc: image upload → preprocessing → ONNX Runtime inference; the v1/v2 APIs and the
+//! Open Inference Protocol; the model registry (schema `models`) with hot swap on promotion.
 
 pub mod config;
+pub mod db;
+pub mod engine;
+mod error;
+pub mod registry;
+mod routes;
+mod state;
+pub mod store;
 
 pub use config::Config;
+pub use error::PredictError;
 
 use actix_web::{App, web};
+use common::bus::{EventBus, RedisBus};
 use common::db::{Db, PoolOptions};
 use common::health::{DbCheck, Readiness, RedisCheck};
 use common::jwt::JwtVerifier;
 use common::kv::Redis;
 use common::server::RunningServer;
+use std::sync::Arc;
 
-/// Connects to its dependencies and binds the server (not yet running).
+/// Connects, migrates, imports the initial models on first start, loads the active versions
+/// and binds the server (not yet running).
 pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
+    let env = engine::environment(&config.ort_dylib_path)?;
     let db = Db::connect(
         config.database_url.expose(),
         PoolOptions {
@@ -23,14 +35,32 @@ pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
         },
     )
     .await?;
+    db.migrate(db::POSTGRES_MIGRATIONS, db::SQLITE_MIGRATIONS)
+        .await?;
+    registry::import_initial(&db, &config.model_dir).await?;
+
     let redis = Redis::connect(&config.redis_url, &config.redis_prefix)?;
+    let bus: Arc<dyn EventBus> = Arc::new(RedisBus::new(redis.clone()));
+    let models = Arc::new(registry::ModelSet::new(env, config.batch, db.clone()));
+    models.sync_with_registry().await?;
+    registry::spawn_swapper(models.clone(), bus.clone(), config.registry_sync);
+
+    let state = web::Data::new(state::AppState {
+        db: db.clone(),
+        models,
+        store: store::PredictionStore::new(Arc::new(redis.clone()), config.prediction_ttl),
+        bus,
+        max_upload_bytes: config.max_upload_bytes,
+    });
     let verifier = web::Data::new(JwtVerifier::remote(&config.jwt));
     let readiness = Readiness::new().with(DbCheck(db)).with(RedisCheck(redis));
     let server = common::server::start(&config.common, move || {
         App::new()
+            .app_data(state.clone())
             .app_data(verifier.clone())
             .configure(common::http::configure_extractors)
             .configure(common::health::configure(readiness.clone()))
+            .configure(routes::configure)
             .default_service(web::to(common::http::not_found))
     })?;
     Ok(server)

@@ -1,8 +1,11 @@
 //! Developer tasks for predictloop: `cargo xtask <command>`.
 #![allow(clippy::print_stdout)] // a CLI prints
 
+mod bench;
+mod http;
 mod setup;
 mod test;
+mod train;
 mod up;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +31,18 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
+    /// Fetch the assets, then train the digit models into `data/models/` (or `$MODEL_DIR`); a
+    /// model trained before on the same data with the same code comes from the artifact cache.
+    Train {
+        /// Train again even when the artifact cache holds the models.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run a benchmark against release builds and print its figures (`predict`).
+    Bench {
+        /// Which benchmark: `predict`.
+        what: String,
+    },
     /// Fetch the assets, then run the whole test suite with cargo-nextest.
     Test {
         /// Extra arguments for `cargo nextest run` (after `--`).
@@ -41,6 +56,8 @@ fn main() -> ExitCode {
     let outcome = repo_root().and_then(|root| match cli.command {
         Task::Setup => setup::run(&root).map(|()| ExitCode::SUCCESS),
         Task::Up { release } => up::run(&root, release).map(|()| ExitCode::SUCCESS),
+        Task::Train { force } => train::run(&root, force).map(|()| ExitCode::SUCCESS),
+        Task::Bench { what } => bench::run(&root, &what).map(|()| ExitCode::SUCCESS),
         Task::Test { nextest_args } => test::run(&root, &nextest_args),
     });
     match outcome {

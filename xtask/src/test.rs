@@ -5,10 +5,12 @@ use std::process::{ExitCode, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, exit_code_of, setup};
+use crate::{cargo, exit_code_of, setup, train};
 
 pub fn run(root: &Path, nextest_args: &[String]) -> Result<ExitCode> {
     setup::run(root)?;
+    // predict-svc's tests serve the trained models (from the artifact cache after the first run).
+    train::train_models(root, false)?;
     let nextest_installed = cargo()
         .args(["nextest", "--version"])
         .stdout(Stdio::null())
@@ -31,6 +33,7 @@ pub fn run(root: &Path, nextest_args: &[String]) -> Result<ExitCode> {
             setup::onnxruntime_lib(root).display().to_string(),
         ),
         ("MNIST_DIR", setup::mnist_dir(root).display().to_string()),
+        ("MODEL_DIR", train::model_dir(root).display().to_string()),
     ];
     let mut command = cargo();
     command

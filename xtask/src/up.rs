@@ -14,15 +14,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, display_path, setup};
+use crate::{cargo, display_path, setup, train};
 
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(35);
 const POLL: Duration = Duration::from_millis(200);
 
-struct Service {
-    name: &'static str,
-    port: u16,
+pub(crate) struct Service {
+    pub(crate) name: &'static str,
+    pub(crate) port: u16,
 }
 
 const AUTH: Service = Service {
@@ -62,6 +62,10 @@ const GATEWAY_ROUTES: [(&str, u16); 5] = [
 
 pub fn run(root: &Path, release: bool) -> Result<()> {
     setup::run(root)?;
+    // predict-svc imports the initial models on first start.
+    if train::models_missing(root) {
+        train::train_models(root, false)?;
+    }
     let bin_dir = build(root, release)?;
     let gateway_port = gateway_port()?;
     let admin = AdminCredentials::resolve(root)?;
@@ -108,7 +112,7 @@ pub fn run(root: &Path, release: bool) -> Result<()> {
 }
 
 /// Build the service binaries; returns the folder holding them.
-fn build(root: &Path, release: bool) -> Result<PathBuf> {
+pub(crate) fn build(root: &Path, release: bool) -> Result<PathBuf> {
     let mut command = cargo();
     command.current_dir(root).args(["build", "--bins"]);
     for service in std::iter::once(&GATEWAY).chain([&AUTH]).chain(&BACKENDS) {
@@ -271,14 +275,22 @@ struct Running {
 }
 
 /// The started services; whatever is still running is stopped when this is dropped.
-struct Fleet {
+pub(crate) struct Fleet {
     running: Vec<Running>,
     /// How many Ctrl-C / SIGTERM / SIGHUP we received.
     signals: Arc<AtomicUsize>,
 }
 
 impl Fleet {
-    fn start(
+    /// A fleet that stops early when `signals` (counted by the Ctrl-C handler) goes up.
+    pub(crate) fn new(signals: Arc<AtomicUsize>) -> Self {
+        Fleet {
+            running: Vec::new(),
+            signals,
+        }
+    }
+
+    pub(crate) fn start(
         &mut self,
         bin_dir: &Path,
         service: &Service,
@@ -345,7 +357,7 @@ impl Fleet {
         Ok(None)
     }
 
-    fn wait_healthy(&mut self, name: &str, addr: SocketAddr) -> Result<()> {
+    pub(crate) fn wait_healthy(&mut self, name: &str, addr: SocketAddr) -> Result<()> {
         let deadline = Instant::now() + HEALTH_TIMEOUT;
         loop {
             if self.interrupted() {
@@ -390,7 +402,7 @@ impl Fleet {
 
     /// SIGTERM to every live service, up to 35 s for them to drain, then SIGKILL (at once on a
     /// second Ctrl-C). Idempotent.
-    fn stop_all(&mut self) {
+    pub(crate) fn stop_all(&mut self) {
         let signals_before = self.signals.load(Ordering::SeqCst);
         // Newest first: the gateway stops taking traffic before what it routes to goes away.
         for service in self.running.iter_mut().rev() {
@@ -493,7 +505,7 @@ fn forward_lines(name: &str, from: impl Read, sink: impl Fn() -> Box<dyn Write>)
 }
 
 /// A leftover process on the port would answer our health checks in the new one's place.
-fn ensure_port_free(name: &str, addr: SocketAddr) -> Result<()> {
+pub(crate) fn ensure_port_free(name: &str, addr: SocketAddr) -> Result<()> {
     TcpListener::bind(addr).map(drop).with_context(|| {
         format!(
             "{name} cannot use {addr}: the port is taken (another `cargo xtask up` still running?)"

@@ -1,0 +1,168 @@
+use common::config::{CommonConfig, Env, JwtConfig, Mode, Secret};
+use common::jwt::SigningKeyPair;
+use common::testing::{TestDatabase, redis_prefix, redis_url, repo_root};
+use gateway::routes::{RouteTable, Upstream};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const ADMIN: (&str, &str) = ("e2e-admin", "e2e-admin-password");
+
+fn local() -> CommonConfig {
+    CommonConfig {
+        mode: Mode::Development,
+        bind_addr: "127.0.0.1:0".parse().unwrap(),
+        shutdown_timeout_secs: 5,
+        workers: 2,
+    }
+}
+
+fn path_from_env(var: &str, default: &str) -> PathBuf {
+    std::env::var(var).map_or_else(|_| repo_root().join(default), PathBuf::from)
+}
+
+pub fn mnist_test() -> digits::Dataset {
+    digits::load_test(&path_from_env("MNIST_DIR", "assets/mnist")).expect("run `cargo xtask setup`")
+}
+
+/// The system: auth-svc, predict-svc and the gateway in front, on one fresh database.
+pub struct System {
+    pub gateway: String,
+    pub client: reqwest::Client,
+    _db: TestDatabase,
+}
+
+impl System {
+    pub async fn start() -> System {
+        let db = TestDatabase::create();
+        let prefix = redis_prefix();
+        let auth = auth_svc::build(auth_svc::Config {
+            common: local(),
+            database_url: Secret::new(db.url.clone()),
+            signing_key: SigningKeyPair::generate().unwrap(),
+            issuer: JwtConfig::DEFAULT_ISSUER.into(),
+            audience: JwtConfig::DEFAULT_AUDIENCE.into(),
+            access_token_ttl: Duration::from_secs(900),
+            refresh_token_ttl: Duration::from_secs(3600),
+            bcrypt_cost: 4,
+            admin: Some(auth_svc::config::AdminBootstrap {
+                username: ADMIN.0.into(),
+                password: Secret::new(ADMIN.1),
+            }),
+        })
+        .await
+        .unwrap();
+        let auth_url = format!("http://127.0.0.1:{}", auth.port);
+        auth.spawn();
+        let jwks_url = format!("{auth_url}/.well-known/jwks.json");
+
+        let predict_env: HashMap<String, String> = [
+            ("BIND_ADDR", "127.0.0.1:0".to_owned()),
+            ("APP_ENV", "development".to_owned()),
+            ("DATABASE_URL", db.url.clone()),
+            ("REDIS_URL", redis_url()),
+            ("REDIS_PREFIX", prefix.clone()),
+            ("AUTH_JWKS_URL", jwks_url.clone()),
+            (
+                "ORT_DYLIB_PATH",
+                path_from_env(
+                    "ORT_DYLIB_PATH",
+                    "assets/onnxruntime/libonnxruntime.so.1.31.1",
+                )
+                .display()
+                .to_string(),
+            ),
+            (
+                "MODEL_DIR",
+                path_from_env("MODEL_DIR", "data/models")
+                    .display()
+                    .to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let predict =
+            predict_svc::build(predict_svc::Config::from_env(Env::from_map(predict_env)).unwrap())
+                .await
+                .unwrap();
+        let predict_url = format!("http://127.0.0.1:{}", predict.port);
+        predict.spawn();
+
+        let gw = gateway::build(gateway::Config {
+            common: local(),
+            jwt: JwtConfig {
+                jwks_url,
+                issuer: JwtConfig::DEFAULT_ISSUER.into(),
+                audience: JwtConfig::DEFAULT_AUDIENCE.into(),
+            },
+            upstreams: HashMap::from([
+                (Upstream::Auth, auth_url),
+                (Upstream::Predict, predict_url),
+            ]),
+            routes: RouteTable::defaults(),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(30),
+            max_upload_bytes: 10 * 1024 * 1024,
+            max_body_bytes: 1024 * 1024,
+        })
+        .await
+        .unwrap();
+        let gateway = format!("http://127.0.0.1:{}", gw.port);
+        gw.spawn();
+        System {
+            gateway,
+            client: reqwest::Client::new(),
+            _db: db,
+        }
+    }
+
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.gateway)
+    }
+
+    /// Registers a new user and logs in through the gateway; returns the access token.
+    pub async fn user(&self, name: &str) -> String {
+        let creds = json!({"username": name, "password": "password-123"});
+        let r = self
+            .client
+            .post(self.at("/register"))
+            .json(&creds)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let r: Value = self
+            .client
+            .post(self.at("/login"))
+            .json(&creds)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn upload(
+        &self,
+        token: &str,
+        version: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> reqwest::Response {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+        );
+        self.client
+            .post(self.at(&format!("/api/{version}/predict")))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+}

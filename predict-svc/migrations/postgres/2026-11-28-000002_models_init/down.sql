@@ -1,0 +1,2 @@
+DROP TABLE models.model_versions;
+DROP SCHEMA models;

@@ -1,0 +1,234 @@
+//! The served models: the active version of each model, loaded once and swapped atomically
+//! when another version is promoted (by this replica, or by any other through the bus).
+
+use crate::db::versions::{self, NewVersion, VersionInfo};
+use crate::engine::{BatchConfig, EngineError, LoadedModel};
+use common::bus::{Envelope, EventBus, events};
+use common::db::{Db, DbError};
+use futures_util::StreamExt;
+use ort::environment::Environment;
+use sha2::Digest;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Models served by the v1 and v2 APIs.
+pub const MLP: &str = "mnist-mlp";
+pub const CNN: &str = "mnist-cnn";
+pub const INITIAL_MODELS: [&str; 2] = [MLP, CNN];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Import(String),
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The loaded active versions, by model name.
+pub struct ModelSet {
+    env: &'static Environment,
+    batch: BatchConfig,
+    db: Db,
+    models: RwLock<HashMap<String, Arc<LoadedModel>>>,
+    /// Serialises loads so that two swaps of one model never race.
+    loading: tokio::sync::Mutex<()>,
+}
+
+impl ModelSet {
+    pub fn new(env: &'static Environment, batch: BatchConfig, db: Db) -> Self {
+        ModelSet {
+            env,
+            batch,
+            db,
+            models: RwLock::new(HashMap::new()),
+            loading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn environment(&self) -> &'static Environment {
+        self.env
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedModel>> {
+        self.models.read().ok()?.get(name).cloned()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.models
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Loads `name` v`version` from the registry and makes it the one served, unless it is
+    /// already. Requests holding the previous version finish on it.
+    pub async fn ensure_loaded(&self, name: &str, version: i32) -> Result<(), RegistryError> {
+        let _guard = self.loading.lock().await;
+        if self.get(name).is_some_and(|m| m.version == version) {
+            return Ok(());
+        }
+        let (n, v) = (name.to_owned(), version);
+        let loaded = self
+            .db
+            .run(move |c| {
+                let info = versions::find(c, &n, v)?;
+                let bytes = versions::artifact(c, &n, v)?;
+                Ok::<_, DbError>(info.zip(bytes))
+            })
+            .await?;
+        let Some((info, bytes)) = loaded else {
+            return Err(RegistryError::Import(format!(
+                "{name} v{version} is not in the registry"
+            )));
+        };
+        let model =
+            LoadedModel::load(self.env, name, version, &info.sha256, bytes, self.batch).await?;
+        let previous = self
+            .models
+            .write()
+            .map(|mut m| m.insert(name.to_owned(), model))
+            .ok()
+            .flatten();
+        if let Some(previous) = previous {
+            tracing::info!(
+                model = name,
+                from = previous.version,
+                to = version,
+                "model swapped"
+            );
+        }
+        Ok(())
+    }
+
+    /// Loads whatever the registry says is active now (start-up, and the periodic check that
+    /// covers a missed bus message).
+    pub async fn sync_with_registry(&self) -> Result<(), RegistryError> {
+        let active = self.db.run(versions::active).await?;
+        for info in active {
+            self.ensure_loaded(&info.name, info.version).await?;
+        }
+        Ok(())
+    }
+
+    /// Promotes in the database, swaps here at once, and tells every other replica.
+    pub async fn promote(
+        &self,
+        bus: &dyn EventBus,
+        name: &str,
+        version: i32,
+    ) -> Result<Option<VersionInfo>, RegistryError> {
+        let (n, v) = (name.to_owned(), version);
+        let promoted = self
+            .db
+            .run(move |c| {
+                if !versions::promote(c, &n, v)? {
+                    return Ok::<_, DbError>(None);
+                }
+                versions::find(c, &n, v)
+            })
+            .await?;
+        let Some(info) = promoted else {
+            return Ok(None);
+        };
+        self.ensure_loaded(name, version).await?;
+        let event = Envelope::new(
+            events::MODEL_PROMOTED,
+            serde_json::json!({"model": name, "version": version, "sha256": info.sha256}),
+        );
+        if let Err(e) = bus.publish_recorded(&event).await {
+            // The other replicas still pick it up on their periodic registry check.
+            tracing::warn!(error = %e, "cannot publish model.promoted");
+        }
+        Ok(Some(info))
+    }
+}
+
+/// On first start with an empty registry, imports the initial models trained by
+/// `cargo xtask train` as version 1, active.
+pub async fn import_initial(db: &Db, dir: &Path) -> Result<usize, RegistryError> {
+    if db.run(versions::count).await? > 0 {
+        return Ok(0);
+    }
+    let mut imported = 0;
+    for name in INITIAL_MODELS {
+        let path = dir.join(format!("{name}.onnx"));
+        let artifact = std::fs::read(&path).map_err(|e| {
+            RegistryError::Import(format!(
+                "cannot read {} ({e}); train the initial models with `cargo xtask train`",
+                path.display()
+            ))
+        })?;
+        // `metrics.json`, written by the trainer: {"models": {"<name>": {...}}}.
+        let metrics = std::fs::read_to_string(dir.join("metrics.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|v| v.get("models")?.get(name).cloned())
+            .unwrap_or_else(|| serde_json::json!({}));
+        let now = crate::db::now();
+        let row = NewVersion {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: name.to_owned(),
+            version: 1,
+            sha256: sha256_hex(&artifact),
+            artifact,
+            metrics: metrics.to_string(),
+            status: versions::ACTIVE.to_owned(),
+            source: "initial".to_owned(),
+            source_job_id: None,
+            created_at: now,
+            promoted_at: Some(now),
+        };
+        match db.run(move |c| versions::insert(c, &row)).await {
+            Ok(()) => imported += 1,
+            // Another replica imported it at the same moment.
+            Err(e) if e.is_unique_violation() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tracing::info!(imported, dir = %dir.display(), "initial models imported");
+    Ok(imported)
+}
+
+/// Follows promotions made anywhere: the bus for speed, a periodic registry check for the
+/// messages pub/sub may lose.
+pub fn spawn_swapper(models: Arc<ModelSet>, bus: Arc<dyn EventBus>, every: Duration) {
+    let from_bus = models.clone();
+    tokio::spawn(async move {
+        loop {
+            match bus.subscribe(&[events::MODEL_PROMOTED]).await {
+                Ok(mut stream) => {
+                    while let Some(event) = stream.next().await {
+                        let name = event.data["model"].as_str().unwrap_or_default().to_owned();
+                        let version = event.data["version"].as_i64().unwrap_or(0) as i32;
+                        if let Err(e) = from_bus.ensure_loaded(&name, version).await {
+                            tracing::warn!(error = %e, model = %name, version, "cannot swap to the promoted version");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot subscribe to model.promoted"),
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = models.sync_with_registry().await {
+                tracing::warn!(error = %e, "periodic registry check failed");
+            }
+        }
+    });
+}

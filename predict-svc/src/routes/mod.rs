@@ -1,0 +1,14 @@
+mod admin;
+mod internal;
+mod oip;
+mod predict;
+
+use actix_web::web;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v1/predict", web::post().to(predict::v1))
+        .route("/api/v2/predict", web::post().to(predict::v2))
+        .configure(oip::configure)
+        .configure(admin::configure)
+        .configure(internal::configure);
+}

@@ -1,0 +1,13 @@
+use crate::registry::ModelSet;
+use crate::store::PredictionStore;
+use common::bus::EventBus;
+use common::db::Db;
+use std::sync::Arc;
+
+pub struct AppState {
+    pub db: Db,
+    pub models: Arc<ModelSet>,
+    pub store: PredictionStore,
+    pub bus: Arc<dyn EventBus>,
+    pub max_upload_bytes: usize,
+}

@@ -1,0 +1,128 @@
+use common::config::{CommonConfig, JwtConfig, Mode, Secret};
+use common::jwt::{JwkSet, Role, SigningKeyPair};
+use common::testing::{TestDatabase, claims, redis_prefix, redis_url, repo_root, serve_jwks};
+use predict_svc::engine::BatchConfig;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn model_dir() -> PathBuf {
+    std::env::var("MODEL_DIR").map_or_else(|_| repo_root().join("data/models"), PathBuf::from)
+}
+
+pub fn ort_dylib() -> PathBuf {
+    std::env::var("ORT_DYLIB_PATH").map_or_else(
+        |_| repo_root().join("assets/onnxruntime/libonnxruntime.so.1.31.1"),
+        PathBuf::from,
+    )
+}
+
+pub fn mnist_test() -> digits::Dataset {
+    let dir =
+        std::env::var("MNIST_DIR").map_or_else(|_| repo_root().join("assets/mnist"), PathBuf::from);
+    digits::load_test(&dir).expect("MNIST test digits (run `cargo xtask setup`)")
+}
+
+/// Shared by the replicas of one test: the database, the Redis namespace, the signing key.
+pub struct Backing {
+    pub db: Arc<TestDatabase>,
+    pub prefix: String,
+    pub key: SigningKeyPair,
+    pub jwks_url: String,
+}
+
+impl Backing {
+    pub fn new() -> Self {
+        let key = SigningKeyPair::generate().unwrap();
+        let jwks_url = serve_jwks(JwkSet {
+            keys: vec![key.jwk()],
+        });
+        Backing {
+            db: Arc::new(TestDatabase::create()),
+            prefix: redis_prefix(),
+            key,
+            jwks_url,
+        }
+    }
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub user: String,
+    pub admin: String,
+}
+
+pub fn config(backing: &Backing, batch: BatchConfig) -> predict_svc::Config {
+    predict_svc::Config {
+        common: CommonConfig {
+            mode: Mode::Development,
+            bind_addr: "127.0.0.1:0".parse().unwrap(),
+            shutdown_timeout_secs: 5,
+            workers: 2,
+        },
+        database_url: Secret::new(backing.db.url.clone()),
+        redis_url: redis_url(),
+        redis_prefix: backing.prefix.clone(),
+        jwt: JwtConfig {
+            jwks_url: backing.jwks_url.clone(),
+            issuer: JwtConfig::DEFAULT_ISSUER.into(),
+            audience: JwtConfig::DEFAULT_AUDIENCE.into(),
+        },
+        ort_dylib_path: ort_dylib(),
+        model_dir: model_dir(),
+        max_upload_bytes: 5 * 1024 * 1024,
+        batch,
+        prediction_ttl: Duration::from_secs(24 * 3600),
+        registry_sync: Duration::from_secs(30),
+    }
+}
+
+pub const BATCHING: BatchConfig = BatchConfig {
+    max_size: 32,
+    max_wait: Duration::from_millis(2),
+    sessions: 2,
+};
+
+pub async fn spawn_with(backing: &Backing, config: predict_svc::Config) -> TestApp {
+    let server = predict_svc::build(config).await.unwrap();
+    let url = format!("http://127.0.0.1:{}", server.port);
+    server.spawn();
+    TestApp {
+        url,
+        client: reqwest::Client::new(),
+        user: backing.key.sign(&claims("ana", Role::User)).unwrap(),
+        admin: backing.key.sign(&claims("boss", Role::Admin)).unwrap(),
+    }
+}
+
+pub async fn spawn_app() -> (TestApp, Backing) {
+    let backing = Backing::new();
+    let app = spawn_with(&backing, config(&backing, BATCHING)).await;
+    (app, backing)
+}
+
+impl TestApp {
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    pub async fn upload(&self, version: &str, name: &str, bytes: Vec<u8>) -> reqwest::Response {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned());
+        let form = reqwest::multipart::Form::new().part("file", part);
+        self.client
+            .post(self.at(&format!("/api/{version}/predict")))
+            .bearer_auth(&self.user)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(resp.status().as_u16(), status);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], code, "{body}");
+    body
+}

@@ -1,0 +1,133 @@
+use crate::helpers::*;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+pub async fn register(app: &TestApp, model: &str, job: &str) -> reqwest::Response {
+    let bytes = std::fs::read(model_dir().join(format!("{model}.onnx"))).unwrap();
+    app.client
+        .post(app.at(&format!("/internal/models/{model}/versions")))
+        .json(&json!({
+            "artifact": STANDARD.encode(bytes),
+            "metrics": {"accuracy": 0.99},
+            "source_job_id": job,
+        }))
+        .send()
+        .await
+        .unwrap()
+}
+
+pub async fn models(app: &TestApp) -> Value {
+    let r = app
+        .client
+        .get(app.at("/admin/models"))
+        .bearer_auth(&app.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+fn model<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_registry_imports_registers_promotes_and_rolls_back() {
+    let (app, backing) = spawn_app().await;
+    let list = models(&app).await;
+    for name in ["mnist-mlp", "mnist-cnn"] {
+        let m = model(&list, name);
+        assert_eq!(m["active_version"], 1, "{m}");
+        let v1 = &m["versions"][0];
+        assert_eq!(v1["status"], "active");
+        assert_eq!(v1["source"], "initial");
+        assert_eq!(v1["sha256"].as_str().unwrap().len(), 64);
+    }
+    let r = app
+        .client
+        .get(app.at("/admin/models"))
+        .bearer_auth(&app.user)
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 403, "forbidden").await;
+
+    // A retrain job registers a candidate; the same job again gets the same version.
+    let r = register(&app, "mnist-cnn", "job-1").await;
+    assert_eq!(r.status(), 201);
+    let v2: Value = r.json().await.unwrap();
+    assert_eq!(v2["version"], 2);
+    assert_eq!(v2["status"], "candidate");
+    assert_eq!(v2["metrics"]["accuracy"], 0.99);
+    let again: Value = register(&app, "mnist-cnn", "job-1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["version"], 2);
+    let junk = app
+        .client
+        .post(app.at("/internal/models/mnist-cnn/versions"))
+        .json(&json!({"artifact": STANDARD.encode(b"not an onnx file")}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(junk, 422, "invalid_artifact").await;
+
+    let promote = |v: i32| {
+        app.client
+            .post(app.at(&format!("/admin/models/mnist-cnn/versions/{v}/promote")))
+            .bearer_auth(&app.admin)
+            .send()
+    };
+    assert_eq!(promote(2).await.unwrap().status(), 200);
+    let m = models(&app).await;
+    let cnn = model(&m, "mnist-cnn");
+    assert_eq!(cnn["active_version"], 2);
+    assert_eq!(cnn["served_version"], 2);
+    assert_eq!(cnn["versions"][1]["status"], "retired");
+    let png = digits::grid_to_png(&mnist_test().images[3]).unwrap();
+    let served: Value = app
+        .upload("v2", "d.png", png.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(served["model_version"], 2);
+
+    // Rolling back is promoting the old version again.
+    assert_eq!(promote(1).await.unwrap().status(), 200);
+    let served: Value = app.upload("v2", "d.png", png).await.json().await.unwrap();
+    assert_eq!(served["model_version"], 1);
+    assert_error(promote(9).await.unwrap(), 404, "not_found").await;
+    let r = app
+        .client
+        .post(app.at("/admin/models/mnist-cnn/versions/2/promote"))
+        .bearer_auth(&app.user)
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 403, "forbidden").await;
+
+    // The database itself refuses a second active version of one model.
+    let db = common::db::Db::connect(&backing.db.url, Default::default())
+        .await
+        .unwrap();
+    let second_active = db
+        .run(|c| {
+            use diesel::connection::SimpleConnection;
+            c.batch_execute(
+                "UPDATE models.model_versions SET status = 'active' WHERE name = 'mnist-cnn'",
+            )
+            .map_err(common::db::DbError::from)
+        })
+        .await;
+    assert!(second_active.unwrap_err().is_unique_violation());
+}
