@@ -18,19 +18,26 @@ fn local() -> CommonConfig {
     }
 }
 
-fn path_from_env(var: &str, default: &str) -> PathBuf {
-    std::env::var(var).map_or_else(|_| repo_root().join(default), PathBuf::from)
+fn path_from_env(var: &str, default: &str) -> String {
+    std::env::var(var)
+        .map_or_else(|_| repo_root().join(default), PathBuf::from)
+        .display()
+        .to_string()
 }
 
 pub fn mnist_test() -> digits::Dataset {
-    digits::load_test(&path_from_env("MNIST_DIR", "assets/mnist")).expect("run `cargo xtask setup`")
+    digits::load_test(&PathBuf::from(path_from_env("MNIST_DIR", "assets/mnist")))
+        .expect("run `cargo xtask setup`")
 }
 
-/// The system: auth-svc, predict-svc and the gateway in front, on one fresh database.
+/// The system on one fresh database and Redis namespace: auth-svc, predict-svc, feedback-svc,
+/// notify-svc and the gateway in front of them.
 pub struct System {
     pub gateway: String,
     pub client: reqwest::Client,
     _db: TestDatabase,
+    _feedback: feedback_svc::RunningApp,
+    _notify: notify_svc::RunningApp,
 }
 
 impl System {
@@ -57,38 +64,58 @@ impl System {
         auth.spawn();
         let jwks_url = format!("{auth_url}/.well-known/jwks.json");
 
-        let predict_env: HashMap<String, String> = [
+        // Each service reads its configuration as in production, from variables.
+        let shared: Vec<(&str, String)> = vec![
             ("BIND_ADDR", "127.0.0.1:0".to_owned()),
             ("APP_ENV", "development".to_owned()),
             ("DATABASE_URL", db.url.clone()),
             ("REDIS_URL", redis_url()),
-            ("REDIS_PREFIX", prefix.clone()),
+            ("REDIS_PREFIX", prefix),
             ("AUTH_JWKS_URL", jwks_url.clone()),
-            (
-                "ORT_DYLIB_PATH",
-                path_from_env(
+        ];
+        let env = |extra: Vec<(&str, String)>| {
+            Env::from_map(
+                shared
+                    .iter()
+                    .cloned()
+                    .chain(extra)
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect::<HashMap<String, String>>(),
+            )
+        };
+
+        let predict = predict_svc::build(
+            predict_svc::Config::from_env(env(vec![
+                (
                     "ORT_DYLIB_PATH",
-                    "assets/onnxruntime/libonnxruntime.so.1.31.1",
-                )
-                .display()
-                .to_string(),
-            ),
-            (
-                "MODEL_DIR",
-                path_from_env("MODEL_DIR", "data/models")
-                    .display()
-                    .to_string(),
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let predict =
-            predict_svc::build(predict_svc::Config::from_env(Env::from_map(predict_env)).unwrap())
-                .await
-                .unwrap();
+                    path_from_env(
+                        "ORT_DYLIB_PATH",
+                        "assets/onnxruntime/libonnxruntime.so.1.31.1",
+                    ),
+                ),
+                ("MODEL_DIR", path_from_env("MODEL_DIR", "data/models")),
+            ]))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
         let predict_url = format!("http://127.0.0.1:{}", predict.port);
         predict.spawn();
+
+        let feedback = feedback_svc::build(
+            feedback_svc::Config::from_env(env(vec![("PREDICT_URL", predict_url.clone())]))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        let feedback_url = format!("http://127.0.0.1:{}", feedback.port);
+        let feedback = feedback.spawn();
+
+        let notify = notify_svc::build(notify_svc::Config::from_env(env(vec![])).unwrap())
+            .await
+            .unwrap();
+        let notify_url = format!("http://127.0.0.1:{}", notify.port);
+        let notify = notify.spawn();
 
         let gw = gateway::build(gateway::Config {
             common: local(),
@@ -100,6 +127,8 @@ impl System {
             upstreams: HashMap::from([
                 (Upstream::Auth, auth_url),
                 (Upstream::Predict, predict_url),
+                (Upstream::Feedback, feedback_url),
+                (Upstream::Notify, notify_url),
             ]),
             routes: RouteTable::defaults(),
             connect_timeout: Duration::from_secs(1),
@@ -115,11 +144,35 @@ impl System {
             gateway,
             client: reqwest::Client::new(),
             _db: db,
+            _feedback: feedback,
+            _notify: notify,
         }
     }
 
     pub fn at(&self, path: &str) -> String {
         format!("{}{path}", self.gateway)
+    }
+
+    pub fn ws_url(&self, token: &str) -> String {
+        format!(
+            "{}/ws?access_token={token}",
+            self.gateway.replacen("http://", "ws://", 1)
+        )
+    }
+
+    async fn log_in(&self, username: &str, password: &str) -> String {
+        let creds = json!({"username": username, "password": password});
+        let r: Value = self
+            .client
+            .post(self.at("/login"))
+            .json(&creds)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["access_token"].as_str().unwrap().to_owned()
     }
 
     /// Registers a new user and logs in through the gateway; returns the access token.
@@ -133,17 +186,11 @@ impl System {
             .await
             .unwrap();
         assert_eq!(r.status(), 201);
-        let r: Value = self
-            .client
-            .post(self.at("/login"))
-            .json(&creds)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        r["access_token"].as_str().unwrap().to_owned()
+        self.log_in(name, "password-123").await
+    }
+
+    pub async fn admin(&self) -> String {
+        self.log_in(ADMIN.0, ADMIN.1).await
     }
 
     pub async fn upload(

@@ -1,0 +1,137 @@
+use crate::helpers::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next JSON text frame, skipping pings; `None` when nothing comes within `wait`.
+async fn next_event(ws: &mut Socket, wait: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .ok()??
+            .ok()?;
+        if let Message::Text(text) = frame {
+            return serde_json::from_str(&text).ok();
+        }
+    }
+}
+
+async fn joined(system: &System, token: &str) -> (Socket, Value) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(system.ws_url(token))
+        .await
+        .unwrap();
+    ws.send(Message::text(r#"{"event":"join_admin"}"#))
+        .await
+        .unwrap();
+    let answer = next_event(&mut ws, Duration::from_secs(5)).await.unwrap();
+    (ws, answer)
+}
+
+#[tokio::test]
+async fn feedback_reaches_an_admin_socket_and_the_report() {
+    let system = System::start().await;
+    let user = system.user("giver").await;
+    let admin = system.admin().await;
+
+    let (mut admin_ws, welcome) = joined(&system, &admin).await;
+    assert_eq!(welcome["event"], "message", "{welcome}");
+    assert_eq!(
+        welcome["data"]["data"],
+        "Te has unido a la sala de notificaciones de administradores."
+    );
+    let (mut user_ws, refused) = joined(&system, &user).await;
+    assert_eq!(refused["event"], "error", "{refused}");
+
+    // A prediction, then feedback on it saying the true digit, through the gateway.
+    let test = mnist_test();
+    let served: Value = system
+        .upload(
+            &user,
+            "v2",
+            "d.png",
+            digits::grid_to_png(&test.images[0]).unwrap(),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let predicted = served["prediccion"].as_u64().unwrap();
+    let label = (predicted + 1) % 10;
+    let body = json!({
+        "prediction": predicted,
+        "correct": false,
+        "comment": "no es",
+        "prediction_id": served["prediction_id"],
+        "label": label,
+    });
+    let post = |key: &'static str| {
+        system
+            .client
+            .post(system.at("/feedback"))
+            .bearer_auth(&user)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let r = post("retry-me").await.unwrap();
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(created["msg"], "Feedback submitted successfully");
+
+    let event = next_event(&mut admin_ws, Duration::from_secs(1))
+        .await
+        .expect("the admin socket gets the feedback within a second");
+    assert_eq!(event["event"], "new_feedback");
+    let data = &event["data"];
+    assert_eq!(data["id"], created["id"]);
+    assert_eq!(data["username"], "giver");
+    assert_eq!(data["prediction"], predicted);
+    assert_eq!(data["correct"], false);
+    assert_eq!(data["comment"], "no es");
+    assert!(data["timestamp"].as_str().is_some());
+    assert_eq!(data["model"], "mnist-cnn");
+    assert!(
+        next_event(&mut user_ws, Duration::from_millis(300))
+            .await
+            .is_none(),
+        "a user's socket gets no event"
+    );
+
+    // A retried POST answers the first answer and stores nothing more.
+    let again: Value = post("retry-me").await.unwrap().json().await.unwrap();
+    assert_eq!(again["id"], created["id"]);
+    let report: Value = system
+        .client
+        .get(system.at("/admin/report"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["total_feedback"], 1, "{report}");
+    assert_eq!(report["incorrect_feedback"], 1);
+    assert_eq!(report["correct_feedback"], 0);
+    assert_eq!(
+        report["confusion_matrix"][label as usize][predicted as usize], 1,
+        "{report}"
+    );
+    let r = system
+        .client
+        .get(system.at("/admin/report"))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // A bad token never reaches notify-svc.
+    let refused = tokio_tungstenite::connect_async(system.ws_url("not-a-token")).await;
+    assert!(refused.is_err());
+}
