@@ -4,11 +4,11 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
-type Socket =
+pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The next JSON text frame, skipping pings; `None` when nothing comes within `wait`.
-async fn next_event(ws: &mut Socket, wait: Duration) -> Option<Value> {
+pub async fn next_event(ws: &mut Socket, wait: Duration) -> Option<Value> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let frame = tokio::time::timeout_at(deadline, ws.next())
@@ -21,7 +21,7 @@ async fn next_event(ws: &mut Socket, wait: Duration) -> Option<Value> {
     }
 }
 
-async fn joined(system: &System, token: &str) -> (Socket, Value) {
+pub async fn joined(system: &System, token: &str) -> (Socket, Value) {
     let (mut ws, _) = tokio_tungstenite::connect_async(system.ws_url(token))
         .await
         .unwrap();

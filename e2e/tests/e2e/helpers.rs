@@ -42,6 +42,11 @@ pub struct System {
 
 impl System {
     pub async fn start() -> System {
+        Self::start_on(&redis_url()).await
+    }
+
+    /// The system using the Redis server at `redis`.
+    pub async fn start_on(redis: &str) -> System {
         let db = TestDatabase::create();
         let prefix = redis_prefix();
         let auth = auth_svc::build(auth_svc::Config {
@@ -69,7 +74,7 @@ impl System {
             ("BIND_ADDR", "127.0.0.1:0".to_owned()),
             ("APP_ENV", "development".to_owned()),
             ("DATABASE_URL", db.url.clone()),
-            ("REDIS_URL", redis_url()),
+            ("REDIS_URL", redis.to_owned()),
             ("REDIS_PREFIX", prefix),
             ("AUTH_JWKS_URL", jwks_url.clone()),
         ];

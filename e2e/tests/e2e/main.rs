@@ -3,3 +3,4 @@
 mod feedback;
 mod helpers;
 mod predict;
+mod redis_down;
