@@ -6,6 +6,7 @@ use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::Tensor;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -144,6 +145,24 @@ pub struct LoadedModel {
     pub version: i32,
     pub sha256: String,
     queue: mpsc::Sender<Job>,
+    stats: Arc<BatchStats>,
+}
+
+/// What the batcher ran: how many batches, holding how many samples.
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    batches: AtomicU64,
+    samples: AtomicU64,
+}
+
+impl BatchStats {
+    /// (batches, samples) run so far.
+    pub fn read(&self) -> (u64, u64) {
+        (
+            self.batches.load(Ordering::Relaxed),
+            self.samples.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -177,14 +196,20 @@ impl LoadedModel {
         .map_err(|e| load_error(e.to_string()))?
         .map_err(load_error)?;
         let (queue, rx) = mpsc::channel(1024);
-        tokio::spawn(run_batcher(rx, Arc::new(pool), batch));
+        let stats = Arc::new(BatchStats::default());
+        tokio::spawn(run_batcher(rx, Arc::new(pool), batch, stats.clone()));
         tracing::info!(model = name, version, "model version loaded");
         Ok(Arc::new(LoadedModel {
             name: name.to_owned(),
             version,
             sha256: sha256.to_owned(),
             queue,
+            stats,
         }))
+    }
+
+    pub fn batch_stats(&self) -> (u64, u64) {
+        self.stats.read()
     }
 
     /// Probabilities for `n` inputs of 784 values each.
@@ -198,7 +223,12 @@ impl LoadedModel {
     }
 }
 
-async fn run_batcher(mut rx: mpsc::Receiver<Job>, pool: Arc<SessionPool>, batch: BatchConfig) {
+async fn run_batcher(
+    mut rx: mpsc::Receiver<Job>,
+    pool: Arc<SessionPool>,
+    batch: BatchConfig,
+    stats: Arc<BatchStats>,
+) {
     let slots = Arc::new(Semaphore::new(pool.sessions.len()));
     while let Some(first) = rx.recv().await {
         let mut total = first.n;
@@ -218,6 +248,8 @@ async fn run_batcher(mut rx: mpsc::Receiver<Job>, pool: Arc<SessionPool>, batch:
         let Ok(slot) = slots.clone().acquire_owned().await else {
             break;
         };
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.samples.fetch_add(total as u64, Ordering::Relaxed);
         let pool = pool.clone();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;

@@ -2,6 +2,7 @@
 //! predict-svc against the real PostgreSQL, Redis and ONNX Runtime, serving the models trained
 //! by `cargo xtask train` from real MNIST digits.
 
+mod batching;
 mod helpers;
 mod oip;
 mod predict;
