@@ -13,24 +13,21 @@ pub use config::Config;
 pub use error::AuthError;
 
 use actix_web::{App, web};
-use common::db::{Db, PoolOptions};
+use common::db::Db;
 use common::health::{DbCheck, Readiness};
 use common::jwt::{JwkSet, JwtVerifier};
 use common::server::RunningServer;
 
 /// Connects, migrates, bootstraps the admin and binds the server (not yet running).
 pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
-    let db = Db::connect(
+    let db = Db::open_service(
         config.database_url.expose(),
-        PoolOptions {
-            schemas: vec!["auth".into()],
-            create_database: config.common.mode.is_development(),
-            ..Default::default()
-        },
+        "auth",
+        config.common.mode,
+        db::POSTGRES_MIGRATIONS,
+        db::SQLITE_MIGRATIONS,
     )
     .await?;
-    db.migrate(db::POSTGRES_MIGRATIONS, db::SQLITE_MIGRATIONS)
-        .await?;
     let state = state::AppState::new(db.clone(), &config).await?;
     if let Some(admin) = &config.admin {
         bootstrap::ensure_admin(&state, admin).await?;

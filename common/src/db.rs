@@ -183,6 +183,28 @@ impl Db {
         Ok(Db { pool, backend })
     }
 
+    /// A service's database: connects (creating the database in development mode), attaches
+    /// or uses the service's own `schema`, and applies its migrations.
+    pub async fn open_service(
+        url: &str,
+        schema: &str,
+        mode: crate::config::Mode,
+        postgres: EmbeddedMigrations,
+        sqlite: EmbeddedMigrations,
+    ) -> Result<Db, DbError> {
+        let db = Db::connect(
+            url,
+            PoolOptions {
+                schemas: vec![schema.to_owned()],
+                create_database: mode.is_development(),
+                ..Default::default()
+            },
+        )
+        .await?;
+        db.migrate(postgres, sqlite).await?;
+        Ok(db)
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -17,7 +17,7 @@ pub use relay::{OutboxRelay, RelayOptions, RelayTask};
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, web};
-use common::db::{Db, PoolOptions};
+use common::db::Db;
 use common::health::{DbCheck, Readiness};
 use common::jwt::JwtVerifier;
 use common::kv::Redis;
@@ -72,17 +72,14 @@ impl Application {
 
 /// Connects to its dependencies, migrates, starts the outbox relay and binds the server.
 pub async fn build(config: Config) -> anyhow::Result<Application> {
-    let db = Db::connect(
+    let db = Db::open_service(
         config.database_url.expose(),
-        PoolOptions {
-            schemas: vec!["feedback".into()],
-            create_database: config.common.mode.is_development(),
-            ..Default::default()
-        },
+        "feedback",
+        config.common.mode,
+        db::POSTGRES_MIGRATIONS,
+        db::SQLITE_MIGRATIONS,
     )
     .await?;
-    db.migrate(db::POSTGRES_MIGRATIONS, db::SQLITE_MIGRATIONS)
-        .await?;
     let redis = Redis::connect(&config.redis_url, &config.redis_prefix)?;
     let relay_wakeup = Arc::new(Notify::new());
     let relay = config.outbox.relay_enabled.then(|| {

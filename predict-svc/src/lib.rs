@@ -15,7 +15,7 @@ pub use error::PredictError;
 
 use actix_web::{App, web};
 use common::bus::{EventBus, RedisBus};
-use common::db::{Db, PoolOptions};
+use common::db::Db;
 use common::health::{DbCheck, Readiness, RedisCheck};
 use common::jwt::JwtVerifier;
 use common::kv::Redis;
@@ -26,17 +26,14 @@ use std::sync::Arc;
 /// and binds the server (not yet running).
 pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
     let env = engine::environment(&config.ort_dylib_path)?;
-    let db = Db::connect(
+    let db = Db::open_service(
         config.database_url.expose(),
-        PoolOptions {
-            schemas: vec!["models".into()],
-            create_database: config.common.mode.is_development(),
-            ..Default::default()
-        },
+        "models",
+        config.common.mode,
+        db::POSTGRES_MIGRATIONS,
+        db::SQLITE_MIGRATIONS,
     )
     .await?;
-    db.migrate(db::POSTGRES_MIGRATIONS, db::SQLITE_MIGRATIONS)
-        .await?;
     registry::import_initial(&db, &config.model_dir).await?;
 
     let redis = Redis::connect(&config.redis_url, &config.redis_prefix)?;
