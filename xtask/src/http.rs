@@ -83,6 +83,7 @@ impl Connection {
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad status line"))?;
         let mut length = 0usize;
+        let mut chunked = false;
         let mut close = false;
         loop {
             let mut line = String::new();
@@ -100,19 +101,56 @@ impl Connection {
                 {
                     close = true;
                 } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "chunked answers are not supported",
-                    ));
+                    chunked = value
+                        .rsplit(',')
+                        .next()
+                        .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
                 }
             }
         }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body)?;
+        let body = if chunked {
+            read_chunked(reader)?
+        } else {
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body)?;
+            body
+        };
         if close {
             self.reader = None;
         }
         Ok(Response { status, body })
+    }
+}
+
+/// A `Transfer-Encoding: chunked` body (RFC 9112 §7.1), trailers skipped.
+fn read_chunked(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
+    let mut body = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(invalid("connection closed inside a chunked body"));
+        }
+        let size = line.trim_end().split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size, 16).map_err(|_| invalid("bad chunk size"))?;
+        if size == 0 {
+            break;
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader.read_exact(&mut body[start..])?;
+        let mut crlf = [0; 2];
+        reader.read_exact(&mut crlf)?;
+        if &crlf != b"\r\n" {
+            return Err(invalid("a chunk does not end with CRLF"));
+        }
+    }
+    // Trailer fields, up to the empty line.
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
+            return Ok(body);
+        }
     }
 }
 
@@ -123,4 +161,19 @@ pub fn json_string_field(body: &[u8], name: &str) -> Option<String> {
     let start = text.find(&key)? + key.len();
     let end = text[start..].find('"')? + start;
     Some(text[start..end].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_chunked;
+
+    #[test]
+    fn chunked_bodies_are_joined_and_trailers_skipped() {
+        let wire = b"5\r\n{\"a\":\r\n3;ext=1\r\n42}\r\n0\r\nX-Trailer: t\r\n\r\nnext";
+        let mut reader = &wire[..];
+        assert_eq!(read_chunked(&mut reader).unwrap(), b"{\"a\":42}");
+        assert_eq!(reader, b"next");
+        let mut truncated = &b"5\r\nab"[..];
+        assert!(read_chunked(&mut truncated).is_err());
+    }
 }

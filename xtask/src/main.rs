@@ -7,6 +7,7 @@ mod setup;
 mod test;
 mod train;
 mod up;
+mod ws_client;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus};
@@ -38,9 +39,10 @@ enum Task {
         #[arg(long)]
         force: bool,
     },
-    /// Run a benchmark against release builds and print its figures (`predict`).
+    /// Run a benchmark against release builds and print its figures (`predict`, `notify`).
     Bench {
-        /// Which benchmark: `predict`.
+        /// Which benchmark: `predict` (inference throughput and latency) or `notify` (feedback
+        /// delivery to 1,000 admin WebSockets, and memory per idle socket).
         what: String,
     },
     /// Fetch the assets, then run the whole test suite with cargo-nextest.

@@ -337,6 +337,14 @@ impl Fleet {
         Ok(addr)
     }
 
+    /// The process id of a started service not yet seen to exit.
+    pub(crate) fn pid(&self, name: &str) -> Option<u32> {
+        self.running
+            .iter()
+            .find(|service| service.name == name && service.exited.is_none())
+            .map(|service| service.child.id())
+    }
+
     fn interrupted(&self) -> bool {
         self.signals.load(Ordering::SeqCst) > 0
     }
