@@ -197,6 +197,7 @@ pub async fn forward(
         }
     }
     builder.insert_header((REQUEST_ID, request_id.clone()));
+    let length = response.content_length();
     let upstream_name = upstream.name();
     let body = response.bytes_stream().map(move |chunk| {
         chunk.map_err(|e| {
@@ -204,7 +205,11 @@ pub async fn forward(
             actix_web::error::ErrorBadGateway(e)
         })
     });
-    Ok(builder.streaming(body))
+    // A body of known length keeps its length (no chunked encoding); others stream as they come.
+    Ok(match length {
+        Some(n) => builder.body(actix_web::body::SizedStream::new(n, body)),
+        None => builder.streaming(body),
+    })
 }
 
 fn upstream_error(name: &'static str, e: &reqwest::Error, request_id: &str) -> GatewayError {

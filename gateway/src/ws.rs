@@ -100,7 +100,11 @@ impl WsProxy {
         if let Some(peer) = req.peer_addr() {
             set("x-forwarded-for", &peer.ip().to_string());
         }
+        // Small buffers: admin sockets are mostly idle, and tungstenite's 128 KiB defaults
+        // made each proxied socket cost the gateway ~150 KiB.
         let config = WebSocketConfig::default()
+            .read_buffer_size(4 * 1024)
+            .write_buffer_size(0)
             .max_message_size(Some(MAX_MESSAGE))
             .max_frame_size(Some(MAX_MESSAGE));
         let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);

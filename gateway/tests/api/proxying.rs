@@ -18,6 +18,10 @@ async fn requests_arrive_upstream_as_sent_without_spoofable_headers() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-request-id"], "client-req-42");
+    assert!(
+        r.headers().contains_key("content-length"),
+        "a body of known length is not re-chunked"
+    );
     let seen: Value = r.json().await.unwrap();
     assert_eq!(seen["path"], "/admin/feedback");
     assert_eq!(seen["query"], "page=2&correct=false");
