@@ -67,7 +67,7 @@ pub fn environment(dylib: &Path) -> Result<&'static Environment, EngineError> {
 pub struct BatchConfig {
     /// Most samples run together; 1 turns batching off.
     pub max_size: usize,
-    /// How long the first request of a batch waits for company.
+    /// How long a batch waits for more requests while other batches are running.
     pub max_wait: Duration,
     /// Sessions per model version: batches that may run at the same time.
     pub sessions: usize,
@@ -229,19 +229,35 @@ async fn run_batcher(
     batch: BatchConfig,
     stats: Arc<BatchStats>,
 ) {
-    let slots = Arc::new(Semaphore::new(pool.sessions.len()));
+    let sessions = pool.sessions.len();
+    let slots = Arc::new(Semaphore::new(sessions));
     while let Some(first) = rx.recv().await {
         let mut total = first.n;
         let mut jobs = vec![first];
         if batch.max_size > 1 {
-            let deadline = tokio::time::Instant::now() + batch.max_wait;
+            // Whatever is already waiting joins at once.
             while total < batch.max_size {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(job)) => {
+                match rx.try_recv() {
+                    Ok(job) => {
                         total += job.n;
                         jobs.push(job);
                     }
-                    _ => break,
+                    Err(_) => break,
+                }
+            }
+            // Waiting for company only pays while other batches are running: a lone request
+            // on an idle model runs at once instead of paying the wait.
+            let busy = slots.available_permits() < sessions;
+            if busy {
+                let deadline = tokio::time::Instant::now() + batch.max_wait;
+                while total < batch.max_size {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(job)) => {
+                            total += job.n;
+                            jobs.push(job);
+                        }
+                        _ => break,
+                    }
                 }
             }
         }
