@@ -10,7 +10,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::db::DbConnection;
 use common::jwt::Claims;
 use serde::Serialize;
-use sha2::Digest;
 
 #[derive(Debug, Serialize)]
 pub struct TokenPair {
@@ -21,8 +20,7 @@ pub struct TokenPair {
 }
 
 pub fn hash_refresh_token(token: &str) -> String {
-    let digest = sha2::Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    common::digest::sha256_hex(token.as_bytes())
 }
 
 pub fn access_token(state: &AppState, user: &User) -> Result<String, AuthError> {

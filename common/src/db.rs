@@ -10,6 +10,13 @@ use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 use std::time::Duration;
 
+/// The current time as stored: UTC without a zone (portable across both backends), truncated
+/// to microseconds, the precision both keep.
+pub fn now() -> chrono::NaiveDateTime {
+    use chrono::SubsecRound;
+    chrono::Utc::now().naive_utc().trunc_subsecs(6)
+}
+
 /// One connection type for both backends; queries written against it run on either.
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {

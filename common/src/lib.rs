@@ -3,6 +3,7 @@
 pub mod bus;
 pub mod config;
 pub mod db;
+pub mod digest;
 pub mod error;
 pub mod health;
 pub mod http;

@@ -3,7 +3,6 @@
 
 use crate::error::FeedbackError;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 pub const MAX_COMMENT_CHARS: usize = 2_000;
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -91,8 +90,7 @@ impl Submission {
             self.comment,
             self.prediction_id,
         ]);
-        let digest = Sha256::digest(canonical.to_string().as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        common::digest::sha256_hex(canonical.to_string().as_bytes())
     }
 }
 

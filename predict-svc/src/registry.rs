@@ -7,7 +7,6 @@ use common::bus::{Envelope, EventBus, events};
 use common::db::{Db, DbError};
 use futures_util::StreamExt;
 use ort::environment::Environment;
-use sha2::Digest;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -28,12 +27,7 @@ pub enum RegistryError {
     Import(String),
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use common::digest::sha256_hex;
 
 /// The loaded active versions, by model name.
 pub struct ModelSet {

@@ -14,12 +14,7 @@ pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/
 /// The backend type of queries boxed for either database.
 pub type Backend = <common::db::DbConnection as diesel::Connection>::Backend;
 
-/// Timestamps are stored as UTC without a zone (portable across both backends).
-/// Truncated to microseconds, the precision both backends keep.
-pub fn now() -> chrono::NaiveDateTime {
-    use chrono::SubsecRound;
-    chrono::Utc::now().naive_utc().trunc_subsecs(6)
-}
+pub use common::db::now;
 
 /// The ISO 8601 form of a stored timestamp (UTC, microseconds), as the seed's `isoformat()`
 /// with the zone made explicit.

@@ -8,8 +8,4 @@ use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
-/// UTC, truncated to microseconds (the precision both backends keep).
-pub fn now() -> chrono::NaiveDateTime {
-    use chrono::SubsecRound;
-    chrono::Utc::now().naive_utc().trunc_subsecs(6)
-}
+pub use common::db::now;

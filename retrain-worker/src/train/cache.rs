@@ -6,7 +6,6 @@
 //! [`TRAINING_CODE_VERSION`] and each model's hyper-parameters (seed included).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -199,10 +198,7 @@ pub fn read_metrics(dir: &Path) -> Result<Metrics> {
     Ok(metrics)
 }
 
-/// Lowercase hex SHA-256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
+pub use common::digest::sha256_hex;
 
 pub fn file_sha256(path: &Path) -> io::Result<String> {
     let mut file = File::open(path)?;
@@ -215,13 +211,5 @@ pub fn file_sha256(path: &Path) -> io::Result<String> {
         }
         hasher.update(&buffer[..read]);
     }
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut hex = String::with_capacity(2 * bytes.len());
-    for byte in bytes {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
+    Ok(common::digest::hex(&hasher.finalize()))
 }
