@@ -18,6 +18,10 @@ pub fn now() -> chrono::NaiveDateTime {
 }
 
 /// One connection type for both backends; queries written against it run on either.
+
+/// The PostgreSQL advisory lock held while migrating (an arbitrary key, the same in every service).
+const MIGRATION_LOCK: i64 = 0x7072_6564_6c6f_6f70; // "predloop"
+
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {
     Pg(PgConnection),
@@ -239,6 +243,10 @@ impl Db {
     }
 
     /// Applies the service's pending migrations: one set per backend, since DDL differs.
+    ///
+    /// On PostgreSQL the migrations run under an advisory lock, so replicas starting together
+    /// (a Deployment scaled up, a worker and its API replica) migrate one after the other
+    /// instead of racing to create the same tables.
     pub async fn migrate(
         &self,
         postgres: EmbeddedMigrations,
@@ -246,7 +254,12 @@ impl Db {
     ) -> Result<(), DbError> {
         self.run(move |conn| {
             let applied = match conn {
-                DbConnection::Pg(c) => c.run_pending_migrations(postgres).map(|v| v.len()),
+                DbConnection::Pg(c) => {
+                    c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+                    let applied = c.run_pending_migrations(postgres).map(|v| v.len());
+                    c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))?;
+                    applied
+                }
                 DbConnection::Sqlite(c) => c.run_pending_migrations(sqlite).map(|v| v.len()),
             }
             .map_err(|e| DbError::Migration(e.to_string()))?;

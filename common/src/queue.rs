@@ -31,6 +31,9 @@ pub trait JobQueue: Send + Sync {
     ) -> Result<Vec<Delivery>, StoreError>;
     /// Jobs delivered but not yet acknowledged.
     async fn pending(&self) -> Result<u64, StoreError>;
+    /// Shows that `consumer` is still working on job `id`, so nobody reclaims it: resets the
+    /// job's idle time. False when the job is no longer pending (acknowledged, or gone).
+    async fn touch(&self, consumer: &str, id: &str) -> Result<bool, StoreError>;
 }
 
 #[derive(Clone)]
@@ -160,6 +163,19 @@ impl JobQueue for RedisJobQueue {
             .query_async(&mut self.redis.conn())
             .await?;
         Ok(reply.claimed.iter().filter_map(Self::decode).collect())
+    }
+
+    async fn touch(&self, consumer: &str, id: &str) -> Result<bool, StoreError> {
+        let claimed: Vec<String> = redis::cmd("XCLAIM")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg(consumer)
+            .arg(0)
+            .arg(id)
+            .arg("JUSTID")
+            .query_async(&mut self.redis.conn())
+            .await?;
+        Ok(!claimed.is_empty())
     }
 
     async fn pending(&self) -> Result<u64, StoreError> {

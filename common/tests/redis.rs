@@ -429,6 +429,33 @@ mod queue {
     }
 
     #[tokio::test]
+    async fn a_job_its_worker_keeps_touching_is_not_reclaimed() {
+        let t = TestRedis::new();
+        let q = queue(&t);
+        let id = q.enqueue(&json!({"job_id": "long"})).await.unwrap();
+        q.next("w1", Duration::from_secs(1)).await.unwrap().unwrap();
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            assert!(q.touch("w1", &id).await.unwrap());
+            assert!(
+                q.reclaim("w2", Duration::from_millis(100), 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        // Once the worker stops touching it, it is reclaimed; an acknowledged job cannot be touched.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let reclaimed = q
+            .reclaim("w2", Duration::from_millis(100), 10)
+            .await
+            .unwrap();
+        assert_eq!(reclaimed.len(), 1);
+        q.ack(&id).await.unwrap();
+        assert!(!q.touch("w2", &id).await.unwrap());
+    }
+
+    #[tokio::test]
     async fn an_acknowledged_job_is_not_reclaimed() {
         let t = TestRedis::new();
         let q = queue(&t);

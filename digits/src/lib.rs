@@ -5,6 +5,7 @@
 //! ([`MEAN`], [`STD`]) themselves as their first operation, in candle and in the exported ONNX
 //! graph alike, so a caller cannot get normalisation wrong.
 
+pub mod augment;
 pub mod encode;
 pub mod idx;
 pub mod preprocess;

@@ -1,3 +1,6 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
 use common::config::{CommonConfig, ConfigError, Env, JwtConfig, Secret};
 
 #[derive(Debug, Clone)]
@@ -8,6 +11,41 @@ pub struct Config {
     /// Namespace of every Redis key and channel (empty in a deployment, unique per test).
     pub redis_prefix: String,
     pub jwt: JwtConfig,
+    /// predict-svc's internal API: the active model, registration, promotion.
+    pub predict_url: String,
+    /// feedback-svc's internal API: the labelled feedback.
+    pub feedback_url: String,
+    /// The four MNIST IDX files.
+    pub mnist_dir: PathBuf,
+    pub retrain: RetrainConfig,
+    pub worker: WorkerConfig,
+}
+
+/// What a job trains on and how its candidate is judged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrainConfig {
+    /// MNIST training digits a job trains on besides the feedback (all 60,000 by default).
+    pub mnist_sample: usize,
+    /// How many times each labelled feedback example is repeated in the training data.
+    pub feedback_weight: usize,
+    /// Share of the labelled feedback kept out of training to judge the candidate, in `[0, 1)`.
+    pub feedback_holdout: f64,
+    /// MNIST test digits in the holdout (all 10,000 by default).
+    pub eval_sample: usize,
+    /// How much lower (in accuracy points, 0.5 = half a percent) the candidate may score than the
+    /// active version on the MNIST holdout and still be promoted.
+    pub tolerance_points: f64,
+}
+
+/// How the worker consumes the queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerConfig {
+    /// Run jobs in this process (a replica with `false` only answers the job API).
+    pub enabled: bool,
+    /// This worker's name in the consumer group; unique per process by default.
+    pub consumer: String,
+    /// A job delivered to a worker that has not shown life for this long is taken over.
+    pub reclaim_idle: Duration,
 }
 
 pub const DEFAULT_PORT: u16 = 8085;
@@ -19,6 +57,30 @@ impl Config {
         let redis_url: String = env.required("REDIS_URL");
         let redis_prefix = env.or("REDIS_PREFIX", String::new());
         let jwt = JwtConfig::read(&mut env);
+        let predict_url = env.or("PREDICT_URL", "http://127.0.0.1:8082".to_owned());
+        let feedback_url = env.or("FEEDBACK_URL", "http://127.0.0.1:8083".to_owned());
+        let mnist_dir: PathBuf = env.or("MNIST_DIR", "assets/mnist".to_owned()).into();
+        let retrain = RetrainConfig {
+            mnist_sample: env.in_range("RETRAIN_MNIST_SAMPLE", 60_000, 0..=60_000),
+            feedback_weight: env.in_range("RETRAIN_FEEDBACK_WEIGHT", 10, 1..=100),
+            feedback_holdout: env.in_range("RETRAIN_FEEDBACK_HOLDOUT", 0.2, 0.0..=0.9),
+            eval_sample: env.in_range("RETRAIN_EVAL_SAMPLE", 10_000, 100..=10_000),
+            tolerance_points: env.in_range("RETRAIN_TOLERANCE_POINTS", 0.5, 0.0..=100.0),
+        };
+        let default_consumer = format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned()),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let worker = WorkerConfig {
+            enabled: env.or("RETRAIN_WORKER_ENABLED", true),
+            consumer: env.or("RETRAIN_CONSUMER", default_consumer),
+            reclaim_idle: Duration::from_secs(env.in_range(
+                "RETRAIN_RECLAIM_IDLE_SECS",
+                120,
+                1..=86_400,
+            )),
+        };
         env.finish()?;
         Ok(Config {
             common,
@@ -26,6 +88,11 @@ impl Config {
             redis_url,
             redis_prefix,
             jwt,
+            predict_url,
+            feedback_url,
+            mnist_dir,
+            retrain,
+            worker,
         })
     }
 }

@@ -1,38 +1,172 @@
-//! retrain-worker: consumes the retrain job queue, trains, evaluates and promotes models (schema `retrain`).
-//! This first version is the service's frame: configuration, health, readiness, shutdown.
+//! retrain-worker: the retrain job API, and the worker that consumes the job queue, trains on
+//! MNIST plus labelled feedback, scores the candidate against the active version and promotes it
+//! when it passes the gate (schema `retrain`).
 
+pub mod api;
+pub mod clients;
 pub mod config;
+pub mod db;
+pub mod retrain;
+mod state;
 pub mod train;
+pub mod worker;
 
 pub use config::Config;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
 use actix_web::{App, web};
-use common::db::{Db, PoolOptions};
+use anyhow::Context;
+use common::bus::{EventBus, RedisBus};
+use common::db::Db;
 use common::health::{DbCheck, Readiness, RedisCheck};
 use common::jwt::JwtVerifier;
 use common::kv::Redis;
+use common::queue::{JobQueue, RedisJobQueue};
 use common::server::RunningServer;
+use tokio::sync::watch;
 
-/// Connects to its dependencies and binds the server (not yet running).
-pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
-    let db = Db::connect(
+/// The Redis Stream of retrain jobs and its consumer group.
+pub const JOB_STREAM: &str = "jobs:retrain";
+pub const JOB_GROUP: &str = "retrain-worker";
+
+/// How long a stopping worker waits for training to reach its next batch and hand the job back.
+const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The worker consuming jobs in the background.
+pub struct WorkerTask {
+    stop: watch::Sender<bool>,
+    stopping: Arc<AtomicBool>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl WorkerTask {
+    /// Stops taking jobs; a job in training stops at its next batch and goes back to the queue.
+    pub async fn shutdown(self, timeout: Duration) {
+        self.stopping.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(timeout, self.handle).await.is_err() {
+            tracing::warn!("the retrain worker did not stop in time");
+        }
+    }
+}
+
+/// The service, bound and with its worker running.
+pub struct Application {
+    pub port: u16,
+    server: RunningServer,
+    worker: Option<WorkerTask>,
+}
+
+/// A service running in the background (tests): stop it with [`RunningApp::stop`].
+pub struct RunningApp {
+    pub port: u16,
+    pub handle: ServerHandle,
+    worker: Option<WorkerTask>,
+}
+
+impl RunningApp {
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        if let Some(worker) = self.worker {
+            worker.shutdown(WORKER_STOP_TIMEOUT).await;
+        }
+    }
+}
+
+impl Application {
+    /// Runs until a shutdown signal: in-flight requests finish, then a running job is handed back.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.run_until_stopped().await;
+        if let Some(worker) = self.worker {
+            worker.shutdown(WORKER_STOP_TIMEOUT).await;
+        }
+        result
+    }
+
+    pub fn spawn(self) -> RunningApp {
+        RunningApp {
+            port: self.port,
+            handle: self.server.spawn(),
+            worker: self.worker,
+        }
+    }
+}
+
+/// Connects to its dependencies, migrates, starts the worker and binds the server.
+pub async fn build(config: Config) -> anyhow::Result<Application> {
+    let db = Db::open_service(
         config.database_url.expose(),
-        PoolOptions {
-            schemas: vec!["retrain".into()],
-            create_database: config.common.mode.is_development(),
-            ..Default::default()
-        },
+        "retrain",
+        config.common.mode,
+        db::POSTGRES_MIGRATIONS,
+        db::SQLITE_MIGRATIONS,
     )
     .await?;
     let redis = Redis::connect(&config.redis_url, &config.redis_prefix)?;
+    let queue = Arc::new(RedisJobQueue::new(redis.clone(), JOB_STREAM, JOB_GROUP));
+    let queue_dyn: Arc<dyn JobQueue> = queue.clone();
+    let worker = if config.worker.enabled {
+        let dir = config.mnist_dir.clone();
+        let mnist = tokio::task::spawn_blocking(move || worker::Mnist::load(&dir))
+            .await?
+            .with_context(|| {
+                format!(
+                    "loading the MNIST digits from {} (MNIST_DIR; `cargo xtask setup` fetches them)",
+                    config.mnist_dir.display()
+                )
+            })?;
+        let bus: Arc<dyn EventBus> = Arc::new(RedisBus::new(redis.clone()));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let worker = worker::Worker {
+            db: db.clone(),
+            queue: queue_dyn.clone(),
+            bus,
+            clients: clients::Clients::new(&config.predict_url, &config.feedback_url)?,
+            mnist: Arc::new(mnist),
+            retrain: config.retrain.clone(),
+            config: config.worker.clone(),
+            stopping: stopping.clone(),
+        };
+        let (stop, stopped) = watch::channel(false);
+        Some(WorkerTask {
+            stop,
+            stopping,
+            handle: tokio::spawn(worker.run(stopped)),
+        })
+    } else {
+        None
+    };
+    let state = web::Data::new(state::AppState {
+        db: db.clone(),
+        queue: queue_dyn,
+    });
     let verifier = web::Data::new(JwtVerifier::remote(&config.jwt));
     let readiness = Readiness::new().with(DbCheck(db)).with(RedisCheck(redis));
     let server = common::server::start(&config.common, move || {
         App::new()
+            .app_data(state.clone())
             .app_data(verifier.clone())
             .configure(common::http::configure_extractors)
             .configure(common::health::configure(readiness.clone()))
+            .configure(api::configure)
             .default_service(web::to(common::http::not_found))
-    })?;
-    Ok(server)
+    });
+    let server = match server {
+        Ok(server) => server,
+        Err(e) => {
+            if let Some(worker) = worker {
+                worker.shutdown(WORKER_STOP_TIMEOUT).await;
+            }
+            return Err(e.into());
+        }
+    };
+    Ok(Application {
+        port: server.port,
+        server,
+        worker,
+    })
 }

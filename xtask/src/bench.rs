@@ -6,6 +6,9 @@
 //! - `cargo xtask bench notify`: p50/p99 delivery latency from `POST /feedback` to receipt on
 //!   1,000 admin WebSockets, both through the gateway, and the memory each idle socket costs
 //!   notify-svc and the gateway.
+//! - `cargo xtask bench retrain`: the time of a retrain job, from `POST /admin/retrain` to its
+//!   outcome, on N MNIST training digits (`BENCH_RETRAIN_DIGITS`, default `10000,60000`) plus
+//!   the feedback, for both models, fine-tuning one epoch.
 
 use crate::http::{Connection, json_string_field};
 use crate::up::{Fleet, Service, build, ensure_port_free};
@@ -41,7 +44,8 @@ pub fn run(root: &Path, what: &str) -> Result<()> {
     match what {
         "predict" => predict(root),
         "notify" => notify(root),
-        other => bail!("unknown benchmark `{other}`; available: predict, notify"),
+        "retrain" => retrain(root),
+        other => bail!("unknown benchmark `{other}`; available: predict, notify, retrain"),
     }
 }
 
@@ -720,4 +724,189 @@ fn print_notify_table(
             *after as f64 / 1024.0
         );
     }
+}
+
+// `cargo xtask bench retrain`
+
+const RETRAIN_AUTH: Service = Service {
+    name: "auth-svc",
+    port: 18191,
+};
+const RETRAIN_PREDICT: Service = Service {
+    name: "predict-svc",
+    port: 18192,
+};
+const RETRAIN_FEEDBACK: Service = Service {
+    name: "feedback-svc",
+    port: 18193,
+};
+const RETRAIN_WORKER: Service = Service {
+    name: "retrain-worker",
+    port: 18195,
+};
+const RETRAIN_TIMEOUT: Duration = Duration::from_secs(3600);
+
+struct RetrainRow {
+    model: &'static str,
+    digits: usize,
+    state: String,
+    total: Duration,
+    training: f64,
+    examples: u64,
+    accuracy: f64,
+}
+
+fn retrain(root: &Path) -> Result<()> {
+    setup::run(root)?;
+    train::train_models(root, false)?;
+    let sizes: Vec<usize> = std::env::var("BENCH_RETRAIN_DIGITS")
+        .unwrap_or_else(|_| "10000,60000".into())
+        .split(',')
+        .map(|n| n.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .context("BENCH_RETRAIN_DIGITS must be a comma-separated list of digit counts")?;
+    let bin_dir = build(root, true)?;
+    let services = [
+        &RETRAIN_AUTH,
+        &RETRAIN_PREDICT,
+        &RETRAIN_FEEDBACK,
+        &RETRAIN_WORKER,
+    ];
+    for service in services {
+        ensure_port_free(service.name, addr(service.port))?;
+    }
+    let signals = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&signals);
+    ctrlc::set_handler(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    })
+    .context("installing the Ctrl-C handler")?;
+
+    let mut env = shared_env(RETRAIN_AUTH.port);
+    env.extend(
+        [
+            ("ADMIN_USERNAME", BENCH_ADMIN.to_owned()),
+            ("ADMIN_PASSWORD", BENCH_ADMIN_PASSWORD.to_owned()),
+            (
+                "PREDICT_URL",
+                format!("http://127.0.0.1:{}", RETRAIN_PREDICT.port),
+            ),
+            (
+                "FEEDBACK_URL",
+                format!("http://127.0.0.1:{}", RETRAIN_FEEDBACK.port),
+            ),
+            (
+                "ORT_DYLIB_PATH",
+                setup::onnxruntime_lib(root).display().to_string(),
+            ),
+            ("MNIST_DIR", setup::mnist_dir(root).display().to_string()),
+            (
+                "MODEL_DIR",
+                root.join("data").join("models").display().to_string(),
+            ),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let mut fleet = Fleet::new(signals.clone());
+    for service in services {
+        let at = fleet.start(&bin_dir, service, service.port, &env)?;
+        fleet.wait_healthy(service.name, at)?;
+    }
+    let admin_creds =
+        format!(r#"{{"username":"{BENCH_ADMIN}","password":"{BENCH_ADMIN_PASSWORD}"}}"#);
+    let token = access_token(
+        &mut Connection::new(addr(RETRAIN_AUTH.port)),
+        admin_creds.as_bytes(),
+    )
+    .context("logging in as the bench admin")?;
+    let bearer = format!("Bearer {token}");
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Authorization", bearer.as_str()),
+    ];
+    let mut conn = Connection::new(addr(RETRAIN_WORKER.port));
+    let mut rows = Vec::new();
+    for model in ["mnist-mlp", "mnist-cnn"] {
+        for &digits in &sizes {
+            if signals.load(Ordering::SeqCst) > 0 {
+                bail!("interrupted");
+            }
+            let body = format!(r#"{{"model":"{model}","epochs":1,"mnist_sample":{digits}}}"#);
+            let started = Instant::now();
+            let posted = conn.send("POST", "/admin/retrain", &headers, body.as_bytes())?;
+            if posted.status != 202 {
+                bail!(
+                    "POST /admin/retrain answered {}: {}",
+                    posted.status,
+                    String::from_utf8_lossy(&posted.body)
+                );
+            }
+            let id = json_string_field(&posted.body, "job_id").context("no job_id")?;
+            eprintln!("  {model} on {digits} digits: job {id}...");
+            let job = loop {
+                if signals.load(Ordering::SeqCst) > 0 {
+                    bail!("interrupted");
+                }
+                if started.elapsed() > RETRAIN_TIMEOUT {
+                    bail!("job {id} did not finish within {RETRAIN_TIMEOUT:?}");
+                }
+                let answer = conn.send("GET", &format!("/admin/retrain/{id}"), &headers, b"")?;
+                let job: serde_json::Value = serde_json::from_slice(&answer.body)
+                    .context("the job API answered something that is not JSON")?;
+                if ["succeeded", "rejected", "failed"]
+                    .contains(&job["state"].as_str().unwrap_or(""))
+                {
+                    break job;
+                }
+                thread::sleep(Duration::from_millis(100));
+            };
+            let total = started.elapsed();
+            let training = &job["metrics"]["training"];
+            rows.push(RetrainRow {
+                model,
+                digits,
+                state: job["state"].as_str().unwrap_or("?").to_owned(),
+                total,
+                training: training["seconds"].as_f64().unwrap_or(f64::NAN),
+                examples: training["examples"].as_u64().unwrap_or(0),
+                accuracy: job["metrics"]["candidate"]["mnist"]["accuracy"]
+                    .as_f64()
+                    .unwrap_or(f64::NAN),
+            });
+            if job["state"] == "failed" {
+                eprintln!("    failed: {}", job["reason"]);
+            }
+        }
+    }
+    fleet.stop_all();
+    println!();
+    println!(
+        "retrain job, fine-tuning the active version for 1 epoch, release build, {} CPU cores",
+        thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "{:<10} {:>8} {:>9} {:>10} {:>12} {:>12} {:>10} {:>9}",
+        "model",
+        "digits",
+        "examples",
+        "total s",
+        "train+eval s",
+        "examples/s",
+        "accuracy",
+        "outcome"
+    );
+    for row in &rows {
+        println!(
+            "{:<10} {:>8} {:>9} {:>10.1} {:>12.1} {:>12.0} {:>9.2}% {:>9}",
+            row.model,
+            row.digits,
+            row.examples,
+            row.total.as_secs_f64(),
+            row.training,
+            row.examples as f64 / row.training,
+            row.accuracy * 100.0,
+            row.state
+        );
+    }
+    Ok(())
 }

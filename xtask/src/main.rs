@@ -39,10 +39,12 @@ enum Task {
         #[arg(long)]
         force: bool,
     },
-    /// Run a benchmark against release builds and print its figures (`predict`, `notify`).
+    /// Run a benchmark against release builds and print its figures (`predict`, `notify`,
+    /// `retrain`).
     Bench {
-        /// Which benchmark: `predict` (inference throughput and latency) or `notify` (feedback
-        /// delivery to 1,000 admin WebSockets, and memory per idle socket).
+        /// Which benchmark: `predict` (inference throughput and latency), `notify` (feedback
+        /// delivery to 1,000 admin WebSockets, and memory per idle socket) or `retrain` (the time
+        /// of a retrain job on N digits).
         what: String,
     },
     /// Fetch the assets, then run the whole test suite with cargo-nextest.

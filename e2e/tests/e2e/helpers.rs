@@ -25,6 +25,11 @@ fn path_from_env(var: &str, default: &str) -> String {
         .to_string()
 }
 
+pub fn mnist_train() -> digits::Dataset {
+    digits::load_train(&PathBuf::from(path_from_env("MNIST_DIR", "assets/mnist")))
+        .expect("run `cargo xtask setup`")
+}
+
 pub fn mnist_test() -> digits::Dataset {
     digits::load_test(&PathBuf::from(path_from_env("MNIST_DIR", "assets/mnist")))
         .expect("run `cargo xtask setup`")
@@ -38,6 +43,7 @@ pub struct System {
     _db: TestDatabase,
     _feedback: feedback_svc::RunningApp,
     _notify: notify_svc::RunningApp,
+    _retrain: retrain_worker::RunningApp,
 }
 
 impl System {
@@ -122,6 +128,20 @@ impl System {
         let notify_url = format!("http://127.0.0.1:{}", notify.port);
         let notify = notify.spawn();
 
+        let retrain = retrain_worker::build(
+            retrain_worker::Config::from_env(env(vec![
+                ("PREDICT_URL", predict_url.clone()),
+                ("FEEDBACK_URL", feedback_url.clone()),
+                ("MNIST_DIR", path_from_env("MNIST_DIR", "assets/mnist")),
+                ("RETRAIN_RECLAIM_IDLE_SECS", "10".to_owned()),
+            ]))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+        let retrain_url = format!("http://127.0.0.1:{}", retrain.port);
+        let retrain = retrain.spawn();
+
         let gw = gateway::build(gateway::Config {
             common: local(),
             jwt: JwtConfig {
@@ -134,6 +154,7 @@ impl System {
                 (Upstream::Predict, predict_url),
                 (Upstream::Feedback, feedback_url),
                 (Upstream::Notify, notify_url),
+                (Upstream::Retrain, retrain_url),
             ]),
             routes: RouteTable::defaults(),
             connect_timeout: Duration::from_secs(1),
@@ -151,6 +172,7 @@ impl System {
             _db: db,
             _feedback: feedback,
             _notify: notify,
+            _retrain: retrain,
         }
     }
 

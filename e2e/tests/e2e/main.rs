@@ -2,5 +2,7 @@
 
 mod feedback;
 mod helpers;
+mod migrations;
 mod predict;
 mod redis_down;
+mod retrain;

@@ -16,6 +16,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/internal")
             .app_data(common::http::json_config(64 * 1024 * 1024))
             .route("/models/{name}/versions", web::post().to(register))
+            .route("/models/{name}/active", web::get().to(active))
+            .route(
+                "/models/{name}/versions/{version}/promote",
+                web::post().to(promote),
+            )
             .route("/predictions/{id}", web::get().to(prediction)),
     );
 }
@@ -100,6 +105,46 @@ async fn register(
         .ok_or_else(|| PredictError::Internal("registered version vanished".into()))?;
     tracing::info!(model = %name, version = info.version, "candidate version registered");
     Ok(HttpResponse::Created().json(info.to_json()))
+}
+
+/// The active version of a model with its artifact: what a retrain job fine-tunes and compares
+/// its candidate with.
+async fn active(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, PredictError> {
+    let name = name.into_inner();
+    let n = name.clone();
+    let found = state
+        .db
+        .run(move |c| {
+            let Some(info) = versions::active(c)?.into_iter().find(|v| v.name == n) else {
+                return Ok::<_, common::db::DbError>(None);
+            };
+            let artifact = versions::artifact(c, &info.name, info.version)?;
+            Ok(artifact.map(|bytes| (info, bytes)))
+        })
+        .await?;
+    let (info, artifact) = found.ok_or(PredictError::UnknownModel(name))?;
+    let mut body = info.to_json();
+    body["artifact"] = STANDARD.encode(&artifact).into();
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Promotion decided by a retrain job's gate: the same swap as the admin route's, for a caller
+/// inside the cluster.
+async fn promote(
+    state: web::Data<AppState>,
+    path: web::Path<(String, i32)>,
+) -> Result<HttpResponse, PredictError> {
+    let (name, version) = path.into_inner();
+    let info = state
+        .models
+        .promote(state.bus.as_ref(), &name, version)
+        .await?
+        .ok_or_else(|| PredictError::UnknownVersion(name.clone(), version))?;
+    tracing::info!(model = %name, version, "model version promoted by a retrain job");
+    Ok(HttpResponse::Ok().json(info.to_json()))
 }
 
 async fn prediction(

@@ -131,3 +131,53 @@ async fn the_registry_imports_registers_promotes_and_rolls_back() {
         .await;
     assert!(second_active.unwrap_err().is_unique_violation());
 }
+
+#[tokio::test]
+async fn a_retrain_job_reads_the_active_artifact_and_promotes_through_the_internal_api() {
+    let (app, _backing) = spawn_app().await;
+    let r = app
+        .client
+        .get(app.at("/internal/models/mnist-mlp/active"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let active: Value = r.json().await.unwrap();
+    assert_eq!(active["version"], 1);
+    let on_disk = std::fs::read(model_dir().join("mnist-mlp.onnx")).unwrap();
+    assert_eq!(
+        STANDARD
+            .decode(active["artifact"].as_str().unwrap())
+            .unwrap(),
+        on_disk
+    );
+    let r = app
+        .client
+        .get(app.at("/internal/models/mnist-unknown/active"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 404, "not_found").await;
+
+    let v2: Value = register(&app, "mnist-mlp", "job-7")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v2["version"], 2);
+    let promote = |v: i32| {
+        app.client
+            .post(app.at(&format!("/internal/models/mnist-mlp/versions/{v}/promote")))
+            .send()
+    };
+    let r = promote(2).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let promoted: Value = r.json().await.unwrap();
+    assert_eq!(promoted["status"], "active");
+    let png = digits::grid_to_png(&mnist_test().images[0]).unwrap();
+    let served: Value = app.upload("v1", "d.png", png).await.json().await.unwrap();
+    assert_eq!(served["model_version"], 2);
+    // Promoting the active version again changes nothing; an unknown one is a 404.
+    assert_eq!(promote(2).await.unwrap().status(), 200);
+    assert_error(promote(5).await.unwrap(), 404, "not_found").await;
+}

@@ -244,7 +244,13 @@ impl TrainObserver for EpochBars {
         }
     }
 
-    fn epoch_finished(&mut self, _epoch: usize, mean_loss: f32, took: Duration) {
+    fn epoch_finished(
+        &mut self,
+        _epoch: usize,
+        mean_loss: f32,
+        took: Duration,
+        _network: &retrain_worker::train::Network,
+    ) -> Result<(), retrain_worker::train::TrainError> {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
@@ -255,6 +261,7 @@ impl TrainObserver for EpochBars {
             self.epoch.1,
             took.as_secs_f64()
         );
+        Ok(())
     }
 }
 

@@ -5,8 +5,9 @@
 
 pub mod cache;
 pub mod export;
+pub mod import;
 pub mod models;
-mod rng;
+pub mod rng;
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use digits::{Dataset, SIDE};
 use serde::{Deserialize, Serialize};
 
 pub use export::{ExportMetadata, export_onnx};
+pub use import::{ImportError, import_onnx};
 pub use models::{Arch, Layer, Network};
 
 /// Bump whenever a change to the training code changes what it produces (architecture, init,
@@ -70,9 +72,22 @@ impl Hyperparameters {
 /// Told about training's progress (a progress bar, a job's progress events).
 pub trait TrainObserver {
     fn epoch_started(&mut self, _epoch: usize, _epochs: usize, _batches: usize) {}
+    /// Asked before each batch: `Some(reason)` stops training with [`TrainError::Stopped`].
+    fn should_stop(&self) -> Option<String> {
+        None
+    }
     /// After each batch, with the mean loss of the epoch so far.
     fn batch_finished(&mut self, _batch: usize, _running_loss: f32) {}
-    fn epoch_finished(&mut self, _epoch: usize, _mean_loss: f32, _took: Duration) {}
+    /// After each epoch, with the network as it is now (to score it on validation data).
+    fn epoch_finished(
+        &mut self,
+        _epoch: usize,
+        _mean_loss: f32,
+        _took: Duration,
+        _network: &Network,
+    ) -> Result<(), TrainError> {
+        Ok(())
+    }
 }
 
 /// Ignores everything.
@@ -88,6 +103,9 @@ pub enum TrainError {
     NoData,
     #[error("batch size must be at least 1")]
     BadBatchSize,
+    /// The observer stopped training (its reason).
+    #[error("{0}")]
+    Stopped(String),
 }
 
 /// What training produced.
@@ -111,8 +129,24 @@ pub fn train(
     if hyper.batch_size == 0 {
         return Err(TrainError::BadBatchSize);
     }
-    let started = Instant::now();
     let network = Network::new(arch, hyper.seed)?;
+    train_network(network, hyper, data, observer)
+}
+
+/// Trains `network` further on `data`: from fresh weights, or fine-tuning a served version.
+pub fn train_network(
+    network: Network,
+    hyper: &Hyperparameters,
+    data: &Dataset,
+    observer: &mut dyn TrainObserver,
+) -> Result<Trained, TrainError> {
+    if data.is_empty() {
+        return Err(TrainError::NoData);
+    }
+    if hyper.batch_size == 0 {
+        return Err(TrainError::BadBatchSize);
+    }
+    let started = Instant::now();
     let images = input_tensor(&data.images)?;
     let labels = Tensor::from_iter(
         data.labels.iter().map(|&label| u32::from(label)),
@@ -137,6 +171,9 @@ pub fn train(
         shuffler.shuffle(&mut order);
         let (mut loss_sum, mut seen) = (0.0_f64, 0_usize);
         for (batch, indices) in order.chunks(hyper.batch_size).enumerate() {
+            if let Some(reason) = observer.should_stop() {
+                return Err(TrainError::Stopped(reason));
+            }
             optimiser
                 .set_learning_rate(hyper.learning_rate_at(epoch * batches + batch, total_steps));
             let indices = Tensor::from_slice(indices, indices.len(), &Device::Cpu)?;
@@ -149,7 +186,7 @@ pub fn train(
             observer.batch_finished(batch, (loss_sum / seen as f64) as f32);
         }
         train_loss = (loss_sum / seen as f64) as f32;
-        observer.epoch_finished(epoch, train_loss, epoch_started.elapsed());
+        observer.epoch_finished(epoch, train_loss, epoch_started.elapsed(), &network)?;
     }
     Ok(Trained {
         network,
