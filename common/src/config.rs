@@ -72,7 +72,41 @@ pub const WELL_KNOWN_SECRETS: &[&str] = &[
     "admin123",
     "12345678",
     "default",
+    "postgres",
+    "redis",
+    "root",
+    "test",
+    "qwerty",
+    "letmein",
+    "123456",
+    "passw0rd",
+    "password1",
 ];
+
+/// The password of a URL like `postgres://user:password@host/db`, if it has one.
+pub fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    userinfo.split_once(':').map(|(_, password)| password)
+}
+
+/// Outside development mode, a connection URL may not carry a well-known password (the
+/// `postgres:postgres` of a quick start). The message names the variable, never the password.
+pub fn check_url_secret(env: &mut Env, var: &str, url: &str, mode: Mode) {
+    if mode.is_development() {
+        return;
+    }
+    if let Some(password) = url_password(url)
+        && WELL_KNOWN_SECRETS
+            .iter()
+            .any(|w| w.eq_ignore_ascii_case(password))
+    {
+        env.problem(format!(
+            "{var}: the password in this URL is a well-known one; set a real secret"
+        ));
+    }
+}
 
 /// All the configuration problems found while reading the environment.
 #[derive(Debug, thiserror::Error)]
@@ -280,5 +314,33 @@ mod tests {
     fn secrets_do_not_print() {
         let s = Secret::new("hunter2hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_well_known_password_in_a_url_is_refused_outside_development() {
+        assert_eq!(
+            url_password("postgres://app:s3cr%21t@db:5432/x"),
+            Some("s3cr%21t")
+        );
+        assert_eq!(url_password("redis://:pw@cache:6379"), Some("pw"));
+        assert_eq!(url_password("postgres://postgres@127.0.0.1/x"), None);
+        assert_eq!(url_password("redis://127.0.0.1:6379"), None);
+        let url = "postgres://postgres:postgres@db/predictloop";
+        let mut e = env(&[]);
+        check_url_secret(&mut e, "DATABASE_URL", url, Mode::Production);
+        let err = e.finish().unwrap_err().to_string();
+        assert!(
+            err.contains("DATABASE_URL") && !err.contains("postgres:postgres"),
+            "{err}"
+        );
+        let mut e = env(&[]);
+        check_url_secret(&mut e, "DATABASE_URL", url, Mode::Development);
+        check_url_secret(
+            &mut e,
+            "REDIS_URL",
+            "redis://:Xk2!long@r:6379",
+            Mode::Production,
+        );
+        assert!(e.finish().is_ok());
     }
 }

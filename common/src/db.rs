@@ -17,11 +17,10 @@ pub fn now() -> chrono::NaiveDateTime {
     chrono::Utc::now().naive_utc().trunc_subsecs(6)
 }
 
-/// One connection type for both backends; queries written against it run on either.
-
 /// The PostgreSQL advisory lock held while migrating (an arbitrary key, the same in every service).
 const MIGRATION_LOCK: i64 = 0x7072_6564_6c6f_6f70; // "predloop"
 
+/// One connection type for both backends; queries written against it run on either.
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {
     Pg(PgConnection),

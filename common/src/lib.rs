@@ -10,6 +10,7 @@ pub mod http;
 pub mod jwt;
 pub mod kv;
 pub mod queue;
+pub mod ratelimit;
 pub mod server;
 pub mod telemetry;
 

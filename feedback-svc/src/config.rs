@@ -30,7 +30,14 @@ impl Config {
     pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
         let common = CommonConfig::read(&mut env, DEFAULT_PORT);
         let database_url: Secret = env.required("DATABASE_URL");
+        common::config::check_url_secret(
+            &mut env,
+            "DATABASE_URL",
+            database_url.expose(),
+            common.mode,
+        );
         let redis_url: String = env.required("REDIS_URL");
+        common::config::check_url_secret(&mut env, "REDIS_URL", &redis_url, common.mode);
         let redis_prefix = env.or("REDIS_PREFIX", String::new());
         let jwt = JwtConfig::read(&mut env);
         let predict_url = env.or("PREDICT_URL", DEFAULT_PREDICT_URL.to_owned());

@@ -1,3 +1,5 @@
+use crate::edge::EdgeConfig;
+use crate::ratelimit::RateLimitConfig;
 use crate::routes::{RouteTable, Upstream};
 use common::config::{CommonConfig, ConfigError, Env, JwtConfig};
 use std::collections::HashMap;
@@ -15,6 +17,14 @@ pub struct Config {
     /// Body limits: uploads (image routes) and everything else.
     pub max_upload_bytes: usize,
     pub max_body_bytes: usize,
+    /// Where the rate-limit counters live, shared by every gateway replica.
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+    pub rate_limit: RateLimitConfig,
+    /// CORS allowlist and limits on the request line and headers.
+    pub edge: EdgeConfig,
+    /// A client that sends nothing of its body for this long is cut off (408).
+    pub body_timeout: Duration,
 }
 
 pub const DEFAULT_PORT: u16 = 8080;
@@ -60,6 +70,20 @@ impl Config {
             1024..=100 * 1024 * 1024,
         );
         let max_body_bytes = env.in_range("MAX_BODY_BYTES", 1024 * 1024, 1024..=100 * 1024 * 1024);
+        let redis_url: Option<String> = env.optional("REDIS_URL");
+        if let Some(url) = &redis_url {
+            common::config::check_url_secret(&mut env, "REDIS_URL", url, common.mode);
+        }
+        let redis_prefix = env.or("REDIS_PREFIX", String::new());
+        let rate_limit = RateLimitConfig::read(&mut env);
+        let edge = EdgeConfig::read(&mut env);
+        let body_timeout_ms = env.in_range("CLIENT_BODY_TIMEOUT_MS", 10_000, 100..=300_000);
+        if rate_limit.enabled && redis_url.is_none() {
+            env.problem(
+                "REDIS_URL: required for rate limiting (or set RATE_LIMIT_ENABLED=false)"
+                    .to_owned(),
+            );
+        }
         env.finish()?;
         Ok(Config {
             common,
@@ -70,6 +94,48 @@ impl Config {
             request_timeout: Duration::from_millis(timeout_ms),
             max_upload_bytes,
             max_body_bytes,
+            redis_url,
+            redis_prefix,
+            rate_limit,
+            edge,
+            body_timeout: Duration::from_millis(body_timeout_ms),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn rate_limits_need_redis_and_take_the_prototypes_defaults() {
+        let err = Config::from_env(env(&[])).unwrap_err().to_string();
+        assert!(err.contains("REDIS_URL"), "{err}");
+        let c = Config::from_env(env(&[("REDIS_URL", "redis://127.0.0.1:6379")])).unwrap();
+        assert!(c.rate_limit.enabled && c.rate_limit.fail_open);
+        assert_eq!(c.rate_limit.default.len(), 2);
+        assert_eq!(c.rate_limit.routes.len(), 2);
+        let err = Config::from_env(env(&[
+            ("REDIS_URL", "redis://:changeme@cache:6379"),
+            ("RATE_LIMIT_FAILURE_MODE", "sideways"),
+            ("RATE_LIMIT_DEFAULT", "lots"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("RATE_LIMIT_FAILURE_MODE"), "{err}");
+        assert!(err.contains("RATE_LIMIT_DEFAULT"), "{err}");
+        assert!(err.contains("well-known"), "{err}");
+        assert!(Config::from_env(env(&[("RATE_LIMIT_ENABLED", "false")])).is_ok());
     }
 }

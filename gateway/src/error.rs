@@ -24,6 +24,16 @@ pub enum GatewayError {
     BadGateway(&'static str),
     #[error("{0} did not answer in time.")]
     GatewayTimeout(&'static str),
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: std::time::Duration,
+        headers: Vec<(&'static str, String)>,
+    },
+    #[error("Rate limits cannot be checked right now; try again shortly.")]
+    RateLimitUnavailable,
+    #[error("The request body stopped arriving for {0:?}; the request was cut off.")]
+    BodyTimeout(std::time::Duration),
 }
 
 impl From<&GatewayError> for ApiError {
@@ -47,6 +57,15 @@ impl From<&GatewayError> for ApiError {
             GatewayError::GatewayTimeout(_) => {
                 ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", msg)
             }
+            GatewayError::RateLimited { .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", msg)
+            }
+            GatewayError::BodyTimeout(_) => {
+                ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", msg)
+            }
+            GatewayError::RateLimitUnavailable => {
+                ApiError::unavailable("rate_limit_unavailable", msg)
+            }
         }
     }
 }
@@ -56,6 +75,27 @@ impl ResponseError for GatewayError {
         ApiError::from(self).status()
     }
     fn error_response(&self) -> HttpResponse {
-        ApiError::from(self).error_response()
+        let mut response = ApiError::from(self).error_response();
+        if let GatewayError::RateLimited {
+            retry_after,
+            headers,
+            ..
+        } = self
+        {
+            let wait = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            let extra = headers
+                .iter()
+                .map(|(n, v)| (*n, v.clone()))
+                .chain(std::iter::once(("retry-after", wait.to_string())));
+            for (name, value) in extra {
+                if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&value) {
+                    response.headers_mut().insert(
+                        actix_web::http::header::HeaderName::from_static(name),
+                        value,
+                    );
+                }
+            }
+        }
+        response
     }
 }

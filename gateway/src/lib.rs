@@ -2,8 +2,10 @@
 //! services and streams their answers back.
 
 pub mod config;
+pub mod edge;
 mod error;
 mod proxy;
+pub mod ratelimit;
 pub mod routes;
 mod state;
 mod ws;
@@ -17,7 +19,18 @@ use common::server::RunningServer;
 use routes::Upstream;
 
 pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
-    let state = state::GatewayState::new(&config)?;
+    let store: Option<std::sync::Arc<dyn common::ratelimit::RateLimitStore>> =
+        match (&config.redis_url, config.rate_limit.enabled) {
+            (Some(url), true) => Some(std::sync::Arc::new(
+                common::ratelimit::RedisRateLimiter::new(common::kv::Redis::connect(
+                    url,
+                    &config.redis_prefix,
+                )?),
+            )),
+            _ => None,
+        };
+    let limiter = ratelimit::RateLimiter::new(config.rate_limit.clone(), store);
+    let state = state::GatewayState::new(&config, limiter)?;
     // Warm the key cache; failure is not fatal (auth-svc may start later), verification retries.
     if let Err(e) = state.verifier.refresh_keys().await {
         tracing::warn!(error = %e, "signing keys not available yet");
@@ -34,8 +47,11 @@ pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
     }
     let state = web::Data::new(state);
     let ws_proxy = web::Data::new(ws::WsProxy::new(&config));
+    let edge = web::Data::new(config.edge.clone());
     let server = common::server::start(&config.common, move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(edge::check))
+            .app_data(edge.clone())
             .app_data(state.clone())
             .app_data(ws_proxy.clone())
             .configure(common::health::configure(readiness.clone()))

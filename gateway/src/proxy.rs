@@ -2,6 +2,7 @@
 //! ways with a size limit, hop-by-hop headers are dropped, and failures become 502/504 JSON.
 
 use crate::error::GatewayError;
+use crate::ratelimit::Verdict;
 use crate::routes::{Access, BodyKind, Route};
 use crate::state::GatewayState;
 use actix_web::http::header::{self, HeaderName};
@@ -86,6 +87,47 @@ async fn authorize(
     Ok(())
 }
 
+/// Counts the request against its route's limits; the headers to send with the answer.
+async fn rate_limit(
+    state: &GatewayState,
+    req: &HttpRequest,
+    route: &Route,
+    path: &str,
+) -> Result<Vec<(&'static str, String)>, GatewayError> {
+    let client = match req.extensions().get::<common::jwt::Claims>() {
+        Some(claims) => format!("user:{}", claims.sub),
+        None => {
+            let forwarded = req
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            let ip = crate::ratelimit::client_ip(
+                req.peer_addr().map(|a| a.ip()),
+                forwarded,
+                &state.rate_limiter.config().trusted_proxies,
+            );
+            format!(
+                "ip:{}",
+                ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+            )
+        }
+    };
+    match state.rate_limiter.check(&route.path, path, &client).await {
+        Verdict::Unlimited => Ok(vec![]),
+        Verdict::Allowed(headers) => Ok(headers),
+        Verdict::Refused {
+            headers,
+            retry_after,
+            message,
+        } => Err(GatewayError::RateLimited {
+            message,
+            retry_after,
+            headers,
+        }),
+        Verdict::Unavailable => Err(GatewayError::RateLimitUnavailable),
+    }
+}
+
 pub async fn forward(
     req: HttpRequest,
     payload: web::Payload,
@@ -109,6 +151,7 @@ pub async fn forward(
         });
     }
     authorize(&state, &req, route).await?;
+    let limit_headers = rate_limit(&state, &req, route, &path).await?;
 
     let limit = match route.body {
         BodyKind::Upload => state.max_upload_bytes,
@@ -161,11 +204,16 @@ pub async fn forward(
     );
 
     let exceeded = Arc::new(AtomicBool::new(false));
+    let stalled = Arc::new(AtomicBool::new(false));
     if has_body {
         outgoing = outgoing.body(reqwest::Body::wrap_stream(stream_body(
             payload,
-            limit,
+            BodyLimits {
+                bytes: limit,
+                idle: state.body_timeout,
+            },
             exceeded.clone(),
+            stalled.clone(),
         )));
     }
 
@@ -174,6 +222,9 @@ pub async fn forward(
         Err(e) => {
             if exceeded.load(Ordering::SeqCst) {
                 return Err(GatewayError::PayloadTooLarge { limit });
+            }
+            if stalled.load(Ordering::SeqCst) {
+                return Err(GatewayError::BodyTimeout(state.body_timeout));
             }
             return Err(upstream_error(upstream.name(), &e, &request_id));
         }
@@ -197,6 +248,9 @@ pub async fn forward(
         }
     }
     builder.insert_header((REQUEST_ID, request_id.clone()));
+    for (name, value) in limit_headers {
+        builder.insert_header((name, value));
+    }
     let length = response.content_length();
     let upstream_name = upstream.name();
     let body = response.bytes_stream().map(move |chunk| {
@@ -222,21 +276,42 @@ fn upstream_error(name: &'static str, e: &reqwest::Error, request_id: &str) -> G
     }
 }
 
+struct BodyLimits {
+    bytes: usize,
+    /// The longest pause allowed between two pieces of the body.
+    idle: std::time::Duration,
+}
+
 /// Moves the client's body (an actix stream, tied to its worker thread) into a channel that
-/// the HTTP client can read from any thread, counting bytes against the route's limit.
+/// the HTTP client can read from any thread, counting bytes against the route's limit and
+/// cutting off a client that stops sending.
 fn stream_body(
     mut payload: web::Payload,
-    limit: usize,
+    limits: BodyLimits,
     exceeded: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     actix_web::rt::spawn(async move {
         let mut seen = 0usize;
-        while let Some(chunk) = payload.next().await {
+        loop {
+            let chunk = match tokio::time::timeout(limits.idle, payload.next()).await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(_) => {
+                    stalled.store(true, Ordering::SeqCst);
+                    let _ = tx
+                        .send(Err(std::io::Error::other(
+                            "the client stopped sending its body",
+                        )))
+                        .await;
+                    break;
+                }
+            };
             let item = match chunk {
                 Ok(bytes) => {
                     seen += bytes.len();
-                    if seen > limit {
+                    if seen > limits.bytes {
                         exceeded.store(true, Ordering::SeqCst);
                         Err(std::io::Error::other("body over the limit"))
                     } else {

@@ -74,6 +74,7 @@ impl Config {
     pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
         let common = CommonConfig::read(&mut env, DEFAULT_PORT);
         let redis_url: String = env.required("REDIS_URL");
+        common::config::check_url_secret(&mut env, "REDIS_URL", &redis_url, common.mode);
         let redis_prefix = env.or("REDIS_PREFIX", String::new());
         let jwt = JwtConfig::read(&mut env);
         let ws = WsSettings::read(&mut env);

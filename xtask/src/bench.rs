@@ -6,6 +6,9 @@
 //! - `cargo xtask bench notify`: p50/p99 delivery latency from `POST /feedback` to receipt on
 //!   1,000 admin WebSockets, both through the gateway, and the memory each idle socket costs
 //!   notify-svc and the gateway.
+//! - `cargo xtask bench gateway`: the latency the gateway adds (token check and rate limit on)
+//!   over calling predict-svc directly, and its throughput next to NGINX proxying the same
+//!   predict-svc with keep-alive, in one run.
 //! - `cargo xtask bench retrain`: the time of a retrain job, from `POST /admin/retrain` to its
 //!   outcome, on N MNIST training digits (`BENCH_RETRAIN_DIGITS`, default `10000,60000`) plus
 //!   the feedback, for both models, fine-tuning one epoch.
@@ -45,7 +48,8 @@ pub fn run(root: &Path, what: &str) -> Result<()> {
         "predict" => predict(root),
         "notify" => notify(root),
         "retrain" => retrain(root),
-        other => bail!("unknown benchmark `{other}`; available: predict, notify, retrain"),
+        "gateway" => gateway(root),
+        other => bail!("unknown benchmark `{other}`; available: predict, notify, retrain, gateway"),
     }
 }
 
@@ -149,6 +153,12 @@ fn shared_env(auth_port: u16) -> Vec<(String, String)> {
         ),
         ("BCRYPT_COST", "4".to_owned()),
         ("AUTH_URL", format!("http://127.0.0.1:{auth_port}")),
+        // Rate limiting stays on (its cost is part of the figures) with quotas a run never uses up.
+        ("RATE_LIMIT_DEFAULT", "1000000000/day".to_owned()),
+        (
+            "RATE_LIMIT_ROUTES",
+            "/api/v1/predict=1000000000/day; /api/v2/predict=1000000000/day".to_owned(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -909,4 +919,230 @@ fn retrain(root: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+// `cargo xtask bench gateway`
+
+const EDGE_AUTH: Service = Service {
+    name: "auth-svc",
+    port: 18171,
+};
+const EDGE_PREDICT: Service = Service {
+    name: "predict-svc",
+    port: 18172,
+};
+const EDGE_GATEWAY: Service = Service {
+    name: "gateway",
+    port: 18170,
+};
+const EDGE_NGINX_PORT: u16 = 18173;
+
+fn gateway(root: &Path) -> Result<()> {
+    setup::run(root)?;
+    train::train_models(root, false)?;
+    let nginx = find_nginx()?;
+    let bin_dir = build(root, true)?;
+    for service in [&EDGE_AUTH, &EDGE_PREDICT, &EDGE_GATEWAY] {
+        ensure_port_free(service.name, addr(service.port))?;
+    }
+    ensure_port_free("nginx", addr(EDGE_NGINX_PORT))?;
+    let signals = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&signals);
+    ctrlc::set_handler(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    })
+    .context("installing the Ctrl-C handler")?;
+
+    let mut env = shared_env(EDGE_AUTH.port);
+    env.extend(
+        [
+            (
+                "ORT_DYLIB_PATH",
+                setup::onnxruntime_lib(root).display().to_string(),
+            ),
+            ("MODEL_DIR", train::model_dir(root).display().to_string()),
+            (
+                "PREDICT_URL",
+                format!("http://127.0.0.1:{}", EDGE_PREDICT.port),
+            ),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let mut fleet = Fleet::new(signals.clone());
+    for service in [&EDGE_AUTH, &EDGE_PREDICT, &EDGE_GATEWAY] {
+        let at = fleet.start(&bin_dir, service, service.port, &env)?;
+        fleet.wait_healthy(service.name, at)?;
+    }
+    let proxy = Nginx::start(&nginx, EDGE_NGINX_PORT, EDGE_PREDICT.port)?;
+    let token = log_in(addr(EDGE_GATEWAY.port))?;
+    let upload = multipart_body(&bmp_of_test_digit(root)?);
+    let mut all = Vec::new();
+    for clients in CONCURRENCY {
+        for (route, port) in [
+            ("predict-svc", EDGE_PREDICT.port),
+            ("gateway", EDGE_GATEWAY.port),
+            ("nginx", EDGE_NGINX_PORT),
+        ] {
+            if signals.load(Ordering::SeqCst) > 0 {
+                bail!("interrupted");
+            }
+            let figures = load(route, addr(port), &token, &upload, clients, true);
+            eprintln!(
+                "  {route:<12} {clients:>2} clients: {:>7.1} req/s",
+                figures.requests as f64 / MEASURE.as_secs_f64()
+            );
+            all.push(figures);
+        }
+    }
+    drop(proxy);
+    fleet.stop_all();
+
+    println!();
+    println!(
+        "POST /api/v1/predict (mnist-mlp): straight to predict-svc, through the gateway (token \
+         check and rate limit on, counted in Redis), through NGINX (proxy_pass, keep-alive \
+         upstream); {} s per row after {} s warm-up, release build, all on this machine",
+        MEASURE.as_secs(),
+        WARM_UP.as_secs()
+    );
+    println!(
+        "{:<12} {:>8} {:>10} {:>10} {:>10} {:>7}",
+        "to", "clients", "req/s", "p50 ms", "p99 ms", "errors"
+    );
+    for f in &all {
+        println!(
+            "{:<12} {:>8} {:>10.1} {:>10.2} {:>10.2} {:>7}",
+            f.route,
+            f.clients,
+            f.requests as f64 / MEASURE.as_secs_f64(),
+            ms(f.p50),
+            ms(f.p99),
+            f.errors
+        );
+    }
+    println!();
+    for clients in CONCURRENCY {
+        let row = |route: &str| {
+            all.iter()
+                .find(|f| f.route == route && f.clients == clients)
+        };
+        if let (Some(direct), Some(gw), Some(ng)) =
+            (row("predict-svc"), row("gateway"), row("nginx"))
+        {
+            println!(
+                "{clients:>2} clients: the gateway adds {:+.2} ms at p50 and {:+.2} ms at p99 over predict-svc \
+                 (NGINX adds {:+.2} / {:+.2}); gateway throughput {:.0} % of NGINX's",
+                ms(gw.p50) - ms(direct.p50),
+                ms(gw.p99) - ms(direct.p99),
+                ms(ng.p50) - ms(direct.p50),
+                ms(ng.p99) - ms(direct.p99),
+                100.0 * gw.requests as f64 / ng.requests.max(1) as f64
+            );
+        }
+    }
+    Ok(())
+}
+
+/// NGINX from the system (Debian's `nginx` package): found, or installed with apt-get when this
+/// runs as root.
+fn find_nginx() -> Result<std::path::PathBuf> {
+    let known = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"];
+    if let Some(path) = known
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+    {
+        return Ok(path);
+    }
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !is_root {
+        bail!(
+            "NGINX is not installed: `sudo apt-get install nginx-light` (or nginx), then run again"
+        );
+    }
+    eprintln!("installing NGINX (Debian's nginx-light) for the comparison...");
+    let status = std::process::Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends", "nginx-light"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get")?;
+    if !status.success() {
+        bail!("apt-get install nginx-light failed ({status})");
+    }
+    known
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+        .context("nginx is still not found after installing it")
+}
+
+/// NGINX in the foreground with a configuration of ours, in a folder of its own; stopped on drop.
+struct Nginx {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Nginx {
+    fn start(binary: &Path, port: u16, upstream_port: u16) -> Result<Nginx> {
+        let dir =
+            std::env::temp_dir().join(format!("predictloop-bench-nginx-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("logs"))?;
+        let workers = thread::available_parallelism().map_or(1, |n| n.get());
+        // Like the gateway: one worker per core, keep-alive both ways, no access log, bodies up
+        // to 10 MiB.
+        let config = format!(
+            "daemon off;\nmaster_process on;\nworker_processes {workers};\npid {dir}/nginx.pid;\n\
+             error_log {dir}/logs/error.log warn;\nevents {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
+             \x20 upstream predict {{ server 127.0.0.1:{upstream_port}; keepalive 128; }}\n\
+             \x20 server {{\n    listen 127.0.0.1:{port};\n    client_max_body_size 10m;\n    keepalive_requests 1000000;\n\
+             \x20   location / {{\n      proxy_pass http://predict;\n      proxy_http_version 1.1;\n\
+             \x20     proxy_set_header Connection \"\";\n      proxy_request_buffering off;\n    }}\n  }}\n}}\n",
+            dir = dir.display()
+        );
+        let conf = dir.join("nginx.conf");
+        std::fs::write(&conf, config)?;
+        let child = std::process::Command::new(binary)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&conf)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr(port)).is_err() {
+            if Instant::now() > deadline {
+                bail!(
+                    "nginx did not listen on {port}; see {}/logs/error.log",
+                    dir.display()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("started nginx (pid {}) on 127.0.0.1:{port}", child.id());
+        Ok(Nginx { child, dir })
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGQUIT: NGINX's graceful stop; then make sure.
+        let _ = std::process::Command::new("kill")
+            .args(["-QUIT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

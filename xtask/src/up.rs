@@ -184,13 +184,16 @@ fn shared_defaults(root: &Path, admin: &AdminCredentials) -> Result<Vec<(String,
     }
     defaults.push(("ADMIN_USERNAME".into(), admin.username.clone()));
     defaults.push(("ADMIN_PASSWORD".into(), admin.password.clone()));
-    // auth-svc generates a development key itself when none is configured: never create one.
+    // The first run's auth-svc generates a development key and saves it there (marked, and
+    // refused outside development mode); later runs use it, so tokens survive a restart.
     let signing_key = root.join("data").join("dev-signing-key.pem");
-    if signing_key.is_file() {
-        defaults.push((
-            "JWT_SIGNING_KEY_FILE".into(),
-            signing_key.display().to_string(),
-        ));
+    let key_var = if signing_key.is_file() {
+        "JWT_SIGNING_KEY_FILE"
+    } else {
+        "DEV_SIGNING_KEY_FILE"
+    };
+    if !is_set("JWT_SIGNING_KEY") && !is_set("JWT_SIGNING_KEY_FILE") {
+        defaults.push((key_var.into(), signing_key.display().to_string()));
     }
     defaults.retain(|(name, _)| !is_set(name));
     Ok(defaults)

@@ -40,6 +40,8 @@ pub fn mnist_test() -> digits::Dataset {
 pub struct System {
     pub gateway: String,
     pub client: reqwest::Client,
+    /// auth-svc's signing key, to forge tokens that are validly signed but wrong otherwise.
+    pub signing_key: SigningKeyPair,
     _db: TestDatabase,
     _feedback: feedback_svc::RunningApp,
     _notify: notify_svc::RunningApp,
@@ -55,10 +57,11 @@ impl System {
     pub async fn start_on(redis: &str) -> System {
         let db = TestDatabase::create();
         let prefix = redis_prefix();
+        let signing_key = SigningKeyPair::generate().unwrap();
         let auth = auth_svc::build(auth_svc::Config {
             common: local(),
             database_url: Secret::new(db.url.clone()),
-            signing_key: SigningKeyPair::generate().unwrap(),
+            signing_key: signing_key.clone(),
             issuer: JwtConfig::DEFAULT_ISSUER.into(),
             audience: JwtConfig::DEFAULT_AUDIENCE.into(),
             access_token_ttl: Duration::from_secs(900),
@@ -81,7 +84,7 @@ impl System {
             ("APP_ENV", "development".to_owned()),
             ("DATABASE_URL", db.url.clone()),
             ("REDIS_URL", redis.to_owned()),
-            ("REDIS_PREFIX", prefix),
+            ("REDIS_PREFIX", prefix.clone()),
             ("AUTH_JWKS_URL", jwks_url.clone()),
         ];
         let env = |extra: Vec<(&str, String)>| {
@@ -161,6 +164,20 @@ impl System {
             request_timeout: Duration::from_secs(30),
             max_upload_bytes: 10 * 1024 * 1024,
             max_body_bytes: 1024 * 1024,
+            redis_url: Some(redis.to_owned()),
+            redis_prefix: prefix.clone(),
+            // Real limits, counted in Redis, high enough for the suites' traffic.
+            rate_limit: gateway::ratelimit::RateLimitConfig {
+                enabled: true,
+                default: gateway::ratelimit::parse_limits("100000/day").unwrap(),
+                routes: vec![],
+                exempt: vec!["/health".into(), "/ready".into()],
+                fail_open: true,
+                timeout: Duration::from_millis(250),
+                trusted_proxies: vec![],
+            },
+            edge: gateway::edge::EdgeConfig::defaults(),
+            body_timeout: Duration::from_secs(10),
         })
         .await
         .unwrap();
@@ -169,6 +186,7 @@ impl System {
         System {
             gateway,
             client: reqwest::Client::new(),
+            signing_key,
             _db: db,
             _feedback: feedback,
             _notify: notify,

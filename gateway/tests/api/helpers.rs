@@ -2,6 +2,7 @@ use actix_web::{App, HttpRequest, HttpResponse, web};
 use common::config::{CommonConfig, JwtConfig, Mode, Secret};
 use common::jwt::SigningKeyPair;
 use common::testing::TestDatabase;
+use gateway::ratelimit::RateLimitConfig;
 use gateway::routes::{RouteTable, Upstream};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -139,9 +140,23 @@ impl TestGateway {
     }
 }
 
+/// The one origin the test gateways let browsers call from.
+pub const ALLOWED_ORIGIN: &str = "https://app.example.com";
+/// How long the test gateways wait for a stalled body.
+pub const BODY_TIMEOUT_MS: u64 = 800;
+
 /// The gateway in front of: the real auth-svc; an echo upstream as predict-svc and
 /// feedback-svc; a slow one as retrain-worker; nothing (a closed port) as notify-svc.
 pub async fn spawn_gateway() -> TestGateway {
+    spawn_limited_gateway(None, String::new(), RateLimitConfig::disabled()).await
+}
+
+/// The same, with rate limits counted in the Redis at `redis_url` under `prefix`.
+pub async fn spawn_limited_gateway(
+    redis_url: Option<String>,
+    prefix: String,
+    rate_limit: RateLimitConfig,
+) -> TestGateway {
     let db = TestDatabase::create();
     let auth_key = SigningKeyPair::generate().unwrap();
     let auth = auth_svc::build(auth_svc::Config {
@@ -185,6 +200,14 @@ pub async fn spawn_gateway() -> TestGateway {
         request_timeout: Duration::from_millis(1000),
         max_upload_bytes: UPLOAD_LIMIT,
         max_body_bytes: BODY_LIMIT,
+        redis_url,
+        redis_prefix: prefix,
+        rate_limit,
+        edge: gateway::edge::EdgeConfig {
+            cors_origins: vec![ALLOWED_ORIGIN.to_owned()],
+            ..gateway::edge::EdgeConfig::defaults()
+        },
+        body_timeout: Duration::from_millis(BODY_TIMEOUT_MS),
     })
     .await
     .unwrap();

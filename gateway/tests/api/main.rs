@@ -2,8 +2,10 @@
 //! The gateway against the real auth-svc (PostgreSQL), and against small upstreams made by the
 //! tests where an upstream must misbehave (down, slow) or report what it received.
 
+mod hardening;
 mod helpers;
 mod proxying;
+mod ratelimit;
 mod routing;
 mod tokens;
 mod upstreams;

@@ -173,6 +173,11 @@ async fn a_rotated_key_is_fetched_once_on_its_first_unknown_kid() {
         request_timeout: Duration::from_secs(2),
         max_upload_bytes: UPLOAD_LIMIT,
         max_body_bytes: BODY_LIMIT,
+        redis_url: None,
+        redis_prefix: String::new(),
+        rate_limit: gateway::ratelimit::RateLimitConfig::disabled(),
+        edge: gateway::edge::EdgeConfig::defaults(),
+        body_timeout: Duration::from_secs(10),
     })
     .await
     .unwrap();

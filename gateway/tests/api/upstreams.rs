@@ -32,6 +32,7 @@ async fn a_routed_service_that_is_down_is_502() {
         [
             ("BIND_ADDR", "127.0.0.1:0"),
             ("AUTH_URL", closed_port_url().as_str()),
+            ("RATE_LIMIT_ENABLED", "false"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -68,6 +68,11 @@ impl WsWorld {
             request_timeout: Duration::from_millis(1000),
             max_upload_bytes: crate::helpers::UPLOAD_LIMIT,
             max_body_bytes: crate::helpers::BODY_LIMIT,
+            redis_url: None,
+            redis_prefix: String::new(),
+            rate_limit: gateway::ratelimit::RateLimitConfig::disabled(),
+            edge: gateway::edge::EdgeConfig::defaults(),
+            body_timeout: Duration::from_secs(10),
         })
         .await
         .unwrap();
