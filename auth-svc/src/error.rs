@@ -41,11 +41,7 @@ impl From<&AuthError> for ApiError {
             AuthError::InvalidRefreshToken => ApiError::unauthorized("invalid_refresh_token", msg),
             AuthError::RefreshTokenReused => ApiError::unauthorized("refresh_token_reused", msg),
             AuthError::UserNotFound => ApiError::not_found(msg),
-            AuthError::Db(DbError::PoolTimeout(_)) => ApiError::unavailable(
-                "database_unavailable",
-                "The database is unavailable; try again shortly.",
-            ),
-            AuthError::Db(e) => ApiError::internal(e),
+            AuthError::Db(e) => ApiError::from(e),
             AuthError::Internal(e) => ApiError::internal(e),
         }
     }

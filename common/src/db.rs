@@ -65,6 +65,19 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// True when the database refused text it cannot store: a NUL character (PostgreSQL's
+    /// `invalid byte sequence for encoding "UTF8": 0x00`). That is the client's input, not a
+    /// failure of ours.
+    pub fn is_unstorable_text(&self) -> bool {
+        match self {
+            DbError::Query(diesel::result::Error::DatabaseError(_, info)) => {
+                let message = info.message();
+                message.contains("invalid byte sequence") || message.contains("0x00")
+            }
+            _ => false,
+        }
+    }
+
     /// True when the error is a unique-constraint violation (on either backend).
     pub fn is_unique_violation(&self) -> bool {
         matches!(

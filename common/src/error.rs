@@ -101,6 +101,12 @@ impl ResponseError for ApiError {
 
 impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
+        ApiError::from(&e)
+    }
+}
+
+impl From<&crate::db::DbError> for ApiError {
+    fn from(e: &crate::db::DbError) -> Self {
         match e {
             crate::db::DbError::PoolTimeout(_) => {
                 tracing::warn!(error = %e, "database unavailable");
@@ -109,6 +115,10 @@ impl From<crate::db::DbError> for ApiError {
                     "The database is unavailable; try again shortly.",
                 )
             }
+            e if e.is_unstorable_text() => ApiError::bad_request(
+                "invalid_text",
+                "Text in the request may not contain NUL characters.",
+            ),
             other => ApiError::internal(other),
         }
     }

@@ -55,11 +55,7 @@ impl From<&FeedbackError> for ApiError {
                 tracing::error!(cause = %cause, "invalid answer from predict-svc");
                 ApiError::new(StatusCode::BAD_GATEWAY, "bad_upstream", msg)
             }
-            Db(DbError::PoolTimeout(_)) => ApiError::unavailable(
-                "database_unavailable",
-                "The database is unavailable; try again shortly.",
-            ),
-            Db(e) => ApiError::internal(e),
+            Db(e) => ApiError::from(e),
             Internal(e) => ApiError::internal(e),
         }
     }

@@ -87,6 +87,19 @@ async fn authorize(
     Ok(())
 }
 
+/// The client's address: the peer's, or from `X-Forwarded-For` when the peer is a trusted proxy.
+fn client_address(state: &GatewayState, req: &HttpRequest) -> Option<std::net::IpAddr> {
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    crate::ratelimit::client_ip(
+        req.peer_addr().map(|a| a.ip()),
+        forwarded,
+        &state.rate_limiter.config().trusted_proxies,
+    )
+}
+
 /// Counts the request against its route's limits; the headers to send with the answer.
 async fn rate_limit(
     state: &GatewayState,
@@ -96,21 +109,10 @@ async fn rate_limit(
 ) -> Result<Vec<(&'static str, String)>, GatewayError> {
     let client = match req.extensions().get::<common::jwt::Claims>() {
         Some(claims) => format!("user:{}", claims.sub),
-        None => {
-            let forwarded = req
-                .headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok());
-            let ip = crate::ratelimit::client_ip(
-                req.peer_addr().map(|a| a.ip()),
-                forwarded,
-                &state.rate_limiter.config().trusted_proxies,
-            );
-            format!(
-                "ip:{}",
-                ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
-            )
-        }
+        None => format!(
+            "ip:{}",
+            client_address(state, req).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+        ),
     };
     match state.rate_limiter.check(&route.path, path, &client).await {
         Verdict::Unlimited => Ok(vec![]),
@@ -195,8 +197,8 @@ pub async fn forward(
         outgoing = outgoing.header(n, value.as_bytes());
     }
     outgoing = outgoing.header(REQUEST_ID, request_id.as_str());
-    if let Some(peer) = req.peer_addr() {
-        outgoing = outgoing.header("x-forwarded-for", peer.ip().to_string());
+    if let Some(client) = client_address(&state, &req) {
+        outgoing = outgoing.header("x-forwarded-for", client.to_string());
     }
     outgoing = outgoing.header(
         "x-forwarded-proto",

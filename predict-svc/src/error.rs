@@ -70,11 +70,7 @@ impl From<&PredictError> for ApiError {
             InvalidArtifact(_) => ApiError::unprocessable("invalid_artifact", msg),
             ModelUnavailable(_) => ApiError::unavailable("model_unavailable", msg),
             StoreUnavailable => ApiError::unavailable("store_unavailable", msg),
-            Db(DbError::PoolTimeout(_)) => ApiError::unavailable(
-                "database_unavailable",
-                "The database is unavailable; try again shortly.",
-            ),
-            Db(e) => ApiError::internal(e),
+            Db(e) => ApiError::from(e),
             Internal(e) => ApiError::internal(e),
         }
     }
