@@ -161,6 +161,7 @@ impl OutboxRelay {
                         backoff = Some(next);
                     }
                 }
+                self.record_backlog().await;
                 if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
                     last_purge = Some(Instant::now());
                     self.purge().await;
@@ -189,6 +190,21 @@ impl OutboxRelay {
         RelayTask {
             stop: stop_tx,
             join,
+        }
+    }
+
+    /// Events waiting to be published, for `/metrics`.
+    async fn record_backlog(&self) {
+        static BACKLOG: std::sync::OnceLock<common::metrics::Gauge> = std::sync::OnceLock::new();
+        let gauge = BACKLOG.get_or_init(|| {
+            common::metrics::global().gauge(
+                "outbox_backlog",
+                "Outbox events not yet published.",
+                &[],
+            )
+        });
+        if let Ok(n) = self.db.run(outbox::pending_count).await {
+            gauge.set(&[], n as f64);
         }
     }
 

@@ -51,6 +51,9 @@ pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
     let server = common::server::start(&config.common, move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(edge::check))
+            // Outermost: answers the edge refuses are counted too.
+            .wrap(actix_web::middleware::from_fn(common::metrics::track))
+            .configure(common::metrics::service("gateway"))
             .app_data(edge.clone())
             .app_data(state.clone())
             .app_data(ws_proxy.clone())

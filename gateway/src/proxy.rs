@@ -152,6 +152,8 @@ pub async fn forward(
             path,
         });
     }
+    req.extensions_mut()
+        .insert(common::metrics::RouteLabel(route.path.clone()));
     authorize(&state, &req, route).await?;
     let limit_headers = rate_limit(&state, &req, route, &path).await?;
 

@@ -301,6 +301,20 @@ impl RateLimiter {
 
     /// Counts a request of `client` (`user:<sub>` or `ip:<address>`) on `route`.
     pub async fn check(&self, route: &str, path: &str, client: &str) -> Verdict {
+        let verdict = self.decide(route, path, client).await;
+        let decision = match &verdict {
+            Verdict::Unlimited => None,
+            Verdict::Allowed(_) => Some("allowed"),
+            Verdict::Refused { .. } => Some("refused"),
+            Verdict::Unavailable => Some("store_unavailable_refused"),
+        };
+        if let Some(decision) = decision {
+            decisions().inc(&[decision]);
+        }
+        verdict
+    }
+
+    async fn decide(&self, route: &str, path: &str, client: &str) -> Verdict {
         let limits = self.limits_for(route, path);
         let Some(store) = self.store.as_ref().filter(|_| !limits.is_empty()) else {
             return Verdict::Unlimited;
@@ -336,6 +350,9 @@ impl RateLimiter {
 
     fn store_failed(&self, error: &str) -> Verdict {
         let total = self.store_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.config.fail_open {
+            decisions().inc(&["store_unavailable_allowed"]);
+        }
         // At most one log line a second: an outage must not flood the logs.
         if let Ok(mut last) = self.last_failure_log.lock()
             && last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
@@ -359,6 +376,19 @@ impl RateLimiter {
             Verdict::Unavailable
         }
     }
+}
+
+/// Rate-limit decisions by outcome, for `/metrics`.
+fn decisions() -> &'static common::metrics::Counter {
+    static DECISIONS: std::sync::OnceLock<common::metrics::Counter> = std::sync::OnceLock::new();
+    DECISIONS.get_or_init(|| {
+        common::metrics::global().counter(
+            "rate_limit_decisions_total",
+            "Rate-limit checks by outcome: allowed, refused, and with the store unavailable \
+             whether the request was let through (fail-open) or refused (fail-closed).",
+            &["decision"],
+        )
+    })
 }
 
 fn describe(limit: &Limit) -> String {

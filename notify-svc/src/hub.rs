@@ -49,7 +49,7 @@ impl RecentIds {
     }
 }
 
-/// Counters kept for the metrics endpoint to come.
+/// Counters, published on `/metrics` by [`export_metrics`].
 #[derive(Debug, Default)]
 struct Counters {
     open_sockets: AtomicU64,
@@ -239,6 +239,43 @@ impl Hub {
             subscription_losses: c.subscription_losses.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Publishes the hub's counters on `/metrics`, read at each scrape. Holds the hub weakly, so a
+/// stopped service (in tests) leaves nothing behind but its last values.
+pub fn export_metrics(hub: &Arc<Hub>) {
+    let registry = common::metrics::global();
+    let open = registry.gauge(
+        "websocket_connections_open",
+        "WebSockets open now, and of those the members of the admins room.",
+        &["kind"],
+    );
+    let counted = registry.counter(
+        "websocket_events_total",
+        "Socket events: bus events received, duplicates dropped, events replayed, slow clients \
+         dropped, heartbeat timeouts, connections refused, bus subscription losses.",
+        &["what"],
+    );
+    let hub = Arc::downgrade(hub);
+    registry.on_render(move || {
+        let Some(hub) = hub.upgrade() else {
+            return;
+        };
+        let s = hub.stats();
+        open.set(&["all"], s.open_sockets as f64);
+        open.set(&["admins"], s.admins as f64);
+        for (what, n) in [
+            ("received", s.events_received),
+            ("duplicate_dropped", s.duplicates_dropped),
+            ("replayed", s.events_replayed),
+            ("slow_client_dropped", s.slow_clients_dropped),
+            ("heartbeat_timeout", s.heartbeat_timeouts),
+            ("connection_refused", s.connections_refused),
+            ("subscription_lost", s.subscription_losses),
+        ] {
+            counted.set_total(&[what], n as f64);
+        }
+    });
 }
 
 /// Resolves once the watched value satisfies `ready` (or its sender is gone). The borrow the

@@ -85,6 +85,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     }
     let ws = config.ws.clone();
     let hub = Arc::new(Hub::new(ws.send_queue, ws.max_connections, ws.replay_limit));
+    hub::export_metrics(&hub);
     let history = history::History::new(redis.clone());
     let feed = feed::start(
         redis.clone(),
@@ -102,6 +103,8 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     });
     let server = common::server::start(&config.common, move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(common::metrics::track))
+            .configure(common::metrics::service("notify-svc"))
             .app_data(verifier.clone())
             .app_data(shared.clone())
             .configure(common::http::configure_extractors)

@@ -197,7 +197,14 @@ impl LoadedModel {
         .map_err(load_error)?;
         let (queue, rx) = mpsc::channel(1024);
         let stats = Arc::new(BatchStats::default());
-        tokio::spawn(run_batcher(rx, Arc::new(pool), batch, stats.clone()));
+        let labels = [name.to_owned(), version.to_string()];
+        tokio::spawn(run_batcher(
+            rx,
+            Arc::new(pool),
+            batch,
+            stats.clone(),
+            labels,
+        ));
         tracing::info!(model = name, version, "model version loaded");
         Ok(Arc::new(LoadedModel {
             name: name.to_owned(),
@@ -223,11 +230,39 @@ impl LoadedModel {
     }
 }
 
+/// Inference latency and batch size per model version, for `/metrics`.
+struct InferenceMetrics {
+    latency: common::metrics::Histogram,
+    batch_size: common::metrics::Histogram,
+}
+
+fn inference_metrics() -> &'static InferenceMetrics {
+    static METRICS: std::sync::OnceLock<InferenceMetrics> = std::sync::OnceLock::new();
+    METRICS.get_or_init(|| {
+        let registry = common::metrics::global();
+        InferenceMetrics {
+            latency: registry.histogram(
+                "inference_duration_seconds",
+                "Time ONNX Runtime takes for one batch, by model and version.",
+                &["model", "version"],
+                common::metrics::LATENCY_BUCKETS,
+            ),
+            batch_size: registry.histogram(
+                "inference_batch_size",
+                "Digits per batch, by model and version.",
+                &["model", "version"],
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+            ),
+        }
+    })
+}
+
 async fn run_batcher(
     mut rx: mpsc::Receiver<Job>,
     pool: Arc<SessionPool>,
     batch: BatchConfig,
     stats: Arc<BatchStats>,
+    labels: [String; 2],
 ) {
     let sessions = pool.sessions.len();
     let slots = Arc::new(Semaphore::new(sessions));
@@ -267,13 +302,22 @@ async fn run_batcher(
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.samples.fetch_add(total as u64, Ordering::Relaxed);
         let pool = pool.clone();
+        let labels = labels.clone();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
             let mut pixels = Vec::with_capacity(total * PIXELS);
             for job in &jobs {
                 pixels.extend_from_slice(&job.pixels);
             }
-            match pool.run(total, pixels) {
+            let started = std::time::Instant::now();
+            let result = pool.run(total, pixels);
+            let metrics = inference_metrics();
+            let labels = [labels[0].as_str(), labels[1].as_str()];
+            metrics
+                .latency
+                .observe(&labels, started.elapsed().as_secs_f64());
+            metrics.batch_size.observe(&labels, total as f64);
+            match result {
                 Ok(probabilities) => {
                     let mut offset = 0;
                     for job in jobs {

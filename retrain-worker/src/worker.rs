@@ -72,6 +72,7 @@ impl Worker {
             if *stop.borrow() {
                 break;
             }
+            self.record_queue().await;
             let next = tokio::select! {
                 next = self.next_delivery() => next,
                 _ = stop.changed() => break,
@@ -89,6 +90,23 @@ impl Worker {
             }
         }
         tracing::info!("retrain worker stopped");
+    }
+
+    /// Jobs per state and the stream's unacknowledged entries, for `/metrics`.
+    async fn record_queue(&self) {
+        let metrics = metrics();
+        if let Ok(counts) = self.db.run(jobs::counts_by_state).await {
+            for state in jobs::STATES {
+                let n = counts
+                    .iter()
+                    .find(|(s, _)| s == state)
+                    .map_or(0, |(_, n)| *n);
+                metrics.jobs.set(&[state], n as f64);
+            }
+        }
+        if let Ok(pending) = self.queue.pending().await {
+            metrics.pending.set(&[], pending as f64);
+        }
     }
 
     async fn next_delivery(&self) -> Result<Option<Delivery>, common::kv::StoreError> {
@@ -136,6 +154,7 @@ impl Worker {
             .await;
 
         let heartbeat = self.spawn_heartbeat(delivery.id.clone());
+        let started = std::time::Instant::now();
         let result = self.execute(&job).await;
         heartbeat.abort();
 
@@ -166,6 +185,10 @@ impl Worker {
                 return;
             }
         };
+        metrics().durations.observe(
+            &[job.model.as_str(), outcome.state],
+            started.elapsed().as_secs_f64(),
+        );
         if self.store(&job, &outcome).await {
             self.publish_finished(&job, &outcome).await;
             self.ack(&delivery.id).await;
@@ -328,6 +351,37 @@ impl Worker {
             tracing::warn!(error = %e, kind = %event.kind, "cannot publish a retrain event");
         }
     }
+}
+
+struct WorkerMetrics {
+    jobs: common::metrics::Gauge,
+    pending: common::metrics::Gauge,
+    durations: common::metrics::Histogram,
+}
+
+fn metrics() -> &'static WorkerMetrics {
+    static METRICS: std::sync::OnceLock<WorkerMetrics> = std::sync::OnceLock::new();
+    METRICS.get_or_init(|| {
+        let registry = common::metrics::global();
+        WorkerMetrics {
+            jobs: registry.gauge(
+                "retrain_jobs",
+                "Retrain jobs by state (queued: the queue's depth).",
+                &["state"],
+            ),
+            pending: registry.gauge(
+                "retrain_queue_unacknowledged",
+                "Entries of jobs:retrain delivered to a worker and not yet acknowledged.",
+                &[],
+            ),
+            durations: registry.histogram(
+                "retrain_job_duration_seconds",
+                "How long a job ran, by model and outcome.",
+                &["model", "outcome"],
+                common::metrics::JOB_BUCKETS,
+            ),
+        }
+    })
 }
 
 /// A call to another service, tried again on a transient failure (unreachable, 5xx).

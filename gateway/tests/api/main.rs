@@ -4,6 +4,7 @@
 
 mod hardening;
 mod helpers;
+mod metrics;
 mod proxying;
 mod ratelimit;
 mod routing;

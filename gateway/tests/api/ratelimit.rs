@@ -59,6 +59,24 @@ async fn three_hundred_concurrent_requests_on_two_gateways_admit_exactly_the_quo
         }
     }
     assert_eq!((admitted, refused), (120, 180));
+    // Both gateways run in this process: /metrics counts their decisions together.
+    let text = a
+        .client
+        .get(a.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("rate_limit_decisions_total{decision=\"allowed\"} 120"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rate_limit_decisions_total{decision=\"refused\"} 180"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -169,3 +169,11 @@ pub fn finish(conn: &mut DbConnection, id: &str, outcome: &Outcome) -> Result<()
     .execute(conn)?;
     Ok(())
 }
+
+/// How many jobs are in each state.
+pub fn counts_by_state(conn: &mut DbConnection) -> Result<Vec<(String, i64)>, DbError> {
+    Ok(jobs::table
+        .group_by(jobs::state)
+        .select((jobs::state, diesel::dsl::count_star()))
+        .load(conn)?)
+}
