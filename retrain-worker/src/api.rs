@@ -73,9 +73,24 @@ fn parse(body: &[u8]) -> Result<RetrainRequest, ApiError> {
 async fn start(
     state: web::Data<AppState>,
     AdminUser(admin): AdminUser,
+    req: actix_web::HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let request = parse(&read_body(payload).await?)?;
+    let body = read_body(payload).await?;
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !body.iter().all(u8::is_ascii_whitespace) && !is_json {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "A body must be JSON, sent with `Content-Type: application/json`.",
+        ));
+    }
+    let request = parse(&body)?;
     let arch = match request.model.as_deref() {
         None => DEFAULT_MODEL,
         Some(name) => Arch::from_model_name(name).ok_or_else(|| {

@@ -47,6 +47,16 @@ async fn the_job_api_queues_lists_and_refuses_bad_requests() {
         let answer: Value = r.json().await.unwrap();
         assert_eq!(answer["error"], code, "{body}: {answer}");
     }
+    let text = cluster
+        .client
+        .post(&url)
+        .bearer_auth(&cluster.admin)
+        .header("content-type", "text/plain")
+        .body(r#"{"model": "mnist-mlp"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_error(text, 415, "unsupported_media_type").await;
     let huge = format!(r#"{{"model": "{}"}}"#, "x".repeat(10_000));
     assert_error(post(admin, &huge).await.unwrap(), 413, "payload_too_large").await;
 

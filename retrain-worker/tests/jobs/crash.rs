@@ -3,16 +3,36 @@ use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// A child process killed when dropped, so a failing test leaves no worker behind.
+struct Process(Child);
+
+impl Process {
+    /// SIGKILL: no shutdown, no cleanup.
+    fn kill(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The worker binary, started as its own process with the cluster's configuration.
-fn spawn_worker_process(cluster: &Cluster, consumer: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_retrain-worker"))
-        .env_clear()
-        .envs(cluster.worker_vars(consumer, &[]))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
+fn spawn_worker_process(cluster: &Cluster, consumer: &str) -> Process {
+    Process(
+        Command::new(env!("CARGO_BIN_EXE_retrain-worker"))
+            .env_clear()
+            .envs(cluster.worker_vars(consumer, &[]))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -38,8 +58,7 @@ async fn a_job_whose_worker_is_killed_is_finished_by_another_and_registers_one_v
         })
         .await;
     assert_eq!(running["worker"], "doomed");
-    doomed.kill().unwrap();
-    doomed.wait().unwrap();
+    doomed.kill();
 
     // Another worker takes the job over once it has been idle for the reclaim time, and runs it
     // again from the start.
