@@ -41,7 +41,8 @@ impl Envelope {
             id: uuid::Uuid::now_v7(),
             kind: kind.to_owned(),
             occurred_at: Utc::now(),
-            traceparent: None,
+            // The trace it happens in, so its consumers continue that trace.
+            traceparent: crate::telemetry::traceparent(),
             data,
         }
     }

@@ -246,7 +246,11 @@ impl Db {
         E: From<DbError> + Send + 'static,
     {
         let db = self.clone();
+        // The caller's span goes along: logs and events made on the blocking thread stay in its
+        // trace.
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let mut conn = db.get()?;
             f(&mut conn)
         })

@@ -72,7 +72,9 @@ where
     F: Future<Output = anyhow::Result<()>>,
 {
     crate::telemetry::init(service);
-    match run.await {
+    let result = run.await;
+    crate::telemetry::shutdown(std::time::Duration::from_secs(3));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(service, error = format!("{e:#}"), "failed");

@@ -60,10 +60,13 @@ impl PredictClient {
     /// `id` must already be a plain token (letters, digits, `-`, `_`): it goes into the path.
     pub async fn get(&self, id: &str) -> Result<Option<ServedPrediction>, FeedbackError> {
         let url = format!("{}/internal/predictions/{id}", self.base_url);
-        let resp = self.client.get(&url).send().await.map_err(|e| {
-            tracing::warn!(error = %e, "predict-svc unreachable");
-            FeedbackError::PredictUnavailable
-        })?;
+        let resp = common::telemetry::inject(self.client.get(&url))
+            .send()
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "predict-svc unreachable");
+                FeedbackError::PredictUnavailable
+            })?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);

@@ -126,7 +126,16 @@ impl OutboxRelay {
                 return Ok(());
             }
         };
-        self.bus.publish_recorded(&envelope).await
+        use tracing::Instrument;
+        let span = common::continued_span!("outbox.publish", envelope.traceparent.as_deref());
+        async {
+            let mut envelope = envelope;
+            // Consumers continue from this span.
+            envelope.traceparent = common::telemetry::traceparent().or(envelope.traceparent);
+            self.bus.publish_recorded(&envelope).await
+        }
+        .instrument(span)
+        .await
     }
 
     /// Publishes until no pending event is left (or a failure).

@@ -52,6 +52,9 @@ pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
         App::new()
             .wrap(actix_web::middleware::from_fn(edge::check))
             // Outermost: answers the edge refuses are counted too.
+            .wrap(actix_web::middleware::from_fn(
+                common::telemetry::trace_http,
+            ))
             .wrap(actix_web::middleware::from_fn(common::metrics::track))
             .configure(common::metrics::service("gateway"))
             .app_data(edge.clone())

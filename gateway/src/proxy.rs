@@ -193,12 +193,20 @@ pub async fn forward(
     let mut outgoing = state.client.request(reqwest_method, &url);
     for (name, value) in req.headers() {
         let n = name.as_str();
-        if is_hop_by_hop(n) || is_identity_header(n) || n == "host" || n == REQUEST_ID {
+        if is_hop_by_hop(n)
+            || is_identity_header(n)
+            || n == "host"
+            || n == REQUEST_ID
+            || n == common::telemetry::TRACEPARENT
+            || n == "tracestate"
+        {
             continue;
         }
         outgoing = outgoing.header(n, value.as_bytes());
     }
     outgoing = outgoing.header(REQUEST_ID, request_id.as_str());
+    // The upstream's span is a child of this request's span at the gateway.
+    outgoing = common::telemetry::inject(outgoing);
     if let Some(client) = client_address(&state, &req) {
         outgoing = outgoing.header("x-forwarded-for", client.to_string());
     }

@@ -202,6 +202,9 @@ impl Feed {
         };
         match serde_json::from_str::<Envelope>(&payload) {
             Ok(envelope) => {
+                let span = common::continued_span!("notify.push", envelope.traceparent.as_deref());
+                let _entered = span.enter();
+                tracing::debug!(event = %envelope.kind, id = %envelope.id, "pushing to admins");
                 self.hub.publish(&envelope);
             }
             Err(e) => tracing::warn!(error = %e, "dropping a bus message that is not an envelope"),

@@ -103,6 +103,9 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     });
     let server = common::server::start(&config.common, move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(
+                common::telemetry::trace_http,
+            ))
             .wrap(actix_web::middleware::from_fn(common::metrics::track))
             .configure(common::metrics::service("notify-svc"))
             .app_data(verifier.clone())

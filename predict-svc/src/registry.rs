@@ -205,7 +205,14 @@ pub fn spawn_swapper(models: Arc<ModelSet>, bus: Arc<dyn EventBus>, every: Durat
                     while let Some(event) = stream.next().await {
                         let name = event.data["model"].as_str().unwrap_or_default().to_owned();
                         let version = event.data["version"].as_i64().unwrap_or(0) as i32;
-                        if let Err(e) = from_bus.ensure_loaded(&name, version).await {
+                        let span =
+                            common::continued_span!("model.swap", event.traceparent.as_deref());
+                        if let Err(e) = tracing::Instrument::instrument(
+                            from_bus.ensure_loaded(&name, version),
+                            span,
+                        )
+                        .await
+                        {
                             tracing::warn!(error = %e, model = %name, version, "cannot swap to the promoted version");
                         }
                     }

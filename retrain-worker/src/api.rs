@@ -146,7 +146,11 @@ async fn start(
     state.db.run(move |c| jobs::insert(c, &row)).await?;
     // The record first, then the queue entry: a worker never gets a job it cannot find. When the
     // queue is down the record goes too, so no job waits forever in `queued`.
-    if let Err(e) = state.queue.enqueue(&json!({"job_id": job.id})).await {
+    let entry = json!({
+        "job_id": job.id,
+        common::telemetry::TRACEPARENT: common::telemetry::traceparent(),
+    });
+    if let Err(e) = state.queue.enqueue(&entry).await {
         tracing::warn!(error = %e, "cannot enqueue a retrain job");
         let id = job.id.clone();
         if let Err(e) = state.db.run(move |c| jobs::delete(c, &id)).await {

@@ -68,7 +68,7 @@ impl Clients {
         service: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<Value, ClientError> {
-        let response = request
+        let response = common::telemetry::inject(request)
             .send()
             .await
             .map_err(|source| ClientError::Unreachable { service, source })?;

@@ -148,6 +148,9 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     let readiness = Readiness::new().with(DbCheck(db)).with(RedisCheck(redis));
     let server = common::server::start(&config.common, move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(
+                common::telemetry::trace_http,
+            ))
             .wrap(actix_web::middleware::from_fn(common::metrics::track))
             .configure(common::metrics::service("retrain-worker"))
             .app_data(state.clone())

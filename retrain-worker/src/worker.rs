@@ -123,6 +123,15 @@ impl Worker {
     }
 
     async fn handle(&self, delivery: Delivery) {
+        use tracing::Instrument;
+        let span = common::continued_span!(
+            "retrain.job",
+            delivery.payload[common::telemetry::TRACEPARENT].as_str()
+        );
+        self.handle_in_span(delivery).instrument(span).await;
+    }
+
+    async fn handle_in_span(&self, delivery: Delivery) {
         let Some(job_id) = delivery.payload["job_id"].as_str().map(str::to_owned) else {
             tracing::warn!(entry = %delivery.id, "dropping a queue entry without a job id");
             self.ack(&delivery.id).await;
@@ -260,13 +269,13 @@ impl Worker {
         let (reports, mut received) = mpsc::unbounded_channel::<EpochReport>();
         let relay = {
             let (worker, job) = (self.clone(), job.clone());
-            tokio::spawn(async move {
+            tokio::spawn(tracing::Instrument::in_current_span(async move {
                 while let Some(report) = received.recv().await {
                     let mut progress = serde_json::to_value(&report).unwrap_or_default();
                     progress["stage"] = "training".into();
                     worker.publish_progress(&job, progress).await;
                 }
-            })
+            }))
         };
         let mnist = self.mnist.clone();
         let stopping = self.stopping.clone();

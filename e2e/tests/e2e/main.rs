@@ -7,3 +7,4 @@ mod migrations;
 mod predict;
 mod redis_down;
 mod retrain;
+mod traces;
