@@ -42,9 +42,70 @@ struct Family {
     label_names: Vec<String>,
     kind: Kind,
     series: Mutex<BTreeMap<Labels, Series>>,
+    /// The same family as an OpenTelemetry instrument, when metrics are exported over OTLP.
+    otel: OnceLock<Option<Instrument>>,
+}
+
+/// An OpenTelemetry instrument mirroring a family: every recording goes to both.
+enum Instrument {
+    Counter(opentelemetry::metrics::Counter<f64>),
+    Gauge(opentelemetry::metrics::Gauge<f64>),
+    Histogram(opentelemetry::metrics::Histogram<f64>),
+}
+
+/// The meter the families mirror to; set once when OTLP export is configured.
+static OTEL_METER: OnceLock<opentelemetry::metrics::Meter> = OnceLock::new();
+
+/// Mirrors every family, from now on, to `meter` (exported over OTLP by its provider).
+pub fn export_to(meter: opentelemetry::metrics::Meter) {
+    let _ = OTEL_METER.set(meter);
 }
 
 impl Family {
+    fn instrument(&self) -> Option<&Instrument> {
+        self.otel
+            .get_or_init(|| {
+                let meter = OTEL_METER.get()?;
+                let name = self.name.clone();
+                let help = self.help.clone();
+                Some(match &self.kind {
+                    Kind::Counter => {
+                        Instrument::Counter(meter.f64_counter(name).with_description(help).build())
+                    }
+                    Kind::Gauge => {
+                        Instrument::Gauge(meter.f64_gauge(name).with_description(help).build())
+                    }
+                    Kind::Histogram(bounds) => Instrument::Histogram(
+                        meter
+                            .f64_histogram(name)
+                            .with_description(help)
+                            .with_boundaries(bounds.clone())
+                            .build(),
+                    ),
+                })
+            })
+            .as_ref()
+    }
+
+    fn attributes(&self, labels: &[&str]) -> Vec<opentelemetry::KeyValue> {
+        self.label_names
+            .iter()
+            .zip(labels)
+            .map(|(n, v)| opentelemetry::KeyValue::new(n.clone(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// Sends a recording to the OpenTelemetry instrument: an increase, a gauge's new value or
+    /// an observation.
+    fn mirror(&self, labels: &[&str], value: f64) {
+        match self.instrument() {
+            Some(Instrument::Counter(c)) if value > 0.0 => c.add(value, &self.attributes(labels)),
+            Some(Instrument::Gauge(g)) => g.record(value, &self.attributes(labels)),
+            Some(Instrument::Histogram(h)) => h.record(value, &self.attributes(labels)),
+            _ => {}
+        }
+    }
+
     fn with<R>(&self, labels: &[&str], f: impl FnOnce(&mut Series) -> R) -> R {
         let key: Labels = labels.iter().map(|l| (*l).to_owned()).collect();
         let mut series = self
@@ -164,6 +225,7 @@ impl Registry {
             label_names: label_names.iter().map(|l| (*l).to_owned()).collect(),
             kind,
             series: Mutex::new(BTreeMap::new()),
+            otel: OnceLock::new(),
         });
         families.push(family.clone());
         family
@@ -222,12 +284,19 @@ impl Counter {
     }
 
     pub fn add(&self, labels: &[&str], by: f64) {
-        self.0.with(labels, |s| s.value += by.max(0.0));
+        let by = by.max(0.0);
+        self.0.with(labels, |s| s.value += by);
+        self.0.mirror(labels, by);
     }
 
     /// Sets the total of a count kept elsewhere (it never goes down there either).
     pub fn set_total(&self, labels: &[&str], total: f64) {
-        self.0.with(labels, |s| s.value = s.value.max(total));
+        let increase = self.0.with(labels, |s| {
+            let increase = (total - s.value).max(0.0);
+            s.value += increase;
+            increase
+        });
+        self.0.mirror(labels, increase);
     }
 }
 
@@ -238,10 +307,15 @@ pub struct Gauge(Arc<Family>);
 impl Gauge {
     pub fn set(&self, labels: &[&str], value: f64) {
         self.0.with(labels, |s| s.value = value);
+        self.0.mirror(labels, value);
     }
 
     pub fn add(&self, labels: &[&str], by: f64) {
-        self.0.with(labels, |s| s.value += by);
+        let value = self.0.with(labels, |s| {
+            s.value += by;
+            s.value
+        });
+        self.0.mirror(labels, value);
     }
 }
 
@@ -262,6 +336,7 @@ impl Histogram {
             s.count += 1;
             s.value += value;
         });
+        self.0.mirror(labels, value);
     }
 }
 
@@ -406,5 +481,85 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
+    }
+
+    /// What an OTLP exporter would be handed: metric name → (kind, total of the values).
+    #[derive(Clone, Default)]
+    struct Pushed(Arc<Mutex<BTreeMap<String, (&'static str, f64)>>>);
+
+    impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for Pushed {
+        async fn export(
+            &self,
+            metrics: &opentelemetry_sdk::metrics::data::ResourceMetrics,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+            let mut pushed = self.0.lock().unwrap();
+            for scope in metrics.scope_metrics() {
+                for metric in scope.metrics() {
+                    let AggregatedMetrics::F64(data) = metric.data() else {
+                        continue;
+                    };
+                    let entry = match data {
+                        MetricData::Sum(sum) => ("sum", sum.data_points().map(|p| p.value()).sum()),
+                        MetricData::Gauge(g) => ("gauge", g.data_points().map(|p| p.value()).sum()),
+                        MetricData::Histogram(h) => {
+                            ("histogram", h.data_points().map(|p| p.count() as f64).sum())
+                        }
+                        _ => continue,
+                    };
+                    pushed.insert(metric.name().to_owned(), entry);
+                }
+            }
+            Ok(())
+        }
+
+        fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+            Ok(())
+        }
+
+        fn shutdown_with_timeout(
+            &self,
+            _timeout: std::time::Duration,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            Ok(())
+        }
+
+        fn temporality(&self) -> opentelemetry_sdk::metrics::Temporality {
+            opentelemetry_sdk::metrics::Temporality::Cumulative
+        }
+    }
+
+    #[test]
+    fn with_otlp_configured_every_family_is_also_pushed() {
+        let pushed = Pushed::default();
+        let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+            .with_periodic_exporter(pushed.clone())
+            .build();
+        export_to(opentelemetry::metrics::MeterProvider::meter(
+            &provider, "test",
+        ));
+        let registry = Registry::default();
+        let jobs = registry.counter("jobs_total", "Jobs run.", &["outcome"]);
+        jobs.inc(&["ok"]);
+        jobs.add(&["failed"], 2.0);
+        // A count kept elsewhere: only the increase is pushed.
+        jobs.set_total(&["ok"], 4.0);
+        registry.gauge("open", "Open.", &[]).set(&[], 7.0);
+        let latency = registry.histogram("latency_seconds", "Latency.", &[], &[0.1, 1.0]);
+        latency.observe(&[], 0.05);
+        latency.observe(&[], 3.0);
+        provider.force_flush().unwrap();
+        let pushed = pushed.0.lock().unwrap().clone();
+        assert_eq!(
+            pushed.get("jobs_total"),
+            Some(&("sum", 6.0)),
+            "{:?}",
+            pushed.keys()
+        );
+        assert_eq!(pushed.get("open"), Some(&("gauge", 7.0)));
+        assert_eq!(pushed.get("latency_seconds"), Some(&("histogram", 2.0)));
+        // And /metrics shows the same.
+        let text = registry.render();
+        assert!(text.contains("jobs_total{outcome=\"ok\"} 4"), "{text}");
     }
 }

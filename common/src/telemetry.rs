@@ -30,6 +30,9 @@ pub const TRACEPARENT: &str = "traceparent";
 /// The tracer provider of this process, flushed when the service stops.
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
+/// The meter provider exporting metrics over OTLP, when configured.
+static METER_PROVIDER: OnceLock<opentelemetry_sdk::metrics::SdkMeterProvider> = OnceLock::new();
+
 /// Installs the global subscriber (logs and traces). Safe to call more than once (later calls
 /// do nothing), which matters for tests that start several services in one process.
 pub fn init(service: &'static str) {
@@ -42,6 +45,18 @@ pub fn init(service: &'static str) {
                 .build()
         }
     };
+    if otlp_configured() {
+        match build_meter_provider(service) {
+            Ok(meters) => {
+                crate::metrics::export_to(opentelemetry::metrics::MeterProvider::meter(
+                    &meters,
+                    "predictloop",
+                ));
+                let _ = METER_PROVIDER.set(meters);
+            }
+            Err(e) => eprintln!("{service}: OpenTelemetry metrics exporter not started: {e}"),
+        }
+    }
     if install(provider, service) {
         tracing::info!(
             service,
@@ -58,9 +73,28 @@ fn resource(service: &'static str) -> opentelemetry_sdk::Resource {
         .build()
 }
 
+fn otlp_configured() -> bool {
+    std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok_and(|v| !v.is_empty())
+}
+
+/// Metrics over OTLP: the same families `/metrics` shows, pushed periodically
+/// (`OTEL_METRIC_EXPORT_INTERVAL`, 60 s by default).
+fn build_meter_provider(
+    service: &'static str,
+) -> Result<opentelemetry_sdk::metrics::SdkMeterProvider, String> {
+    let exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok(opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+        .with_resource(resource(service))
+        .with_periodic_exporter(exporter)
+        .build())
+}
+
 fn build_provider(service: &'static str) -> Result<SdkTracerProvider, String> {
     let mut builder = SdkTracerProvider::builder().with_resource(resource(service));
-    if std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok_and(|v| !v.is_empty()) {
+    if otlp_configured() {
         // The tonic client needs the Tokio runtime the service runs on: init is called there.
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
@@ -106,6 +140,11 @@ pub fn shutdown(timeout: Duration) {
         && let Err(e) = provider.shutdown_with_timeout(timeout)
     {
         eprintln!("traces not flushed: {e}");
+    }
+    if let Some(meters) = METER_PROVIDER.get()
+        && let Err(e) = meters.shutdown_with_timeout(timeout)
+    {
+        eprintln!("metrics not flushed: {e}");
     }
 }
 

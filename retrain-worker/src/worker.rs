@@ -281,7 +281,10 @@ impl Worker {
         let stopping = self.stopping.clone();
         let run_plan = plan.clone();
         let artifact = active.artifact.clone();
+        let span = tracing::Span::current();
         let produced = tokio::task::spawn_blocking(move || {
+            // The epochs are events of the job's span (and log lines in its trace).
+            let _entered = span.enter();
             let data = JobData::assemble(&run_plan, &mnist.train, &mnist.test, &feedback);
             let mut progress = ChannelProgress { reports, stopping };
             retrain::run(&run_plan, &data, &artifact, &mut progress).map(|p| (p, data))
@@ -419,6 +422,14 @@ struct ChannelProgress {
 
 impl retrain::Progress for ChannelProgress {
     fn epoch(&mut self, report: EpochReport) {
+        tracing::info!(
+            epoch = report.epoch,
+            epochs = report.epochs,
+            loss = f64::from(report.loss),
+            val_accuracy = report.val_accuracy,
+            eta_seconds = report.eta_seconds,
+            "epoch finished"
+        );
         let _ = self.reports.send(report);
     }
 
