@@ -9,6 +9,7 @@ pub mod health;
 pub mod http;
 pub mod jwt;
 pub mod kv;
+pub mod memory;
 pub mod metrics;
 pub mod queue;
 pub mod ratelimit;

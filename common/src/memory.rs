@@ -1,0 +1,403 @@
+//! In-process implementations of the bus, the job queue and the key-value store, behind the
+//! same traits as the Redis ones: for the all-in-one development mode (every service in one
+//! process, no Redis) and for unit tests of the logic above them. Never for a deployment: they
+//! share nothing between processes and keep nothing across a restart.
+
+use crate::bus::{Envelope, EventBus};
+use crate::kv::{KeyValueStore, StoreError};
+use crate::queue::{Delivery, JobQueue};
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, broadcast};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Pub/sub in one process, with the bounded history `publish_recorded` appends to.
+#[derive(Clone)]
+pub struct MemoryBus {
+    live: broadcast::Sender<Envelope>,
+    history: Arc<Mutex<VecDeque<Envelope>>>,
+    history_maxlen: usize,
+}
+
+impl MemoryBus {
+    pub fn new(history_maxlen: usize) -> Self {
+        MemoryBus {
+            live: broadcast::channel(4096).0,
+            history: Arc::new(Mutex::new(VecDeque::new())),
+            history_maxlen: history_maxlen.max(1),
+        }
+    }
+
+    /// The recorded events, oldest first.
+    pub fn history(&self) -> Vec<Envelope> {
+        lock(&self.history).iter().cloned().collect()
+    }
+}
+
+#[async_trait]
+impl EventBus for MemoryBus {
+    async fn publish(&self, event: &Envelope) -> Result<(), StoreError> {
+        // Like pub/sub: nobody listening is not an error.
+        let _ = self.live.send(event.clone());
+        Ok(())
+    }
+
+    async fn publish_recorded(&self, event: &Envelope) -> Result<(), StoreError> {
+        {
+            let mut history = lock(&self.history);
+            history.push_back(event.clone());
+            while history.len() > self.history_maxlen {
+                history.pop_front();
+            }
+        }
+        self.publish(event).await
+    }
+
+    async fn subscribe(&self, kinds: &[&str]) -> Result<BoxStream<'static, Envelope>, StoreError> {
+        let kinds: Vec<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
+        let receiver = self.live.subscribe();
+        let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(event) => return Some((event, receiver)),
+                    // A subscriber that fell behind loses events, as with pub/sub.
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(lost = n, "a slow bus subscriber lost events");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        let filtered = futures_util::StreamExt::filter(stream, move |e| {
+            let keep = kinds.iter().any(|k| k == &e.kind);
+            async move { keep }
+        });
+        Ok(Box::pin(filtered))
+    }
+}
+
+struct Entry {
+    payload: serde_json::Value,
+    /// The consumer it was delivered to, and when (delivery or last touch).
+    owner: Option<(String, Instant)>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    entries: BTreeMap<u64, Entry>,
+    next: u64,
+}
+
+/// A job queue in one process with the Redis Stream's semantics: delivered once to one
+/// consumer, pending until acknowledged, reclaimable after an idle time.
+#[derive(Clone, Default)]
+pub struct MemoryQueue {
+    state: Arc<Mutex<QueueState>>,
+    arrived: Arc<Notify>,
+}
+
+fn entry_id(seq: u64) -> String {
+    format!("{seq}-0")
+}
+
+fn seq_of(id: &str) -> Option<u64> {
+    id.split('-').next()?.parse().ok()
+}
+
+impl MemoryQueue {
+    fn take_next(&self, consumer: &str) -> Option<Delivery> {
+        let mut state = lock(&self.state);
+        let (seq, entry) = state.entries.iter_mut().find(|(_, e)| e.owner.is_none())?;
+        entry.owner = Some((consumer.to_owned(), Instant::now()));
+        Some(Delivery {
+            id: entry_id(*seq),
+            payload: entry.payload.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl JobQueue for MemoryQueue {
+    async fn enqueue(&self, payload: &serde_json::Value) -> Result<String, StoreError> {
+        let id = {
+            let mut state = lock(&self.state);
+            state.next += 1;
+            let seq = state.next;
+            state.entries.insert(
+                seq,
+                Entry {
+                    payload: payload.clone(),
+                    owner: None,
+                },
+            );
+            entry_id(seq)
+        };
+        self.arrived.notify_waiters();
+        Ok(id)
+    }
+
+    async fn next(&self, consumer: &str, block: Duration) -> Result<Option<Delivery>, StoreError> {
+        let deadline = tokio::time::Instant::now() + block;
+        loop {
+            let arrived = self.arrived.notified();
+            if let Some(delivery) = self.take_next(consumer) {
+                return Ok(Some(delivery));
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return Ok(self.take_next(consumer));
+            }
+        }
+    }
+
+    async fn ack(&self, id: &str) -> Result<(), StoreError> {
+        if let Some(seq) = seq_of(id) {
+            lock(&self.state).entries.remove(&seq);
+        }
+        Ok(())
+    }
+
+    async fn reclaim(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut state = lock(&self.state);
+        let now = Instant::now();
+        Ok(state
+            .entries
+            .iter_mut()
+            .filter(|(_, e)| {
+                e.owner
+                    .as_ref()
+                    .is_some_and(|(_, at)| now.duration_since(*at) >= min_idle)
+            })
+            .take(count.max(1))
+            .map(|(seq, e)| {
+                e.owner = Some((consumer.to_owned(), now));
+                Delivery {
+                    id: entry_id(*seq),
+                    payload: e.payload.clone(),
+                }
+            })
+            .collect())
+    }
+
+    async fn pending(&self) -> Result<u64, StoreError> {
+        Ok(lock(&self.state)
+            .entries
+            .values()
+            .filter(|e| e.owner.is_some())
+            .count() as u64)
+    }
+
+    async fn touch(&self, consumer: &str, id: &str) -> Result<bool, StoreError> {
+        let mut state = lock(&self.state);
+        let entry = seq_of(id).and_then(|seq| state.entries.get_mut(&seq));
+        match entry {
+            Some(e) if e.owner.is_some() => {
+                e.owner = Some((consumer.to_owned(), Instant::now()));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// A value and when it expires.
+type Stored = (Vec<u8>, Option<Instant>);
+
+/// Keyed values with expiry, in one process.
+#[derive(Clone, Default)]
+pub struct MemoryKv {
+    values: Arc<Mutex<HashMap<String, Stored>>>,
+}
+
+impl MemoryKv {
+    fn live<'a>(values: &'a mut HashMap<String, Stored>, key: &str) -> Option<&'a mut Stored> {
+        let expired = values
+            .get(key)
+            .is_some_and(|(_, until)| until.is_some_and(|t| t <= Instant::now()));
+        if expired {
+            values.remove(key);
+        }
+        values.get_mut(key)
+    }
+}
+
+#[async_trait]
+impl KeyValueStore for MemoryKv {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut values = lock(&self.values);
+        Ok(Self::live(&mut values, key).map(|(v, _)| v.clone()))
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
+        let until = ttl.map(|t| Instant::now() + t);
+        lock(&self.values).insert(key.to_owned(), (value.to_vec(), until));
+        Ok(())
+    }
+
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut values = lock(&self.values);
+        if Self::live(&mut values, key).is_some() {
+            return Ok(false);
+        }
+        values.insert(key.to_owned(), (value.to_vec(), Some(Instant::now() + ttl)));
+        Ok(true)
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        let mut values = lock(&self.values);
+        let existed = Self::live(&mut values, key).is_some();
+        values.remove(key);
+        Ok(existed)
+    }
+
+    async fn incr_in_window(
+        &self,
+        key: &str,
+        by: i64,
+        window: Duration,
+    ) -> Result<i64, StoreError> {
+        let mut values = lock(&self.values);
+        let current = match Self::live(&mut values, key) {
+            Some((bytes, until)) => {
+                let n = std::str::from_utf8(bytes)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .ok_or_else(|| StoreError::Decode(format!("{key} is not a counter")))?;
+                (n + by, *until)
+            }
+            None => (by, Some(Instant::now() + window)),
+        };
+        values.insert(
+            key.to_owned(),
+            (current.0.to_string().into_bytes(), current.1),
+        );
+        Ok(current.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use futures_util::StreamExt;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn the_bus_delivers_the_subscribed_kinds_and_keeps_a_bounded_history() {
+        let bus = MemoryBus::new(2);
+        let mut feedback = bus.subscribe(&["feedback.created"]).await.unwrap();
+        for i in 0..3 {
+            bus.publish_recorded(&Envelope::new("feedback.created", json!({"i": i})))
+                .await
+                .unwrap();
+        }
+        bus.publish(&Envelope::new("model.promoted", json!({})))
+            .await
+            .unwrap();
+        for i in 0..3 {
+            assert_eq!(feedback.next().await.unwrap().data["i"], i);
+        }
+        let history: Vec<_> = bus.history().iter().map(|e| e.data["i"].clone()).collect();
+        assert_eq!(history, vec![json!(1), json!(2)]);
+    }
+
+    #[tokio::test]
+    async fn jobs_go_to_one_consumer_stay_pending_and_are_reclaimed_after_idling() {
+        let q = MemoryQueue::default();
+        let a = q.enqueue(&json!({"n": 1})).await.unwrap();
+        let b = q.enqueue(&json!({"n": 2})).await.unwrap();
+        let first = q
+            .next("w1", Duration::from_millis(10))
+            .await
+            .unwrap()
+            .unwrap();
+        let second = q
+            .next("w2", Duration::from_millis(10))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (first.id.as_str(), second.id.as_str()),
+            (a.as_str(), b.as_str())
+        );
+        assert_eq!(q.next("w3", Duration::from_millis(10)).await.unwrap(), None);
+        assert_eq!(q.pending().await.unwrap(), 2);
+        q.ack(&b).await.unwrap();
+        // w1 keeps its job alive; then it stops and the job is taken over.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(q.touch("w1", &a).await.unwrap());
+        assert!(
+            q.reclaim("w3", Duration::from_millis(50), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let reclaimed = q
+            .reclaim("w3", Duration::from_millis(50), 10)
+            .await
+            .unwrap();
+        assert_eq!(reclaimed.len(), 1);
+        assert_eq!(reclaimed[0].payload, json!({"n": 1}));
+        q.ack(&a).await.unwrap();
+        assert_eq!(q.pending().await.unwrap(), 0);
+        assert!(!q.touch("w3", &a).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_waiting_consumer_gets_a_job_enqueued_while_it_waits() {
+        let q = MemoryQueue::default();
+        let waiting = {
+            let q = q.clone();
+            tokio::spawn(async move { q.next("w", Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        q.enqueue(&json!({"late": true})).await.unwrap();
+        let got = waiting.await.unwrap().unwrap().unwrap();
+        assert_eq!(got.payload, json!({"late": true}));
+    }
+
+    #[tokio::test]
+    async fn values_expire_and_counters_count_within_their_window() {
+        let kv = MemoryKv::default();
+        kv.set("a", b"1", Some(Duration::from_millis(30)))
+            .await
+            .unwrap();
+        assert_eq!(kv.get("a").await.unwrap(), Some(b"1".to_vec()));
+        assert!(
+            !kv.set_if_absent("a", b"2", Duration::from_secs(1))
+                .await
+                .unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(kv.get("a").await.unwrap(), None);
+        assert!(
+            kv.set_if_absent("a", b"2", Duration::from_secs(1))
+                .await
+                .unwrap()
+        );
+        assert!(kv.delete("a").await.unwrap());
+        assert!(!kv.delete("a").await.unwrap());
+        let window = Duration::from_millis(40);
+        assert_eq!(kv.incr_in_window("c", 2, window).await.unwrap(), 2);
+        assert_eq!(kv.incr_in_window("c", 3, window).await.unwrap(), 5);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(kv.incr_in_window("c", 1, window).await.unwrap(), 1);
+    }
+}
