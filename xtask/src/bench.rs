@@ -53,6 +53,35 @@ pub fn run(root: &Path, what: &str) -> Result<()> {
     }
 }
 
+/// Checks that the services' ports are free and installs the Ctrl-C handler; the count of
+/// signals received, which every loop of a bench watches.
+fn prepare<'a>(services: impl IntoIterator<Item = &'a Service>) -> Result<Arc<AtomicUsize>> {
+    for service in services {
+        ensure_port_free(service.name, addr(service.port))?;
+    }
+    let signals = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&signals);
+    ctrlc::set_handler(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(signals)
+}
+
+/// Starts `services` in order, each healthy before the next.
+fn start_all(
+    fleet: &mut Fleet,
+    bin_dir: &Path,
+    services: &[&Service],
+    env: &[(String, String)],
+) -> Result<()> {
+    for service in services {
+        let at = fleet.start(bin_dir, service, service.port, env)?;
+        fleet.wait_healthy(service.name, at)?;
+    }
+    Ok(())
+}
+
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -71,15 +100,7 @@ fn predict(root: &Path) -> Result<()> {
     setup::run(root)?;
     train::train_models(root, false)?;
     let bin_dir = build(root, true)?;
-    for service in [&AUTH, &PREDICT, &GATEWAY] {
-        ensure_port_free(service.name, addr(service.port))?;
-    }
-    let signals = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&signals);
-    ctrlc::set_handler(move || {
-        counter.fetch_add(1, Ordering::SeqCst);
-    })
-    .context("installing the Ctrl-C handler")?;
+    let signals = prepare([&AUTH, &PREDICT, &GATEWAY])?;
 
     let mut common = shared_env(AUTH.port);
     common.extend(
@@ -367,15 +388,7 @@ fn notify(root: &Path) -> Result<()> {
     check_open_files(2 * SOCKETS as u64 + FD_MARGIN)?;
     let bin_dir = build(root, true)?;
     let services = [&NOTIFY_AUTH, &NOTIFY_FEEDBACK, &NOTIFY_SVC, &NOTIFY_GATEWAY];
-    for service in services {
-        ensure_port_free(service.name, addr(service.port))?;
-    }
-    let signals = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&signals);
-    ctrlc::set_handler(move || {
-        counter.fetch_add(1, Ordering::SeqCst);
-    })
-    .context("installing the Ctrl-C handler")?;
+    let signals = prepare(services)?;
 
     let mut env = shared_env(NOTIFY_AUTH.port);
     env.extend(
@@ -396,10 +409,7 @@ fn notify(root: &Path) -> Result<()> {
     );
     // No predict-svc: the bench's feedback is not linked to a prediction.
     let mut fleet = Fleet::new(signals.clone());
-    for service in services {
-        let at = fleet.start(&bin_dir, service, service.port, &env)?;
-        fleet.wait_healthy(service.name, at)?;
-    }
+    start_all(&mut fleet, &bin_dir, &services, &env)?;
     let gateway = addr(NOTIFY_GATEWAY.port);
     let user_token = log_in(gateway)?;
     let admin_creds =
@@ -782,15 +792,7 @@ fn retrain(root: &Path) -> Result<()> {
         &RETRAIN_FEEDBACK,
         &RETRAIN_WORKER,
     ];
-    for service in services {
-        ensure_port_free(service.name, addr(service.port))?;
-    }
-    let signals = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&signals);
-    ctrlc::set_handler(move || {
-        counter.fetch_add(1, Ordering::SeqCst);
-    })
-    .context("installing the Ctrl-C handler")?;
+    let signals = prepare(services)?;
 
     let mut env = shared_env(RETRAIN_AUTH.port);
     env.extend(
@@ -818,10 +820,7 @@ fn retrain(root: &Path) -> Result<()> {
         .map(|(k, v)| (k.to_owned(), v)),
     );
     let mut fleet = Fleet::new(signals.clone());
-    for service in services {
-        let at = fleet.start(&bin_dir, service, service.port, &env)?;
-        fleet.wait_healthy(service.name, at)?;
-    }
+    start_all(&mut fleet, &bin_dir, &services, &env)?;
     let admin_creds =
         format!(r#"{{"username":"{BENCH_ADMIN}","password":"{BENCH_ADMIN_PASSWORD}"}}"#);
     let token = access_token(
@@ -942,16 +941,8 @@ fn gateway(root: &Path) -> Result<()> {
     train::train_models(root, false)?;
     let nginx = find_nginx()?;
     let bin_dir = build(root, true)?;
-    for service in [&EDGE_AUTH, &EDGE_PREDICT, &EDGE_GATEWAY] {
-        ensure_port_free(service.name, addr(service.port))?;
-    }
+    let signals = prepare([&EDGE_AUTH, &EDGE_PREDICT, &EDGE_GATEWAY])?;
     ensure_port_free("nginx", addr(EDGE_NGINX_PORT))?;
-    let signals = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&signals);
-    ctrlc::set_handler(move || {
-        counter.fetch_add(1, Ordering::SeqCst);
-    })
-    .context("installing the Ctrl-C handler")?;
 
     let mut env = shared_env(EDGE_AUTH.port);
     env.extend(
@@ -969,10 +960,12 @@ fn gateway(root: &Path) -> Result<()> {
         .map(|(k, v)| (k.to_owned(), v)),
     );
     let mut fleet = Fleet::new(signals.clone());
-    for service in [&EDGE_AUTH, &EDGE_PREDICT, &EDGE_GATEWAY] {
-        let at = fleet.start(&bin_dir, service, service.port, &env)?;
-        fleet.wait_healthy(service.name, at)?;
-    }
+    start_all(
+        &mut fleet,
+        &bin_dir,
+        &[&EDGE_AUTH, &EDGE_PREDICT, &EDGE_GATEWAY],
+        &env,
+    )?;
     let proxy = Nginx::start(&nginx, EDGE_NGINX_PORT, EDGE_PREDICT.port)?;
     let token = log_in(addr(EDGE_GATEWAY.port))?;
     let upload = multipart_body(&bmp_of_test_digit(root)?);

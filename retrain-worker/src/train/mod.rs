@@ -123,12 +123,6 @@ pub fn train(
     data: &Dataset,
     observer: &mut dyn TrainObserver,
 ) -> Result<Trained, TrainError> {
-    if data.is_empty() {
-        return Err(TrainError::NoData);
-    }
-    if hyper.batch_size == 0 {
-        return Err(TrainError::BadBatchSize);
-    }
     let network = Network::new(arch, hyper.seed)?;
     train_network(network, hyper, data, observer)
 }
