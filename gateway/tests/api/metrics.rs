@@ -49,6 +49,15 @@ async fn metrics_count_the_requests_served_by_route_and_status() {
         Some(2.0)
     );
     assert!(text.contains("# TYPE http_request_duration_seconds histogram"));
+    // Through a proxy (the public Ingress), metrics are not there.
+    let relayed = gw
+        .client
+        .get(gw.at("/metrics"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert_error(relayed, 404, "not_found").await;
     // auth-svc runs in this test's process too: its own routes, by pattern.
     assert!(
         value(
