@@ -201,7 +201,7 @@ impl JobQueue for MemoryQueue {
         let mut state = lock(&self.state);
         let entry = seq_of(id).and_then(|seq| state.entries.get_mut(&seq));
         match entry {
-            Some(e) if e.owner.is_some() => {
+            Some(e) if e.owner.as_ref().is_some_and(|(owner, _)| owner == consumer) => {
                 e.owner = Some((consumer.to_owned(), Instant::now()));
                 Ok(true)
             }
@@ -355,6 +355,8 @@ mod tests {
             .unwrap();
         assert_eq!(reclaimed.len(), 1);
         assert_eq!(reclaimed[0].payload, json!({"n": 1}));
+        // w1 no longer owns it and cannot take it back.
+        assert!(!q.touch("w1", &a).await.unwrap());
         q.ack(&a).await.unwrap();
         assert_eq!(q.pending().await.unwrap(), 0);
         assert!(!q.touch("w3", &a).await.unwrap());

@@ -411,9 +411,25 @@ pub fn service(name: &'static str) -> impl Fn(&mut actix_web::web::ServiceConfig
     }
 }
 
+/// The method as a label: the standard ones, else `OTHER` (a client may send any token).
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "OTHER",
+    }
+}
+
 /// The route label of a request when no pattern matched it (a 404, or a gateway route, which
 /// sets its own through [`RouteLabel`]).
-const UNMATCHED: &str = "unmatched";
+pub const UNMATCHED: &str = "unmatched";
 
 /// A route label a handler chose (the gateway's route table entry), put in the request's
 /// extensions.
@@ -430,7 +446,7 @@ pub async fn track(
     let service = req
         .app_data::<actix_web::web::Data<ServiceName>>()
         .map_or("unknown", |s| s.0);
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method()).to_owned();
     let pattern = req.match_pattern();
     let response = next.call(req).await?;
     let route = response

@@ -32,7 +32,8 @@ pub trait JobQueue: Send + Sync {
     /// Jobs delivered but not yet acknowledged.
     async fn pending(&self) -> Result<u64, StoreError>;
     /// Shows that `consumer` is still working on job `id`, so nobody reclaims it: resets the
-    /// job's idle time. False when the job is no longer pending (acknowledged, or gone).
+    /// job's idle time. False when the job is no longer pending for this consumer
+    /// (acknowledged, gone, or taken over by another consumer).
     async fn touch(&self, consumer: &str, id: &str) -> Result<bool, StoreError>;
 }
 
@@ -166,16 +167,22 @@ impl JobQueue for RedisJobQueue {
     }
 
     async fn touch(&self, consumer: &str, id: &str) -> Result<bool, StoreError> {
-        let claimed: Vec<String> = redis::cmd("XCLAIM")
-            .arg(&self.stream)
+        // Renews only an entry this consumer still owns: a worker whose job was taken over
+        // must not take it back.
+        let script = redis::Script::new(
+            "local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
+             if #p == 0 then return 0 end
+             redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+             return 1",
+        );
+        let renewed: i64 = script
+            .key(&self.stream)
             .arg(&self.group)
             .arg(consumer)
-            .arg(0)
             .arg(id)
-            .arg("JUSTID")
-            .query_async(&mut self.redis.conn())
+            .invoke_async(&mut self.redis.conn())
             .await?;
-        Ok(!claimed.is_empty())
+        Ok(renewed == 1)
     }
 
     async fn pending(&self) -> Result<u64, StoreError> {

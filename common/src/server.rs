@@ -73,7 +73,11 @@ where
 {
     crate::telemetry::init(service);
     let result = run.await;
-    crate::telemetry::shutdown(std::time::Duration::from_secs(3));
+    // Flushing blocks, and the exporter needs this runtime meanwhile: off its thread.
+    let _ = tokio::task::spawn_blocking(|| {
+        crate::telemetry::shutdown(std::time::Duration::from_secs(3));
+    })
+    .await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

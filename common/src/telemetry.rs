@@ -220,8 +220,13 @@ pub async fn trace_http(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::HttpMessage;
     use tracing::Instrument;
-    let route = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
+    let method = crate::metrics::method_label(req.method());
+    // Never the raw path: it would make one span name per URL (ids, junk).
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| crate::metrics::UNMATCHED.to_owned());
     let request_id = req
         .headers()
         .get("x-request-id")
@@ -230,9 +235,9 @@ pub async fn trace_http(
         .to_owned();
     let span = tracing::info_span!(
         "http.request",
-        otel.name = format!("{} {route}", req.method()).as_str(),
+        otel.name = format!("{method} {route}").as_str(),
         otel.kind = "server",
-        http.request.method = req.method().as_str(),
+        http.request.method = method,
         http.route = route.as_str(),
         http.response.status_code = tracing::field::Empty,
         request_id = request_id.as_str(),
@@ -247,6 +252,18 @@ pub async fn trace_http(
     set_parent(&span, parent.as_deref());
     record_ids(&span);
     let response = next.call(req).instrument(span.clone()).await?;
+    // The gateway names its routes after their route-table entry once it has matched one.
+    if let Some(label) = response
+        .request()
+        .extensions()
+        .get::<crate::metrics::RouteLabel>()
+    {
+        // The OpenTelemetry span has started (its ids are logged), so rename it there.
+        span.context()
+            .span()
+            .update_name(format!("{method} {}", label.0));
+        span.record("http.route", label.0.as_str());
+    }
     span.record(
         "http.response.status_code",
         i64::from(response.status().as_u16()),

@@ -451,6 +451,9 @@ mod queue {
             .await
             .unwrap();
         assert_eq!(reclaimed.len(), 1);
+        // w1 lost it and cannot take it back by touching it.
+        assert!(!q.touch("w1", &id).await.unwrap());
+        assert!(q.touch("w2", &id).await.unwrap());
         q.ack(&id).await.unwrap();
         assert!(!q.touch("w2", &id).await.unwrap());
     }

@@ -89,13 +89,16 @@ async fn authorize(
 
 /// The client's address: the peer's, or from `X-Forwarded-For` when the peer is a trusted proxy.
 fn client_address(state: &GatewayState, req: &HttpRequest) -> Option<std::net::IpAddr> {
+    // Every X-Forwarded-For line, in order: a proxy may add its own line rather than append.
     let forwarded = req
         .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
     crate::ratelimit::client_ip(
         req.peer_addr().map(|a| a.ip()),
-        forwarded,
+        (!forwarded.is_empty()).then_some(forwarded.as_str()),
         &state.rate_limiter.config().trusted_proxies,
     )
 }

@@ -34,6 +34,15 @@ pub struct ActiveModel {
     pub artifact: Vec<u8>,
 }
 
+/// A registered candidate.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub version: i32,
+    /// When an earlier run of the same job had registered it: the metrics stored then, which
+    /// describe that artifact (not this run's).
+    pub earlier: Option<Value>,
+}
+
 /// A labelled feedback example: the input the model saw and the true digit.
 #[derive(Debug, Clone)]
 pub struct LabelledExample {
@@ -68,6 +77,14 @@ impl Clients {
         service: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<Value, ClientError> {
+        Self::answer(service, request).await.map(|(_, body)| body)
+    }
+
+    /// The status and JSON body of a successful answer.
+    async fn answer(
+        service: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(u16, Value), ClientError> {
         let response = common::telemetry::inject(request)
             .send()
             .await
@@ -81,10 +98,11 @@ impl Clients {
                 body: body.chars().take(300).collect(),
             });
         }
-        response.json().await.map_err(|e| ClientError::Invalid {
+        let body = response.json().await.map_err(|e| ClientError::Invalid {
             service,
             detail: e.to_string(),
-        })
+        })?;
+        Ok((status.as_u16(), body))
     }
 
     pub async fn active_model(&self, model: &str) -> Result<ActiveModel, ClientError> {
@@ -121,8 +139,8 @@ impl Clients {
         artifact: &[u8],
         metrics: &Value,
         job_id: &str,
-    ) -> Result<i32, ClientError> {
-        let body = Self::json(
+    ) -> Result<Registered, ClientError> {
+        let (status, body) = Self::answer(
             PREDICT,
             self.http
                 .post(format!(
@@ -136,25 +154,52 @@ impl Clients {
                 })),
         )
         .await?;
-        body["version"]
-            .as_i64()
-            .map(|v| v as i32)
-            .ok_or_else(|| ClientError::Invalid {
-                service: PREDICT,
-                detail: "no version in the registration".into(),
-            })
+        let version =
+            body["version"]
+                .as_i64()
+                .map(|v| v as i32)
+                .ok_or_else(|| ClientError::Invalid {
+                    service: PREDICT,
+                    detail: "no version in the registration".into(),
+                })?;
+        Ok(Registered {
+            version,
+            // 200: an earlier run of the job registered it; 201: registered now.
+            earlier: (status != 201).then(|| body["metrics"].clone()),
+        })
     }
 
-    pub async fn promote(&self, model: &str, version: i32) -> Result<(), ClientError> {
-        Self::json(
+    /// Promotes `version` if `if_active` is still the active version (or `version` already
+    /// is); `Ok(Err(active))` when another version became active meanwhile.
+    pub async fn promote(
+        &self,
+        model: &str,
+        version: i32,
+        if_active: i32,
+    ) -> Result<Result<(), Option<i32>>, ClientError> {
+        let result = Self::answer(
             PREDICT,
-            self.http.post(format!(
-                "{}/internal/models/{model}/versions/{version}/promote",
-                self.predict_url
-            )),
+            self.http
+                .post(format!(
+                    "{}/internal/models/{model}/versions/{version}/promote",
+                    self.predict_url
+                ))
+                .json(&json!({"if_active": if_active})),
         )
-        .await?;
-        Ok(())
+        .await;
+        match result {
+            Ok(_) => Ok(Ok(())),
+            Err(ClientError::Status {
+                status: 409, body, ..
+            }) => {
+                let active = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|b| b["active_version"].as_i64())
+                    .map(|v| v as i32);
+                Ok(Err(active))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Every labelled feedback example with its input, page by page.

@@ -56,7 +56,16 @@ enum Failure {
     Failed(String),
     /// This worker is stopping: the job goes back to the queue for another worker.
     Interrupted,
+    /// A transient failure after the candidate was registered: the job is left to run again
+    /// (up to [`MAX_ATTEMPTS`]), which finds the registered version and finishes it.
+    Retry(String),
+    /// Another worker took the job over (this one stopped renewing its claim for too long):
+    /// this one leaves it alone.
+    Lost,
 }
+
+/// Runs of one job before a transient failure becomes its outcome.
+const MAX_ATTEMPTS: i32 = 5;
 
 impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Self {
@@ -162,9 +171,10 @@ impl Worker {
         self.publish_progress(&job, json!({"stage": "starting", "attempt": job.attempts}))
             .await;
 
-        let heartbeat = self.spawn_heartbeat(delivery.id.clone());
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = self.spawn_heartbeat(delivery.id.clone(), lost.clone());
         let started = std::time::Instant::now();
-        let result = self.execute(&job).await;
+        let result = self.execute(&job, &lost).await;
         heartbeat.abort();
 
         let outcome = match result {
@@ -173,6 +183,29 @@ impl Worker {
                 state: jobs::FAILED,
                 metrics: None,
                 reason: Some(reason),
+                model_version: None,
+                promoted: false,
+            },
+            Err(Failure::Lost) => {
+                tracing::warn!(
+                    job_id,
+                    "another worker took this job over; leaving it to them"
+                );
+                return;
+            }
+            Err(Failure::Retry(reason)) if job.attempts < MAX_ATTEMPTS => {
+                let id = job.id.clone();
+                let note = format!("{reason}; it runs again once its claim expires");
+                if let Err(e) = self.db.run(move |c| jobs::requeue(c, &id, &note)).await {
+                    tracing::warn!(error = %e, "cannot put a job back");
+                }
+                tracing::warn!(job_id, reason, "job left for another run");
+                return;
+            }
+            Err(Failure::Retry(reason)) => Outcome {
+                state: jobs::FAILED,
+                metrics: None,
+                reason: Some(format!("{reason} (after {} runs)", job.attempts)),
                 model_version: None,
                 promoted: false,
             },
@@ -227,15 +260,21 @@ impl Worker {
         }
     }
 
-    fn spawn_heartbeat(&self, entry: String) -> tokio::task::JoinHandle<()> {
+    /// Renews the claim on the job's entry; sets `lost` when another worker owns it now.
+    fn spawn_heartbeat(&self, entry: String, lost: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
         let queue = self.queue.clone();
         let consumer = self.config.consumer.clone();
         let every = (self.config.reclaim_idle / 3).max(Duration::from_millis(200));
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                if let Err(e) = queue.touch(&consumer, &entry).await {
-                    tracing::warn!(error = %e, "cannot renew the claim on a running job");
+                match queue.touch(&consumer, &entry).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        lost.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the claim on a running job"),
                 }
             }
         })
@@ -257,7 +296,7 @@ impl Worker {
         }
     }
 
-    async fn execute(&self, job: &Job) -> Result<Outcome, Failure> {
+    async fn execute(&self, job: &Job, lost: &Arc<AtomicBool>) -> Result<Outcome, Failure> {
         let arch = Arch::from_model_name(&job.model)
             .ok_or_else(|| Failure::Failed(format!("unknown model `{}`", job.model)))?;
         let plan = self.plan(job, arch);
@@ -279,6 +318,7 @@ impl Worker {
         };
         let mnist = self.mnist.clone();
         let stopping = self.stopping.clone();
+        let lost_claim = lost.clone();
         let run_plan = plan.clone();
         let artifact = active.artifact.clone();
         let span = tracing::Span::current();
@@ -286,42 +326,99 @@ impl Worker {
             // The epochs are events of the job's span (and log lines in its trace).
             let _entered = span.enter();
             let data = JobData::assemble(&run_plan, &mnist.train, &mnist.test, &feedback);
-            let mut progress = ChannelProgress { reports, stopping };
+            let mut progress = ChannelProgress {
+                reports,
+                stopping,
+                lost: lost_claim,
+            };
             retrain::run(&run_plan, &data, &artifact, &mut progress).map(|p| (p, data))
         })
         .await;
         let _ = relay.await;
         let (produced, data) = match produced {
             Ok(Ok(done)) => done,
-            Ok(Err(RunError::Train(TrainError::Stopped(_)))) => return Err(Failure::Interrupted),
+            Ok(Err(RunError::Train(TrainError::Stopped(_)))) => {
+                return Err(if lost.load(Ordering::Relaxed) {
+                    Failure::Lost
+                } else {
+                    Failure::Interrupted
+                });
+            }
             Ok(Err(e)) => return Err(Failure::Failed(e.to_string())),
             Err(e) => return Err(Failure::Failed(format!("training crashed: {e}"))),
         };
+        if lost.load(Ordering::Relaxed) {
+            return Err(Failure::Lost);
+        }
         let metrics = produced.metrics(&plan, &data, active.version);
         self.publish_progress(job, json!({"stage": "registering"}))
             .await;
-        let version = retry(|| {
+        let registered = retry(|| {
             self.clients
                 .register(&job.model, &produced.artifact, &metrics, &job.id)
         })
         .await?;
-        if !produced.verdict.promote {
+        let version = registered.version;
+        // An earlier run of this job registered its artifact already: that artifact is the
+        // job's, so its own scores and verdict decide, not this run's.
+        let (metrics, promote, reason, compared_with) = match registered.earlier {
+            Some(earlier) => {
+                tracing::info!(
+                    version,
+                    "an earlier run registered this job's candidate; using its verdict"
+                );
+                let promote = earlier["gate"]["promote"].as_bool().unwrap_or(false);
+                let reason = earlier["gate"]["reason"].as_str().map(str::to_owned);
+                let compared = earlier["active"]["version"]
+                    .as_i64()
+                    .map_or(active.version, |v| v as i32);
+                (earlier, promote, reason, compared)
+            }
+            None => (
+                metrics,
+                produced.verdict.promote,
+                produced.verdict.reason.clone(),
+                active.version,
+            ),
+        };
+        if !promote {
             return Ok(Outcome {
                 state: jobs::REJECTED,
                 metrics: Some(metrics),
-                reason: produced.verdict.reason.clone(),
+                reason,
                 model_version: Some(version),
                 promoted: false,
             });
         }
-        retry(|| self.clients.promote(&job.model, version)).await?;
-        Ok(Outcome {
-            state: jobs::SUCCEEDED,
-            metrics: Some(metrics),
-            reason: None,
-            model_version: Some(version),
-            promoted: true,
-        })
+        if lost.load(Ordering::Relaxed) {
+            return Err(Failure::Lost);
+        }
+        let promoted =
+            match retry(|| self.clients.promote(&job.model, version, compared_with)).await {
+                Ok(result) => result,
+                // Registered, not promoted, and predict-svc is away: the job runs again later and
+                // finds its registered version (above), instead of ending `failed`.
+                Err(e) => return Err(Failure::Retry(format!("promotion failed: {e}"))),
+            };
+        match promoted {
+            Ok(()) => Ok(Outcome {
+                state: jobs::SUCCEEDED,
+                metrics: Some(metrics),
+                reason: None,
+                model_version: Some(version),
+                promoted: true,
+            }),
+            Err(now) => Ok(Outcome {
+                state: jobs::REJECTED,
+                metrics: Some(metrics),
+                reason: Some(format!(
+                    "The candidate passed the gate against v{compared_with}, but the active version changed to {} while the job ran; not promoted (an admin may promote v{version} by hand).",
+                    now.map_or_else(|| "none".to_owned(), |v| format!("v{v}"))
+                )),
+                model_version: Some(version),
+                promoted: false,
+            }),
+        }
     }
 
     async fn publish_progress(&self, job: &Job, progress: Value) {
@@ -418,6 +515,7 @@ where
 struct ChannelProgress {
     reports: mpsc::UnboundedSender<EpochReport>,
     stopping: Arc<AtomicBool>,
+    lost: Arc<AtomicBool>,
 }
 
 impl retrain::Progress for ChannelProgress {
@@ -434,6 +532,9 @@ impl retrain::Progress for ChannelProgress {
     }
 
     fn should_stop(&self) -> Option<String> {
+        if self.lost.load(Ordering::Relaxed) {
+            return Some("another worker took the job over".to_owned());
+        }
         self.stopping
             .load(Ordering::Relaxed)
             .then(|| "the worker is stopping".to_owned())

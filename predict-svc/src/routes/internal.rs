@@ -133,11 +133,39 @@ async fn active(
 
 /// Promotion decided by a retrain job's gate: the same swap as the admin route's, for a caller
 /// inside the cluster.
+#[derive(Deserialize, Default)]
+pub struct PromoteCondition {
+    /// Promote only while this version is the active one (the one the caller's gate compared
+    /// against); otherwise 409. Promoting the version that is already active always succeeds.
+    if_active: Option<i32>,
+}
+
 async fn promote(
     state: web::Data<AppState>,
     path: web::Path<(String, i32)>,
+    condition: Option<web::Json<PromoteCondition>>,
 ) -> Result<HttpResponse, PredictError> {
     let (name, version) = path.into_inner();
+    if let Some(expected) = condition.and_then(|c| c.into_inner().if_active) {
+        let n = name.clone();
+        let current = state
+            .db
+            .run(versions::active)
+            .await?
+            .into_iter()
+            .find(|v| v.name == n)
+            .map(|v| v.version);
+        if current != Some(expected) && current != Some(version) {
+            return Ok(HttpResponse::Conflict().json(serde_json::json!({
+                "error": "active_version_changed",
+                "msg": format!(
+                    "{name} v{expected} is no longer the active version (now {}); not promoted.",
+                    current.map_or_else(|| "none".to_owned(), |v| format!("v{v}"))
+                ),
+                "active_version": current,
+            })));
+        }
+    }
     let info = state
         .models
         .promote(state.bus.as_ref(), &name, version)

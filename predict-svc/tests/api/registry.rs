@@ -180,4 +180,27 @@ async fn a_retrain_job_reads_the_active_artifact_and_promotes_through_the_intern
     // Promoting the active version again changes nothing; an unknown one is a 404.
     assert_eq!(promote(2).await.unwrap().status(), 200);
     assert_error(promote(5).await.unwrap(), 404, "not_found").await;
+
+    // A job's promotion is conditional on the version its gate compared against.
+    let v3: Value = register(&app, "mnist-mlp", "job-8")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v3["version"], 3);
+    let conditional = |v: i32, if_active: i32| {
+        app.client
+            .post(app.at(&format!("/internal/models/mnist-mlp/versions/{v}/promote")))
+            .json(&json!({"if_active": if_active}))
+            .send()
+    };
+    let stale = conditional(3, 1).await.unwrap();
+    assert_eq!(stale.status(), 409);
+    let body: Value = stale.json().await.unwrap();
+    assert_eq!(body["error"], "active_version_changed");
+    assert_eq!(body["active_version"], 2);
+    assert_eq!(model(&models(&app).await, "mnist-mlp")["active_version"], 2);
+    assert_eq!(conditional(3, 2).await.unwrap().status(), 200);
+    // Already active: fine whatever the condition (a job that runs again).
+    assert_eq!(conditional(3, 1).await.unwrap().status(), 200);
 }

@@ -124,6 +124,37 @@ async fn concurrent_jobs_queue_and_run_one_after_another_in_order() {
 }
 
 #[tokio::test]
+async fn a_candidate_is_not_promoted_over_a_version_promoted_while_it_trained() {
+    let cluster = Cluster::start().await;
+    // Any candidate passes this gate: what stops it here is the change of active version.
+    let worker = cluster
+        .worker("late", &[("RETRAIN_TOLERANCE_POINTS", "100")])
+        .await;
+    let posted = cluster
+        .post_job(
+            &worker.url,
+            json!({"model": "mnist-mlp", "epochs": 4, "mnist_sample": 6000}),
+        )
+        .await;
+    let id = posted["job_id"].as_str().unwrap();
+    cluster
+        .wait_job(&worker.url, id, Duration::from_secs(120), |j| {
+            j["progress"]["stage"] == "training"
+        })
+        .await;
+    // Meanwhile another version becomes active (an admin, or another worker's job).
+    let manual = cluster.register_copy("mnist-mlp", "manual").await;
+    cluster.promote("mnist-mlp", manual).await;
+    let job = cluster.wait_final(&worker.url, id).await;
+    assert_eq!(job["state"], "rejected", "{job}");
+    let reason = job["reason"].as_str().unwrap();
+    assert!(reason.contains("active version changed"), "{reason}");
+    let registry = cluster.registry("mnist-mlp").await;
+    assert_eq!(registry["active_version"], manual, "{registry}");
+    worker.app.unwrap().stop().await;
+}
+
+#[tokio::test]
 async fn a_job_whose_predict_svc_cannot_be_reached_fails_with_the_reason() {
     let cluster = Cluster::start().await;
     let worker = cluster

@@ -207,6 +207,45 @@ impl Cluster {
             .unwrap()
     }
 
+    /// Registers a copy of the initial model as a new version (not from a job); its number.
+    pub async fn register_copy(&self, model: &str, source: &str) -> i64 {
+        use base64::Engine;
+        let bytes = std::fs::read(
+            PathBuf::from(path_from_env("MODEL_DIR", "data/models")).join(format!("{model}.onnx")),
+        )
+        .unwrap();
+        let r = self
+            .client
+            .post(format!(
+                "{}/internal/models/{model}/versions",
+                self.predict_url
+            ))
+            .json(&serde_json::json!({
+                "artifact": base64::engine::general_purpose::STANDARD.encode(bytes),
+                "source_job_id": source,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        r.json::<Value>().await.unwrap()["version"]
+            .as_i64()
+            .unwrap()
+    }
+
+    pub async fn promote(&self, model: &str, version: i64) {
+        let r = self
+            .client
+            .post(format!(
+                "{}/internal/models/{model}/versions/{version}/promote",
+                self.predict_url
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
     /// What the v1 API (mnist-mlp) answers for a test digit.
     pub async fn predict_v1(&self, png: Vec<u8>) -> Value {
         let form = reqwest::multipart::Form::new().part(
