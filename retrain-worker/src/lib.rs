@@ -80,6 +80,15 @@ impl RunningApp {
 impl Application {
     /// Runs until a shutdown signal: in-flight requests finish, then a running job is handed back.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        // Training stops at the signal, not after the HTTP drain: the whole shutdown must fit
+        // in the platform's grace period.
+        if let Some(worker) = &self.worker {
+            let stopping = worker.stopping.clone();
+            tokio::spawn(async move {
+                common::server::wait_for_signal().await;
+                stopping.store(true, Ordering::Relaxed);
+            });
+        }
         let result = self.server.run_until_stopped().await;
         if let Some(worker) = self.worker {
             worker.shutdown(WORKER_STOP_TIMEOUT).await;
