@@ -177,7 +177,7 @@ pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>) {
 }
 
 /// Records the span's own trace and span ids as its fields, so log lines inside it carry them.
-fn record_ids(span: &tracing::Span) {
+pub fn record_span_ids(span: &tracing::Span) {
     let context = span.context();
     let span_context = context.span().span_context().clone();
     if span_context.is_valid() {
@@ -207,11 +207,6 @@ macro_rules! continued_span {
         $crate::telemetry::record_span_ids(&span);
         span
     }};
-}
-
-/// For [`continued_span!`].
-pub fn record_span_ids(span: &tracing::Span) {
-    record_ids(span);
 }
 
 /// Middleware: one span per request, child of the client's `traceparent` when it sends one,
@@ -250,7 +245,7 @@ pub async fn trace_http(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     set_parent(&span, parent.as_deref());
-    record_ids(&span);
+    record_span_ids(&span);
     let response = next.call(req).instrument(span.clone()).await?;
     // The gateway names its routes after their route-table entry once it has matched one.
     if let Some(label) = response

@@ -199,6 +199,13 @@ fn log_in(gateway: SocketAddr) -> Result<String> {
 
 const JSON: [(&str, &str); 1] = [("Content-Type", "application/json")];
 
+/// The bench admin's access token, logging in at `at` (auth-svc or the gateway).
+fn admin_token(at: SocketAddr) -> Result<String> {
+    let creds = format!(r#"{{"username":"{BENCH_ADMIN}","password":"{BENCH_ADMIN_PASSWORD}"}}"#);
+    access_token(&mut Connection::new(at), creds.as_bytes())
+        .context("logging in as the bench admin")
+}
+
 fn access_token(conn: &mut Connection, creds: &[u8]) -> Result<String> {
     let login = conn.send("POST", "/login", &JSON, creds)?;
     json_string_field(&login.body, "access_token")
@@ -412,10 +419,7 @@ fn notify(root: &Path) -> Result<()> {
     start_all(&mut fleet, &bin_dir, &services, &env)?;
     let gateway = addr(NOTIFY_GATEWAY.port);
     let user_token = log_in(gateway)?;
-    let admin_creds =
-        format!(r#"{{"username":"{BENCH_ADMIN}","password":"{BENCH_ADMIN_PASSWORD}"}}"#);
-    let admin_token = access_token(&mut Connection::new(gateway), admin_creds.as_bytes())
-        .context("logging in as the bench admin")?;
+    let admin_token = admin_token(gateway)?;
 
     // One socket first, so that one-time work (JWKS fetches, lazy set-up) is not counted as
     // memory per socket, and a socket that cannot join fails here with its reason.
@@ -812,22 +816,13 @@ fn retrain(root: &Path) -> Result<()> {
                 setup::onnxruntime_lib(root).display().to_string(),
             ),
             ("MNIST_DIR", setup::mnist_dir(root).display().to_string()),
-            (
-                "MODEL_DIR",
-                root.join("data").join("models").display().to_string(),
-            ),
+            ("MODEL_DIR", train::model_dir(root).display().to_string()),
         ]
         .map(|(k, v)| (k.to_owned(), v)),
     );
     let mut fleet = Fleet::new(signals.clone());
     start_all(&mut fleet, &bin_dir, &services, &env)?;
-    let admin_creds =
-        format!(r#"{{"username":"{BENCH_ADMIN}","password":"{BENCH_ADMIN_PASSWORD}"}}"#);
-    let token = access_token(
-        &mut Connection::new(addr(RETRAIN_AUTH.port)),
-        admin_creds.as_bytes(),
-    )
-    .context("logging in as the bench admin")?;
+    let token = admin_token(addr(RETRAIN_AUTH.port))?;
     let bearer = format!("Bearer {token}");
     let headers = [
         ("Content-Type", "application/json"),
