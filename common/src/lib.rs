@@ -7,6 +7,7 @@ pub mod digest;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod infra;
 pub mod jwt;
 pub mod kv;
 pub mod memory;

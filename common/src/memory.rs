@@ -21,22 +21,46 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Clone)]
 pub struct MemoryBus {
     live: broadcast::Sender<Envelope>,
-    history: Arc<Mutex<VecDeque<Envelope>>>,
+    history: Arc<Mutex<History>>,
     history_maxlen: usize,
+}
+
+/// The recorded events, each numbered in the order it was recorded (from 1).
+#[derive(Default)]
+struct History {
+    entries: VecDeque<(u64, Envelope)>,
+    last: u64,
 }
 
 impl MemoryBus {
     pub fn new(history_maxlen: usize) -> Self {
         MemoryBus {
             live: broadcast::channel(4096).0,
-            history: Arc::new(Mutex::new(VecDeque::new())),
+            history: Arc::default(),
             history_maxlen: history_maxlen.max(1),
         }
     }
 
     /// The recorded events, oldest first.
     pub fn history(&self) -> Vec<Envelope> {
-        lock(&self.history).iter().cloned().collect()
+        lock(&self.history)
+            .entries
+            .iter()
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    /// The newest recorded events with their sequence numbers, newest first: those numbered
+    /// below `before` (all when `None`), at most `count`.
+    pub fn history_before(&self, before: Option<u64>, count: usize) -> Vec<(u64, Envelope)> {
+        lock(&self.history)
+            .entries
+            .iter()
+            .rev()
+            .filter(|(seq, _)| before.is_none_or(|b| *seq < b))
+            .take(count)
+            .cloned()
+            .collect()
     }
 }
 
@@ -51,9 +75,11 @@ impl EventBus for MemoryBus {
     async fn publish_recorded(&self, event: &Envelope) -> Result<(), StoreError> {
         {
             let mut history = lock(&self.history);
-            history.push_back(event.clone());
-            while history.len() > self.history_maxlen {
-                history.pop_front();
+            history.last += 1;
+            let seq = history.last;
+            history.entries.push_back((seq, event.clone()));
+            while history.entries.len() > self.history_maxlen {
+                history.entries.pop_front();
             }
         }
         self.publish(event).await

@@ -19,8 +19,8 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, web};
 use common::db::Db;
 use common::health::{DbCheck, Readiness};
+use common::infra::Infra;
 use common::jwt::JwtVerifier;
-use common::kv::Redis;
 use common::server::RunningServer;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,12 +80,12 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         db::SQLITE_MIGRATIONS,
     )
     .await?;
-    let redis = Redis::connect(&config.redis_url, &config.redis_prefix)?;
+    let infra = Infra::connect(&config.redis_url, &config.redis_prefix)?;
     let relay_wakeup = Arc::new(Notify::new());
     let relay = config.outbox.relay_enabled.then(|| {
         OutboxRelay::new(
             db.clone(),
-            redis,
+            &infra,
             RelayOptions {
                 history_maxlen: config.outbox.history_maxlen,
                 ..Default::default()

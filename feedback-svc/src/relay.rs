@@ -1,14 +1,15 @@
-//! The outbox relay: publishes the events the outbox holds to Redis (live pub/sub and the
-//! bounded history stream notify-svc replays from), then marks them published.
+//! The outbox relay: publishes the events the outbox holds to the bus (Redis: live pub/sub and
+//! the bounded history stream notify-svc replays from), then marks them published.
 //!
 //! Delivery is at least once: an event is published again when the relay stops between
 //! publishing and marking, or when Redis accepted the history entry but not the publish.
 //! Every envelope has a unique id, so consumers drop duplicates.
 
 use crate::db::outbox;
-use common::bus::{Envelope, EventBus, RedisBus};
+use common::bus::{Envelope, EventBus};
 use common::db::{Db, DbError};
-use common::kv::{Redis, StoreError};
+use common::infra::Infra;
+use common::kv::StoreError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
@@ -56,13 +57,14 @@ pub enum RelayError {
 #[derive(Clone)]
 pub struct OutboxRelay {
     db: Db,
-    bus: Arc<RedisBus>,
+    bus: Arc<dyn EventBus>,
     options: RelayOptions,
 }
 
 impl OutboxRelay {
-    pub fn new(db: Db, redis: Redis, options: RelayOptions) -> Self {
-        let bus = Arc::new(RedisBus::new(redis).with_history_maxlen(options.history_maxlen));
+    /// A relay publishing to the bus of `infra` (Redis, or the all-in-one mode's in-process one).
+    pub fn new(db: Db, infra: &Infra, options: RelayOptions) -> Self {
+        let bus = infra.bus(options.history_maxlen);
         OutboxRelay { db, bus, options }
     }
 

@@ -21,12 +21,9 @@ use routes::Upstream;
 pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
     let store: Option<std::sync::Arc<dyn common::ratelimit::RateLimitStore>> =
         match (&config.redis_url, config.rate_limit.enabled) {
-            (Some(url), true) => Some(std::sync::Arc::new(
-                common::ratelimit::RedisRateLimiter::new(common::kv::Redis::connect(
-                    url,
-                    &config.redis_prefix,
-                )?),
-            )),
+            (Some(url), true) => {
+                Some(common::infra::Infra::connect(url, &config.redis_prefix)?.rate_limits())
+            }
             _ => None,
         };
     let limiter = ratelimit::RateLimiter::new(config.rate_limit.clone(), store);

@@ -1,4 +1,5 @@
-//! The process's one subscription to the bus, feeding the hub.
+//! The process's one subscription to the bus, feeding the hub (Redis pub/sub, or the
+//! all-in-one mode's in-process bus).
 //!
 //! Pub/sub loses what is published while nobody listens, so after the subscription is lost
 //! and made again, the events appended to the history meanwhile are fanned out from there (the
@@ -7,9 +8,11 @@
 use crate::history::{History, stream_id_le};
 use crate::hub::{Hub, until};
 use crate::protocol::SUBSCRIBED;
-use common::bus::Envelope;
+use common::bus::{Envelope, EventBus};
 use common::health::ReadinessCheck;
+use common::infra::Infra;
 use common::kv::Redis;
+use common::memory::MemoryBus;
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use std::sync::Arc;
@@ -84,12 +87,16 @@ enum Ended {
 /// opened right after start-up misses nothing. With Redis down it keeps trying in the
 /// background and the service reports not ready.
 pub async fn start(
-    redis: Redis,
+    infra: &Infra,
     hub: Arc<Hub>,
     history: History,
     gap_limit: usize,
     wait: Duration,
 ) -> FeedStatus {
+    let redis = match infra {
+        Infra::Redis(redis) => redis.clone(),
+        Infra::Memory(m) => return start_in_process(&m.bus, hub).await,
+    };
     let status = FeedStatus::default();
     let feed = Feed {
         redis,
@@ -104,6 +111,43 @@ pub async fn start(
         tracing::warn!("not subscribed to the event bus yet; retrying in the background");
     }
     status
+}
+
+/// The all-in-one mode: the in-process bus cannot be lost, so the subscription is made once
+/// and lives until shutdown.
+async fn start_in_process(bus: &MemoryBus, hub: Arc<Hub>) -> FeedStatus {
+    let status = FeedStatus::default();
+    let mut events = match bus.subscribe(&SUBSCRIBED).await {
+        Ok(events) => events,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot subscribe to the in-process bus");
+            return status;
+        }
+    };
+    status.set(true);
+    let live = status.clone();
+    tokio::spawn(async move {
+        let mut shutdown = hub.shutdown_signal();
+        loop {
+            tokio::select! {
+                event = events.next() => match event {
+                    Some(envelope) => push(&hub, &envelope),
+                    None => break,
+                },
+                _ = until(&mut shutdown, |s| *s) => break,
+            }
+        }
+        live.set(false);
+    });
+    status
+}
+
+/// Hands one bus event to the hub, in the trace it was published in.
+fn push(hub: &Hub, envelope: &Envelope) {
+    let span = common::continued_span!("notify.push", envelope.traceparent.as_deref());
+    let _entered = span.enter();
+    tracing::debug!(event = %envelope.kind, id = %envelope.id, "pushing to admins");
+    hub.publish(envelope);
 }
 
 impl Feed {
@@ -201,12 +245,7 @@ impl Feed {
             }
         };
         match serde_json::from_str::<Envelope>(&payload) {
-            Ok(envelope) => {
-                let span = common::continued_span!("notify.push", envelope.traceparent.as_deref());
-                let _entered = span.enter();
-                tracing::debug!(event = %envelope.kind, id = %envelope.id, "pushing to admins");
-                self.hub.publish(&envelope);
-            }
+            Ok(envelope) => push(&self.hub, &envelope),
             Err(e) => tracing::warn!(error = %e, "dropping a bus message that is not an envelope"),
         }
     }

@@ -1,12 +1,15 @@
 //! The bounded history of recent events, a Redis Stream that publishers append to before they
-//! publish (`events:history`, field `event` = the envelope JSON, trimmed to about 10,000).
+//! publish (`events:history`, field `event` = the envelope JSON, trimmed to about 10,000), or
+//! in the all-in-one mode the in-process bus's history.
 //!
 //! A client that reconnects names the last event it received; the entries after that one are
 //! what it missed. Envelope ids are not stream ids, so the stream is read backwards from its
 //! newest entry until that id turns up, never further than the replay limit.
 
 use common::bus::Envelope;
+use common::infra::Infra;
 use common::kv::{Redis, StoreError};
+use common::memory::MemoryBus;
 use redis::streams::StreamRangeReply;
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -35,14 +38,42 @@ pub struct Scan {
 
 #[derive(Clone)]
 pub struct History {
-    redis: Redis,
-    key: String,
+    source: Source,
+}
+
+#[derive(Clone)]
+enum Source {
+    Redis {
+        redis: Redis,
+        key: String,
+    },
+    /// The all-in-one mode's in-process bus; its sequence numbers stand for stream ids
+    /// (`<seq>-0`).
+    Memory(MemoryBus),
+}
+
+/// An entry as read, before its envelope is checked.
+struct RawEntry {
+    stream_id: String,
+    envelope: Option<Envelope>,
 }
 
 impl History {
     pub fn new(redis: Redis) -> Self {
         let key = redis.key(HISTORY_STREAM);
-        History { redis, key }
+        History {
+            source: Source::Redis { redis, key },
+        }
+    }
+
+    /// The history the services of `infra` record to.
+    pub fn of(infra: &Infra) -> Self {
+        match infra {
+            Infra::Redis(redis) => History::new(redis.clone()),
+            Infra::Memory(m) => History {
+                source: Source::Memory(m.bus.clone()),
+            },
+        }
     }
 
     /// The events appended after the event `after`, oldest first; `found` is false when
@@ -54,15 +85,55 @@ impl History {
 
     /// The newest entry's stream id, `None` when the stream is empty.
     pub async fn tip(&self) -> Result<Option<String>, StoreError> {
-        let reply: StreamRangeReply = redis::cmd("XREVRANGE")
-            .arg(&self.key)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut self.redis.conn())
-            .await?;
-        Ok(reply.ids.into_iter().next().map(|e| e.id))
+        Ok(self
+            .read_back(None, 1)
+            .await?
+            .into_iter()
+            .next()
+            .map(|e| e.stream_id))
+    }
+
+    /// Up to `count` entries, newest first, older than the entry `before` (from the newest
+    /// when `None`).
+    async fn read_back(
+        &self,
+        before: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<RawEntry>, StoreError> {
+        match &self.source {
+            Source::Redis { redis, key } => {
+                let from = before.map_or_else(|| "+".to_owned(), |id| format!("({id}"));
+                let reply: StreamRangeReply = redis::cmd("XREVRANGE")
+                    .arg(key)
+                    .arg(from)
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(count)
+                    .query_async(&mut redis.conn())
+                    .await?;
+                Ok(reply
+                    .ids
+                    .into_iter()
+                    .map(|raw| RawEntry {
+                        envelope: raw
+                            .get::<String>(HISTORY_FIELD)
+                            .and_then(|json| serde_json::from_str::<Envelope>(&json).ok()),
+                        stream_id: raw.id,
+                    })
+                    .collect())
+            }
+            Source::Memory(bus) => {
+                let before = before.and_then(|id| id.split('-').next()?.parse::<u64>().ok());
+                Ok(bus
+                    .history_before(before, count)
+                    .into_iter()
+                    .map(|(seq, envelope)| RawEntry {
+                        stream_id: format!("{seq}-0"),
+                        envelope: Some(envelope),
+                    })
+                    .collect())
+            }
+        }
     }
 
     /// Reads backwards from the newest entry until `stop` holds for an entry (which is not
@@ -74,28 +145,18 @@ impl History {
     ) -> Result<Scan, StoreError> {
         let mut newest_first: Vec<Entry> = Vec::new();
         let mut ids = HashSet::new();
-        let mut cursor = "+".to_owned();
+        let mut cursor: Option<String> = None;
         loop {
-            let reply: StreamRangeReply = redis::cmd("XREVRANGE")
-                .arg(&self.key)
-                .arg(&cursor)
-                .arg("-")
-                .arg("COUNT")
-                .arg(CHUNK)
-                .query_async(&mut self.redis.conn())
-                .await?;
-            let exhausted = reply.ids.len() < CHUNK;
-            for raw in reply.ids {
-                cursor = format!("({}", raw.id);
-                let Some(envelope) = raw
-                    .get::<String>(HISTORY_FIELD)
-                    .and_then(|json| serde_json::from_str::<Envelope>(&json).ok())
-                else {
-                    tracing::warn!(stream_id = %raw.id, "skipping a history entry that is not an envelope");
+            let chunk = self.read_back(cursor.as_deref(), CHUNK).await?;
+            let exhausted = chunk.len() < CHUNK;
+            for raw in chunk {
+                cursor = Some(raw.stream_id.clone());
+                let Some(envelope) = raw.envelope else {
+                    tracing::warn!(stream_id = %raw.stream_id, "skipping a history entry that is not an envelope");
                     continue;
                 };
                 let entry = Entry {
-                    stream_id: raw.id,
+                    stream_id: raw.stream_id,
                     envelope,
                 };
                 if stop(&entry) {

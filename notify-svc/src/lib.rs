@@ -18,9 +18,9 @@ pub use hub::{Hub, Stats};
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, web};
-use common::health::{Readiness, RedisCheck};
+use common::health::Readiness;
+use common::infra::Infra;
 use common::jwt::JwtVerifier;
-use common::kv::Redis;
 use common::server::RunningServer;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,9 +75,9 @@ impl Application {
     }
 }
 
-/// Connects to Redis, subscribes to the bus and binds the server (not yet running).
+/// Connects to the bus (Redis or in-process), subscribes to it and binds the server (not yet running).
 pub async fn build(config: Config) -> anyhow::Result<Application> {
-    let redis = Redis::connect(&config.redis_url, &config.redis_prefix)?;
+    let infra = Infra::connect(&config.redis_url, &config.redis_prefix)?;
     let verifier = web::Data::new(JwtVerifier::remote(&config.jwt));
     // Warm the key cache; auth-svc may start later, verification fetches the keys then.
     if let Err(e) = verifier.refresh_keys().await {
@@ -86,16 +86,16 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     let ws = config.ws.clone();
     let hub = Arc::new(Hub::new(ws.send_queue, ws.max_connections, ws.replay_limit));
     hub::export_metrics(&hub);
-    let history = history::History::new(redis.clone());
+    let history = history::History::of(&infra);
     let feed = feed::start(
-        redis.clone(),
+        &infra,
         hub.clone(),
         history.clone(),
         ws.replay_limit,
         SUBSCRIBE_WAIT,
     )
     .await;
-    let readiness = Readiness::new().with(RedisCheck(redis)).with(feed);
+    let readiness = infra.ready_check(Readiness::new()).with(feed);
     let shared = web::Data::new(socket::Shared {
         hub: hub.clone(),
         history,

@@ -14,11 +14,11 @@ pub use config::Config;
 pub use error::PredictError;
 
 use actix_web::{App, web};
-use common::bus::{EventBus, RedisBus};
+use common::bus::DEFAULT_HISTORY_MAXLEN;
 use common::db::Db;
-use common::health::{DbCheck, Readiness, RedisCheck};
+use common::health::{DbCheck, Readiness};
+use common::infra::Infra;
 use common::jwt::JwtVerifier;
-use common::kv::Redis;
 use common::server::RunningServer;
 use std::sync::Arc;
 
@@ -36,8 +36,8 @@ pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
     .await?;
     registry::import_initial(&db, &config.model_dir).await?;
 
-    let redis = Redis::connect(&config.redis_url, &config.redis_prefix)?;
-    let bus: Arc<dyn EventBus> = Arc::new(RedisBus::new(redis.clone()));
+    let infra = Infra::connect(&config.redis_url, &config.redis_prefix)?;
+    let bus = infra.bus(DEFAULT_HISTORY_MAXLEN);
     let models = Arc::new(registry::ModelSet::new(env, config.batch, db.clone()));
     models.sync_with_registry().await?;
     registry::spawn_swapper(models.clone(), bus.clone(), config.registry_sync);
@@ -45,12 +45,12 @@ pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
     let state = web::Data::new(state::AppState {
         db: db.clone(),
         models,
-        store: store::PredictionStore::new(Arc::new(redis.clone()), config.prediction_ttl),
+        store: store::PredictionStore::new(infra.kv(), config.prediction_ttl),
         bus,
         max_upload_bytes: config.max_upload_bytes,
     });
     let verifier = web::Data::new(JwtVerifier::remote(&config.jwt));
-    let readiness = Readiness::new().with(DbCheck(db)).with(RedisCheck(redis));
+    let readiness = infra.ready_check(Readiness::new().with(DbCheck(db)));
     let server = common::server::start(&config.common, move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(

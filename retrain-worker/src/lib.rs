@@ -20,12 +20,12 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::{App, web};
 use anyhow::Context;
-use common::bus::{EventBus, RedisBus};
+use common::bus::{DEFAULT_HISTORY_MAXLEN, EventBus};
 use common::db::Db;
-use common::health::{DbCheck, Readiness, RedisCheck};
+use common::health::{DbCheck, Readiness};
+use common::infra::Infra;
 use common::jwt::JwtVerifier;
-use common::kv::Redis;
-use common::queue::{JobQueue, RedisJobQueue};
+use common::queue::JobQueue;
 use common::server::RunningServer;
 use tokio::sync::watch;
 
@@ -115,9 +115,8 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         db::SQLITE_MIGRATIONS,
     )
     .await?;
-    let redis = Redis::connect(&config.redis_url, &config.redis_prefix)?;
-    let queue = Arc::new(RedisJobQueue::new(redis.clone(), JOB_STREAM, JOB_GROUP));
-    let queue_dyn: Arc<dyn JobQueue> = queue.clone();
+    let infra = Infra::connect(&config.redis_url, &config.redis_prefix)?;
+    let queue_dyn: Arc<dyn JobQueue> = infra.queue(JOB_STREAM, JOB_GROUP);
     let worker = if config.worker.enabled {
         let dir = config.mnist_dir.clone();
         let mnist = tokio::task::spawn_blocking(move || worker::Mnist::load(&dir))
@@ -128,7 +127,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
                     config.mnist_dir.display()
                 )
             })?;
-        let bus: Arc<dyn EventBus> = Arc::new(RedisBus::new(redis.clone()));
+        let bus: Arc<dyn EventBus> = infra.bus(DEFAULT_HISTORY_MAXLEN);
         let stopping = Arc::new(AtomicBool::new(false));
         let worker = worker::Worker {
             db: db.clone(),
@@ -154,7 +153,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         queue: queue_dyn,
     });
     let verifier = web::Data::new(JwtVerifier::remote(&config.jwt));
-    let readiness = Readiness::new().with(DbCheck(db)).with(RedisCheck(redis));
+    let readiness = infra.ready_check(Readiness::new().with(DbCheck(db)));
     let server = common::server::start(&config.common, move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(

@@ -341,7 +341,7 @@ impl TestApp {
     pub fn relay(&self, batch_size: i64) -> OutboxRelay {
         OutboxRelay::new(
             self.db.clone(),
-            self.redis(),
+            &common::infra::Infra::Redis(self.redis()),
             RelayOptions {
                 batch_size,
                 ..Default::default()

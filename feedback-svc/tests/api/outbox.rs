@@ -101,7 +101,9 @@ async fn a_failing_publish_leaves_the_rest_of_the_batch_pending() {
     }
     let dead = feedback_svc::OutboxRelay::new(
         app.db.clone(),
-        common::kv::Redis::connect(DEAD_REDIS, &app.redis_prefix).unwrap(),
+        &common::infra::Infra::Redis(
+            common::kv::Redis::connect(DEAD_REDIS, &app.redis_prefix).unwrap(),
+        ),
         Default::default(),
     );
     let err = dead.process_batch().await.unwrap_err();

@@ -1,0 +1,240 @@
+//! The all-in-one mode: every service in one process, for a developer's machine.
+//!
+//! The services are the same libraries the split deployment runs, each on its own loopback
+//! port (ephemeral, so nothing clashes) and talking to the others over HTTP as in the
+//! deployment; only the gateway's port is public. What they share besides HTTP comes from the
+//! configuration, as in the deployment, with embedded defaults:
+//!
+//! - `DATABASE_URL` unset: SQLite under `DATA_DIR/db/` (one file per service's schema);
+//! - `REDIS_URL` unset: the in-process bus, job queue, prediction store and rate-limit store
+//!   (`memory://…`, registered here for this process only). Development mode only: they keep
+//!   nothing across a restart (predictions are kept for feedback only while the process runs;
+//!   users, feedback, models and jobs are in the database).
+//!
+//! With the URLs set, the same process uses PostgreSQL and Redis.
+
+use actix_web::dev::ServerHandle;
+use anyhow::{Context, bail};
+use common::config::{Env, Mode};
+use common::infra::MemoryInfra;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The gateway's address when `BIND_ADDR` is not set: this machine only.
+pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
+
+/// How long the services get to stop, each.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The variables the services are configured from.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    vars: HashMap<String, String>,
+}
+
+impl Settings {
+    pub fn from_process() -> Self {
+        Self::from_map(std::env::vars().collect())
+    }
+
+    pub fn from_map(vars: HashMap<String, String>) -> Self {
+        Settings { vars }
+    }
+
+    /// Sets a variable (tests).
+    pub fn set(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.vars.insert(name.to_owned(), value.into());
+        self
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    }
+}
+
+/// What the system runs on, for the banner and the walk-through.
+#[derive(Debug, Clone)]
+pub struct Backends {
+    /// The database, password hidden.
+    pub database: String,
+    /// `in-process` or the Redis URL, password hidden.
+    pub events: String,
+}
+
+/// The running system.
+pub struct System {
+    /// The gateway's port, the only public one.
+    pub port: u16,
+    pub backends: Backends,
+    memory: Option<String>,
+    gateway: ServerHandle,
+    notify: notify_svc::RunningApp,
+    retrain: retrain_worker::RunningApp,
+    feedback: feedback_svc::RunningApp,
+    predict: ServerHandle,
+    auth: ServerHandle,
+}
+
+fn local_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+impl System {
+    /// Starts every service: auth-svc first (the others fetch its keys), the gateway last.
+    pub async fn start(settings: Settings) -> anyhow::Result<System> {
+        let mut vars = settings.vars.clone();
+        let data_dir = PathBuf::from(settings.get("DATA_DIR").unwrap_or("data"));
+        if settings.get("APP_ENV").is_none() {
+            vars.insert("APP_ENV".into(), "development".into());
+        }
+        let mode = Env::from_map(vars.clone()).mode();
+
+        let database_url = match settings.get("DATABASE_URL") {
+            Some(url) => url.to_owned(),
+            None => {
+                let db_dir = data_dir.join("db");
+                std::fs::create_dir_all(&db_dir)
+                    .with_context(|| format!("creating {}", db_dir.display()))?;
+                format!("sqlite://{}", db_dir.join("predictloop.db").display())
+            }
+        };
+        vars.insert("DATABASE_URL".into(), database_url.clone());
+        let memory = match settings.get("REDIS_URL") {
+            Some(_) => None,
+            None => {
+                if mode != Mode::Development {
+                    bail!(
+                        "REDIS_URL is required outside development mode: the in-process bus, queue and stores share nothing with other processes and keep nothing across a restart"
+                    );
+                }
+                let name = format!("predictloop-{}", uuid::Uuid::new_v4());
+                let (_, url) = MemoryInfra::register(&name);
+                vars.insert("REDIS_URL".into(), url);
+                Some(name)
+            }
+        };
+        let backends = Backends {
+            database: common::db::redact_url(&database_url),
+            events: match (&memory, settings.get("REDIS_URL")) {
+                (None, Some(url)) => common::db::redact_url(url),
+                _ => "in-process".into(),
+            },
+        };
+        let public_bind = settings
+            .get("BIND_ADDR")
+            .unwrap_or(DEFAULT_BIND_ADDR)
+            .to_owned();
+        // Every service but the gateway on an ephemeral loopback port.
+        vars.insert("BIND_ADDR".into(), "127.0.0.1:0".into());
+        let env = |vars: &HashMap<String, String>| Env::from_map(vars.clone());
+
+        let auth = auth_svc::build(
+            auth_svc::Config::from_env(env(&vars)).context("auth-svc's configuration")?,
+        )
+        .await
+        .context("starting auth-svc")?;
+        let auth_url = local_url(auth.port);
+        vars.insert(
+            "AUTH_JWKS_URL".into(),
+            format!("{auth_url}/.well-known/jwks.json"),
+        );
+        vars.insert("AUTH_URL".into(), auth_url);
+        let auth = auth.spawn();
+
+        let predict = predict_svc::build(
+            predict_svc::Config::from_env(env(&vars)).context("predict-svc's configuration")?,
+        )
+        .await
+        .context("starting predict-svc")?;
+        vars.insert("PREDICT_URL".into(), local_url(predict.port));
+        let predict = predict.spawn();
+
+        let feedback = feedback_svc::build(
+            feedback_svc::Config::from_env(env(&vars)).context("feedback-svc's configuration")?,
+        )
+        .await
+        .context("starting feedback-svc")?;
+        vars.insert("FEEDBACK_URL".into(), local_url(feedback.port));
+        let feedback = feedback.spawn();
+
+        let notify = notify_svc::build(
+            notify_svc::Config::from_env(env(&vars)).context("notify-svc's configuration")?,
+        )
+        .await
+        .context("starting notify-svc")?;
+        vars.insert("NOTIFY_URL".into(), local_url(notify.port));
+        let notify = notify.spawn();
+
+        let retrain = retrain_worker::build(
+            retrain_worker::Config::from_env(env(&vars))
+                .context("retrain-worker's configuration")?,
+        )
+        .await
+        .context("starting retrain-worker")?;
+        vars.insert("RETRAIN_URL".into(), local_url(retrain.port));
+        let retrain = retrain.spawn();
+
+        vars.insert("BIND_ADDR".into(), public_bind);
+        let gateway = gateway::build(
+            gateway::Config::from_env(env(&vars)).context("the gateway's configuration")?,
+        )
+        .await
+        .context("starting the gateway")?;
+        let port = gateway.port;
+        let gateway = gateway.spawn();
+        tracing::info!(
+            url = %local_url(port),
+            database = %backends.database,
+            events = %backends.events,
+            "predictloop is running (all-in-one)"
+        );
+        Ok(System {
+            port,
+            backends,
+            memory,
+            gateway,
+            notify,
+            retrain,
+            feedback,
+            predict,
+            auth,
+        })
+    }
+
+    /// The gateway's base URL.
+    pub fn url(&self) -> String {
+        local_url(self.port)
+    }
+
+    /// Runs until Ctrl-C or SIGTERM, then stops.
+    pub async fn run_until_stopped(self) {
+        common::server::wait_for_signal().await;
+        tracing::info!("shutdown signal received: stopping every service");
+        self.stop().await;
+    }
+
+    /// Stops the services in the reverse order: the gateway first (no new requests), the
+    /// admin sockets, the worker (a job in training goes back to the queue), the outbox relay,
+    /// then the rest. Each is given a bounded time.
+    pub async fn stop(self) {
+        let bounded = |name: &'static str, stop: std::pin::Pin<Box<dyn Future<Output = ()>>>| async move {
+            if tokio::time::timeout(STOP_TIMEOUT, stop).await.is_err() {
+                tracing::warn!(service = name, "did not stop in time");
+            }
+        };
+        bounded("gateway", Box::pin(self.gateway.stop(true))).await;
+        bounded("notify-svc", Box::pin(self.notify.stop())).await;
+        bounded("retrain-worker", Box::pin(self.retrain.stop())).await;
+        bounded("feedback-svc", Box::pin(self.feedback.stop())).await;
+        bounded("predict-svc", Box::pin(self.predict.stop(true))).await;
+        bounded("auth-svc", Box::pin(self.auth.stop(true))).await;
+        if let Some(name) = self.memory {
+            MemoryInfra::unregister(&name);
+        }
+        tracing::info!("predictloop stopped");
+    }
+}
