@@ -38,6 +38,11 @@ impl Submission {
         let label = digit(fields, "label")?;
         let comment = match fields.get("comment") {
             None | Some(Value::Null) => String::new(),
+            // Refused here rather than by the database: PostgreSQL cannot store a NUL and
+            // SQLite (the all-in-one mode) can, and both must answer alike.
+            Some(Value::String(s)) if s.contains('\0') => {
+                return Err(invalid("`comment` may not contain NUL characters."));
+            }
             Some(Value::String(s)) if s.chars().count() <= MAX_COMMENT_CHARS => s.clone(),
             Some(Value::String(_)) => {
                 return Err(invalid(format!(
@@ -183,6 +188,10 @@ mod tests {
         );
         assert_eq!(
             status(json!({"prediction": 1, "correct": true, "comment": 5})),
+            422
+        );
+        assert_eq!(
+            status(json!({"prediction": 1, "correct": true, "comment": "a\u{0}b"})),
             422
         );
         let long = "é".repeat(MAX_COMMENT_CHARS + 1);

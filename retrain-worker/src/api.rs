@@ -208,7 +208,16 @@ async fn list(
                 )
             })?,
     };
-    let before = query.before.filter(|s| !s.is_empty());
+    let before = match query.before.filter(|s| !s.is_empty()) {
+        None => None,
+        Some(id) if uuid::Uuid::parse_str(&id).is_ok() => Some(id),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "`before` must be a job id (a previous answer's `next_before`).",
+            ));
+        }
+    };
     let rows = state
         .db
         .run(move |c| jobs::list(c, filter.as_deref(), before.as_deref(), limit))

@@ -1,21 +1,16 @@
-use common::config::{CommonConfig, Env, JwtConfig, Mode, Secret};
 use common::jwt::SigningKeyPair;
 use common::testing::{TestDatabase, redis_prefix, redis_url, repo_root};
-use gateway::routes::{RouteTable, Upstream};
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 pub const ADMIN: (&str, &str) = ("e2e-admin", "e2e-admin-password");
 
-fn local() -> CommonConfig {
-    CommonConfig {
-        mode: Mode::Development,
-        bind_addr: "127.0.0.1:0".parse().unwrap(),
-        shutdown_timeout_secs: 5,
-        workers: 2,
-    }
+/// A unique name (the time and the process), for data folders.
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos}", std::process::id())
 }
 
 fn path_from_env(var: &str, default: &str) -> String {
@@ -35,162 +30,108 @@ pub fn mnist_test() -> digits::Dataset {
         .expect("run `cargo xtask setup`")
 }
 
-/// The system on one fresh database and Redis namespace: auth-svc, predict-svc, feedback-svc,
-/// notify-svc and the gateway in front of them.
+/// Which backends the cross-service tests run on: `postgres` (PostgreSQL and Redis, the
+/// default) or `embedded` (SQLite and the in-process bus, queue and stores of the all-in-one
+/// mode), from `PREDICTLOOP_TEST_BACKEND`. `cargo xtask test` runs the suite on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Embedded,
+}
+
+impl Backend {
+    pub fn from_env() -> Backend {
+        match std::env::var("PREDICTLOOP_TEST_BACKEND").as_deref() {
+            Ok("embedded") => Backend::Embedded,
+            Ok("postgres") | Err(_) => Backend::Postgres,
+            Ok(other) => panic!("PREDICTLOOP_TEST_BACKEND={other}: expected postgres or embedded"),
+        }
+    }
+}
+
+/// A data folder removed when the test ends.
+struct DataDir(PathBuf);
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The whole system as the all-in-one process runs it (`predictloop`): every service, the
+/// gateway in front, on a fresh database and bus (see [`Backend`]).
 pub struct System {
     pub gateway: String,
     pub client: reqwest::Client,
     /// auth-svc's signing key, to forge tokens that are validly signed but wrong otherwise.
     pub signing_key: SigningKeyPair,
-    _db: TestDatabase,
-    _feedback: feedback_svc::RunningApp,
-    _notify: notify_svc::RunningApp,
-    _retrain: retrain_worker::RunningApp,
+    _system: predictloop::System,
+    _db: Option<TestDatabase>,
+    _data: DataDir,
 }
 
 impl System {
     pub async fn start() -> System {
-        Self::start_on(&redis_url()).await
+        match Backend::from_env() {
+            Backend::Postgres => Self::start_on(&redis_url()).await,
+            Backend::Embedded => Self::start_with(Backend::Embedded, None).await,
+        }
     }
 
-    /// The system using the Redis server at `redis`.
+    /// The system on PostgreSQL and the Redis server at `redis`.
     pub async fn start_on(redis: &str) -> System {
-        let db = TestDatabase::create();
-        let prefix = redis_prefix();
+        Self::start_with(Backend::Postgres, Some(redis)).await
+    }
+
+    async fn start_with(backend: Backend, redis: Option<&str>) -> System {
         let signing_key = SigningKeyPair::generate().unwrap();
-        let auth = auth_svc::build(auth_svc::Config {
-            common: local(),
-            database_url: Secret::new(db.url.clone()),
-            signing_key: signing_key.clone(),
-            issuer: JwtConfig::DEFAULT_ISSUER.into(),
-            audience: JwtConfig::DEFAULT_AUDIENCE.into(),
-            access_token_ttl: Duration::from_secs(900),
-            refresh_token_ttl: Duration::from_secs(3600),
-            bcrypt_cost: 4,
-            admin: Some(auth_svc::config::AdminBootstrap {
-                username: ADMIN.0.into(),
-                password: Secret::new(ADMIN.1),
-            }),
-        })
-        .await
-        .unwrap();
-        let auth_url = format!("http://127.0.0.1:{}", auth.port);
-        auth.spawn();
-        let jwks_url = format!("{auth_url}/.well-known/jwks.json");
-
+        let data = DataDir(std::env::temp_dir().join(format!("predictloop-e2e-{}", uuid_like())));
         // Each service reads its configuration as in production, from variables.
-        let shared: Vec<(&str, String)> = vec![
-            ("BIND_ADDR", "127.0.0.1:0".to_owned()),
-            ("APP_ENV", "development".to_owned()),
-            ("DATABASE_URL", db.url.clone()),
-            ("REDIS_URL", redis.to_owned()),
-            ("REDIS_PREFIX", prefix.clone()),
-            ("AUTH_JWKS_URL", jwks_url.clone()),
-        ];
-        let env = |extra: Vec<(&str, String)>| {
-            Env::from_map(
-                shared
-                    .iter()
-                    .cloned()
-                    .chain(extra)
-                    .map(|(k, v)| (k.to_owned(), v))
-                    .collect::<HashMap<String, String>>(),
-            )
-        };
-
-        let predict = predict_svc::build(
-            predict_svc::Config::from_env(env(vec![
-                (
+        let mut settings = predictloop::Settings::default()
+            .set("APP_ENV", "development")
+            .set("BIND_ADDR", "127.0.0.1:0")
+            .set("DATA_DIR", data.0.display().to_string())
+            .set("SHUTDOWN_TIMEOUT_SECS", "5")
+            .set("JWT_SIGNING_KEY", signing_key.to_pem())
+            .set("ADMIN_USERNAME", ADMIN.0)
+            .set("ADMIN_PASSWORD", ADMIN.1)
+            .set("BCRYPT_COST", "4")
+            .set(
+                "ORT_DYLIB_PATH",
+                path_from_env(
                     "ORT_DYLIB_PATH",
-                    path_from_env(
-                        "ORT_DYLIB_PATH",
-                        "assets/onnxruntime/libonnxruntime.so.1.31.1",
-                    ),
+                    "assets/onnxruntime/libonnxruntime.so.1.31.1",
                 ),
-                ("MODEL_DIR", path_from_env("MODEL_DIR", "data/models")),
-            ]))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-        let predict_url = format!("http://127.0.0.1:{}", predict.port);
-        predict.spawn();
-
-        let feedback = feedback_svc::build(
-            feedback_svc::Config::from_env(env(vec![("PREDICT_URL", predict_url.clone())]))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-        let feedback_url = format!("http://127.0.0.1:{}", feedback.port);
-        let feedback = feedback.spawn();
-
-        let notify = notify_svc::build(notify_svc::Config::from_env(env(vec![])).unwrap())
-            .await
-            .unwrap();
-        let notify_url = format!("http://127.0.0.1:{}", notify.port);
-        let notify = notify.spawn();
-
-        let retrain = retrain_worker::build(
-            retrain_worker::Config::from_env(env(vec![
-                ("PREDICT_URL", predict_url.clone()),
-                ("FEEDBACK_URL", feedback_url.clone()),
-                ("MNIST_DIR", path_from_env("MNIST_DIR", "assets/mnist")),
-                ("RETRAIN_RECLAIM_IDLE_SECS", "10".to_owned()),
-            ]))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-        let retrain_url = format!("http://127.0.0.1:{}", retrain.port);
-        let retrain = retrain.spawn();
-
-        let gw = gateway::build(gateway::Config {
-            common: local(),
-            jwt: JwtConfig {
-                jwks_url,
-                issuer: JwtConfig::DEFAULT_ISSUER.into(),
-                audience: JwtConfig::DEFAULT_AUDIENCE.into(),
-            },
-            upstreams: HashMap::from([
-                (Upstream::Auth, auth_url),
-                (Upstream::Predict, predict_url),
-                (Upstream::Feedback, feedback_url),
-                (Upstream::Notify, notify_url),
-                (Upstream::Retrain, retrain_url),
-            ]),
-            routes: RouteTable::defaults(),
-            connect_timeout: Duration::from_secs(1),
-            request_timeout: Duration::from_secs(30),
-            max_upload_bytes: 10 * 1024 * 1024,
-            max_body_bytes: 1024 * 1024,
-            redis_url: Some(redis.to_owned()),
-            redis_prefix: prefix.clone(),
-            // Real limits, counted in Redis, high enough for the suites' traffic.
-            rate_limit: gateway::ratelimit::RateLimitConfig {
-                enabled: true,
-                default: gateway::ratelimit::parse_limits("100000/day").unwrap(),
-                routes: vec![],
-                exempt: vec!["/health".into(), "/ready".into()],
-                fail_open: true,
-                timeout: Duration::from_millis(250),
-                trusted_proxies: vec![],
-            },
-            edge: gateway::edge::EdgeConfig::defaults(),
-            body_timeout: Duration::from_secs(10),
-        })
-        .await
-        .unwrap();
-        let gateway = format!("http://127.0.0.1:{}", gw.port);
-        gw.spawn();
+            )
+            .set("MODEL_DIR", path_from_env("MODEL_DIR", "data/models"))
+            .set("MNIST_DIR", path_from_env("MNIST_DIR", "assets/mnist"))
+            .set("RETRAIN_RECLAIM_IDLE_SECS", "10")
+            // Real limits, counted in the rate-limit store, high enough for the suites' traffic.
+            .set("RATE_LIMIT_DEFAULT", "100000/day")
+            .set(
+                "RATE_LIMIT_ROUTES",
+                "/api/v1/predict=100000/day; /api/v2/predict=100000/day",
+            )
+            .set("RATE_LIMIT_EXEMPT", "/health,/ready");
+        let db = match (backend, redis) {
+            (Backend::Postgres, Some(redis)) => {
+                let db = TestDatabase::create();
+                settings = settings
+                    .set("DATABASE_URL", db.url.clone())
+                    .set("REDIS_URL", redis)
+                    .set("REDIS_PREFIX", redis_prefix());
+                Some(db)
+            }
+            _ => None,
+        };
+        let system = predictloop::System::start(settings).await.unwrap();
         System {
-            gateway,
+            gateway: system.url(),
             client: reqwest::Client::new(),
             signing_key,
+            _system: system,
             _db: db,
-            _feedback: feedback,
-            _notify: notify,
-            _retrain: retrain,
+            _data: data,
         }
     }
 

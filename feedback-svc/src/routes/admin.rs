@@ -101,6 +101,13 @@ impl ListQuery {
             1..=MAX_PER_PAGE,
         )?;
         let text = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        // PostgreSQL refuses a NUL and SQLite (the all-in-one mode) matches nothing: refused
+        // here, so both answer alike.
+        for (name, value) in [("model", &self.model), ("username", &self.username)] {
+            if value.as_deref().is_some_and(|v| v.contains('\0')) {
+                return Err(bad(format!("`{name}` may not contain NUL characters.")));
+            }
+        }
         let correct = match self.correct.as_deref() {
             None | Some("") => None,
             Some("true") => Some(true),
