@@ -7,6 +7,7 @@ mod setup;
 mod test;
 mod train;
 mod up;
+mod watch;
 mod ws_client;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,9 @@ enum Task {
         #[arg(long)]
         force: bool,
     },
+    /// Print the admin WebSocket's events (feedback, retrain progress, promotions) of a running
+    /// `cargo xtask up`, logged in as its admin.
+    Watch,
     /// Run a benchmark against release builds and print its figures (`predict`, `notify`,
     /// `retrain`).
     Bench {
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(&root).map(|()| ExitCode::SUCCESS),
         Task::Up { release } => up::run(&root, release).map(|()| ExitCode::SUCCESS),
         Task::Train { force } => train::run(&root, force).map(|()| ExitCode::SUCCESS),
+        Task::Watch => watch::run(&root).map(|()| ExitCode::SUCCESS),
         Task::Bench { what } => bench::run(&root, &what).map(|()| ExitCode::SUCCESS),
         Task::Test { nextest_args } => test::run(&root, &nextest_args),
     });

@@ -1,4 +1,5 @@
-//! `cargo xtask test`: fetch the assets, then run the whole suite with cargo-nextest.
+//! `cargo xtask test`: fetch the assets, then run the whole suite with cargo-nextest, and the
+//! cross-service suite a second time on the all-in-one mode's embedded backends.
 
 use std::path::Path;
 use std::process::{ExitCode, Stdio};
@@ -35,16 +36,39 @@ pub fn run(root: &Path, nextest_args: &[String]) -> Result<ExitCode> {
         ("MNIST_DIR", setup::mnist_dir(root).display().to_string()),
         ("MODEL_DIR", train::model_dir(root).display().to_string()),
     ];
+    let with_defaults = |command: &mut std::process::Command| {
+        for (name, value) in &defaults {
+            if std::env::var_os(name).is_none() {
+                command.env(name, value);
+            }
+        }
+    };
     let mut command = cargo();
     command
         .current_dir(root)
         .args(["nextest", "run", "--workspace"])
         .args(nextest_args);
-    for (name, value) in defaults {
-        if std::env::var_os(name).is_none() {
-            command.env(name, value);
-        }
-    }
+    with_defaults(&mut command);
     let status = command.status().context("running cargo nextest")?;
+    if !status.success() {
+        return Ok(exit_code_of(status));
+    }
+
+    // The cross-service suite again on the all-in-one mode's embedded backends. The tests of
+    // what only Redis and PostgreSQL have (an outage of Redis, migration versions) ran above.
+    println!(
+        "\n==> the cross-service suite (e2e) again on the embedded backends: SQLite and the in-process bus, queue and stores"
+    );
+    let mut command = cargo();
+    command
+        .current_dir(root)
+        .env("PREDICTLOOP_TEST_BACKEND", "embedded")
+        .args(["nextest", "run", "-p", "e2e", "--no-tests=pass"])
+        .args(["-E", "not test(/^(redis_down|migrations)::/)"])
+        .args(nextest_args);
+    with_defaults(&mut command);
+    let status = command
+        .status()
+        .context("running cargo nextest on the embedded backends")?;
     Ok(exit_code_of(status))
 }

@@ -60,12 +60,78 @@ const GATEWAY_ROUTES: [(&str, u16); 5] = [
     ("RETRAIN_URL", 8085),
 ];
 
+/// The all-in-one process (the `predictloop` crate's binary).
+const ALL_IN_ONE: Service = Service {
+    name: "predictloop",
+    port: 8080,
+};
+
+/// Runs the whole system: in one process on SQLite and in-process backends when neither
+/// `DATABASE_URL` nor `REDIS_URL` is set (nothing else to install); as the separate services on
+/// PostgreSQL and Redis when both are.
 pub fn run(root: &Path, release: bool) -> Result<()> {
     setup::run(root)?;
     // predict-svc imports the initial models on first start.
     if train::models_missing(root) {
         train::train_models(root, false)?;
     }
+    if is_set("DATABASE_URL") && is_set("REDIS_URL") {
+        run_services(root, release)
+    } else {
+        run_all_in_one(root, release)
+    }
+}
+
+fn run_all_in_one(root: &Path, release: bool) -> Result<()> {
+    let bin_dir = build_packages(root, release, &[ALL_IN_ONE.name])?;
+    let gateway_port = gateway_port()?;
+    let admin = AdminCredentials::resolve(root)?;
+    let mut defaults = shared_defaults(root, &admin)?;
+    // The all-in-one process wires the services to each other itself, and chooses the
+    // embedded database and backends for what is not set.
+    defaults.retain(|(name, _)| {
+        !matches!(
+            name.as_str(),
+            "DATABASE_URL" | "REDIS_URL" | "AUTH_JWKS_URL"
+        ) && !GATEWAY_ROUTES.iter().any(|(route, _)| route == name)
+    });
+    let data_dir = root.join("data");
+    if !is_set("DATA_DIR") {
+        defaults.push(("DATA_DIR".into(), data_dir.display().to_string()));
+    }
+    let sample = write_sample_digit(root).unwrap_or_else(|e| {
+        eprintln!("warning: no sample digit image: {e:#}");
+        None
+    });
+
+    let signals = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&signals);
+    ctrlc::set_handler(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    })
+    .context("installing the Ctrl-C / SIGTERM handler")?;
+    let mut fleet = Fleet::new(signals);
+    let addr = fleet.start(&bin_dir, &ALL_IN_ONE, gateway_port, &defaults)?;
+    fleet.wait_healthy(ALL_IN_ONE.name, addr)?;
+
+    let backends = match (std::env::var("DATABASE_URL"), std::env::var("REDIS_URL")) {
+        (Err(_), Err(_)) => format!(
+            "everything in one process; data in {} (SQLite, one file per service), events, jobs and recent predictions in memory",
+            display_path(root, &data_dir.join("db"))
+        ),
+        (Ok(_), Err(_)) => {
+            "everything in one process; data in $DATABASE_URL, events, jobs and recent predictions in memory".into()
+        }
+        _ => format!(
+            "everything in one process; data in {} (SQLite), events, jobs and predictions in $REDIS_URL",
+            display_path(root, &data_dir.join("db"))
+        ),
+    };
+    print_walkthrough(root, gateway_port, &admin, &backends, sample.as_deref());
+    fleet.supervise()
+}
+
+fn run_services(root: &Path, release: bool) -> Result<()> {
     let bin_dir = build(root, release)?;
     let gateway_port = gateway_port()?;
     let admin = AdminCredentials::resolve(root)?;
@@ -88,10 +154,7 @@ pub fn run(root: &Path, release: bool) -> Result<()> {
     })
     .context("installing the Ctrl-C / SIGTERM handler")?;
 
-    let mut fleet = Fleet {
-        running: Vec::new(),
-        signals,
-    };
+    let mut fleet = Fleet::new(signals);
     let auth_addr = fleet.start(&bin_dir, &AUTH, AUTH.port, &defaults)?;
     fleet.wait_healthy(AUTH.name, auth_addr)?;
     let mut started = Vec::new();
@@ -107,23 +170,79 @@ pub fn run(root: &Path, release: bool) -> Result<()> {
     let gateway_addr = fleet.start(&bin_dir, &GATEWAY, gateway_port, &defaults)?;
     fleet.wait_healthy(GATEWAY.name, gateway_addr)?;
 
-    print_walkthrough(root, gateway_port, &admin);
+    let backends = "one process per service, on $DATABASE_URL (PostgreSQL) and $REDIS_URL";
+    print_walkthrough(root, gateway_port, &admin, backends, None);
     fleet.supervise()
+}
+
+/// Writes one MNIST test digit as a BMP under `data/samples/` (once), for the walk-through's
+/// prediction; returns its path.
+fn write_sample_digit(root: &Path) -> Result<Option<PathBuf>> {
+    const SIDE: usize = 28;
+    // Test digit 0 is a 7.
+    let (index, label) = (0, 7);
+    let path = root
+        .join("data")
+        .join("samples")
+        .join(format!("digit-{label}.bmp"));
+    if path.is_file() {
+        return Ok(Some(path));
+    }
+    let images = setup::mnist_dir(root).join("t10k-images-idx3-ubyte");
+    let bytes = fs::read(&images).with_context(|| format!("reading {}", images.display()))?;
+    let start = 16 + index * SIDE * SIDE;
+    let Some(pixels) = bytes.get(start..start + SIDE * SIDE) else {
+        bail!("{} is shorter than expected", images.display());
+    };
+    // A 24-bit BMP: 54 bytes of headers, then the rows bottom-up (84 bytes each: no padding).
+    let row = SIDE * 3;
+    let size = 54 + row * SIDE;
+    let mut bmp = Vec::with_capacity(size);
+    bmp.extend_from_slice(b"BM");
+    bmp.extend_from_slice(&(size as u32).to_le_bytes());
+    bmp.extend_from_slice(&0_u32.to_le_bytes());
+    bmp.extend_from_slice(&54_u32.to_le_bytes());
+    bmp.extend_from_slice(&40_u32.to_le_bytes());
+    bmp.extend_from_slice(&(SIDE as i32).to_le_bytes());
+    bmp.extend_from_slice(&(SIDE as i32).to_le_bytes());
+    bmp.extend_from_slice(&1_u16.to_le_bytes());
+    bmp.extend_from_slice(&24_u16.to_le_bytes());
+    bmp.extend_from_slice(&[0; 24]);
+    for y in (0..SIDE).rev() {
+        for &grey in &pixels[y * SIDE..(y + 1) * SIDE] {
+            bmp.extend_from_slice(&[grey, grey, grey]);
+        }
+    }
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    fs::write(&path, bmp).with_context(|| format!("writing {}", path.display()))?;
+    Ok(Some(path))
 }
 
 /// Build the service binaries; returns the folder holding them.
 pub(crate) fn build(root: &Path, release: bool) -> Result<PathBuf> {
+    let packages: Vec<&str> = std::iter::once(&GATEWAY)
+        .chain([&AUTH])
+        .chain(&BACKENDS)
+        .map(|s| s.name)
+        .collect();
+    build_packages(root, release, &packages)
+}
+
+/// Build the binaries of `packages`; returns the folder holding them.
+fn build_packages(root: &Path, release: bool, packages: &[&str]) -> Result<PathBuf> {
     let mut command = cargo();
     command.current_dir(root).args(["build", "--bins"]);
-    for service in std::iter::once(&GATEWAY).chain([&AUTH]).chain(&BACKENDS) {
-        command.args(["-p", service.name]);
+    for package in packages {
+        command.args(["-p", package]);
     }
     if release {
         command.arg("--release");
     }
     let status = command.status().context("running cargo build")?;
     if !status.success() {
-        bail!("cargo build of the services failed ({status})");
+        bail!("cargo build of {} failed ({status})", packages.join(", "));
     }
     let target_dir = ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR"]
         .iter()
@@ -132,7 +251,7 @@ pub(crate) fn build(root: &Path, release: bool) -> Result<PathBuf> {
     Ok(target_dir.join(if release { "release" } else { "debug" }))
 }
 
-fn gateway_port() -> Result<u16> {
+pub(crate) fn gateway_port() -> Result<u16> {
     match std::env::var("GATEWAY_PORT") {
         Ok(port) => port
             .trim()
@@ -197,6 +316,23 @@ fn shared_defaults(root: &Path, admin: &AdminCredentials) -> Result<Vec<(String,
     }
     defaults.retain(|(name, _)| !is_set(name));
     Ok(defaults)
+}
+
+/// The admin's name and password as `cargo xtask up` uses them (from the environment, else
+/// the password it generated), without generating one.
+pub(crate) fn admin_login(root: &Path) -> Result<(String, String)> {
+    let username = std::env::var("ADMIN_USERNAME").unwrap_or_else(|_| "admin".into());
+    if let Ok(password) = std::env::var("ADMIN_PASSWORD") {
+        return Ok((username, password));
+    }
+    let file = root.join("data").join("dev-admin-password");
+    let password = fs::read_to_string(&file).with_context(|| {
+        format!(
+            "reading the admin password from {} (set ADMIN_PASSWORD, or run `cargo xtask up` first)",
+            file.display()
+        )
+    })?;
+    Ok((username, password.trim().to_owned()))
 }
 
 struct AdminCredentials {
@@ -556,9 +692,14 @@ fn http_get_status(addr: SocketAddr, path: &str) -> io::Result<u16> {
     }
 }
 
-fn print_walkthrough(root: &Path, gateway_port: u16, admin: &AdminCredentials) {
+fn print_walkthrough(
+    root: &Path,
+    gateway_port: u16,
+    admin: &AdminCredentials,
+    backends: &str,
+    sample: Option<&Path>,
+) {
     let url = format!("http://127.0.0.1:{gateway_port}");
-    let ws = format!("ws://127.0.0.1:{gateway_port}");
     let password = match &admin.password_file {
         Some(file) => format!(
             "{}   (kept in {})",
@@ -567,41 +708,50 @@ fn print_walkthrough(root: &Path, gateway_port: u16, admin: &AdminCredentials) {
         ),
         None => "(from $ADMIN_PASSWORD)".to_string(),
     };
-    let token = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'";
+    let field = |name: &str| {
+        format!("python3 -c 'import json,sys; print(json.load(sys.stdin)[\"{name}\"])'")
+    };
     let user = r#"{"username":"alice","password":"correct-horse-battery"}"#;
     let admin_json = format!(
-        r#"{{"username":"{}","password":"$ADMIN_PASSWORD"}}"#,
+        r#"{{"username":"{}","password":"'"$ADMIN_PASSWORD"'"}}"#,
         admin.username
+    );
+    let image = sample.map_or_else(
+        || "digit.png   # any image of one handwritten digit".to_string(),
+        |path| display_path(root, path),
     );
     let mut out = io::stdout().lock();
     let _ = writeln!(
         out,
         r#"
 predictloop is up: {url}
+  {backends}
 
   admin user:     {username}
   admin password: {password}
 
-Try it:
-  # register a user, then log in (the answer holds access_token and refresh_token)
+Walk-through (in another terminal, from this folder):
+  # 1. register a user and log in (the answer also holds a refresh_token)
   curl -sS -X POST {url}/register -H 'Content-Type: application/json' -d '{user}'
-  TOKEN=$(curl -sS -X POST {url}/login -H 'Content-Type: application/json' -d '{user}' | {token})
-  # who am I
-  curl -sS {url}/me -H "Authorization: Bearer $TOKEN"
-  # the public signing keys
-  curl -sS {url}/.well-known/jwks.json
-  # predict a digit from an image (any PNG of a handwritten digit)
-  curl -sS {url}/api/v1/predict -H "Authorization: Bearer $TOKEN" -F file=@digit.png
-  # say whether the prediction was right
+  TOKEN=$(curl -sS -X POST {url}/login -H 'Content-Type: application/json' -d '{user}' | {access_token})
+  # 2. predict the digit in an image, with the baseline (v1) and the improved (v2) model
+  curl -sS {url}/api/v1/predict -H "Authorization: Bearer $TOKEN" -F file=@{image}
+  ANSWER=$(curl -sS {url}/api/v2/predict -H "Authorization: Bearer $TOKEN" -F file=@{image}); echo "$ANSWER"
+  # 3. say it was right (or send "correct":false with the true "label"), linked to that prediction
   curl -sS -X POST {url}/feedback -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-       -d '{{"prediction":3,"correct":true,"comment":""}}'
-  # as the admin: the feedback report
-{admin_password_line}  ADMIN_TOKEN=$(curl -sS -X POST {url}/login -H 'Content-Type: application/json' -d "{admin_json_escaped}" | {token})
+       -d '{{"prediction":'$(echo "$ANSWER" | {prediccion})',"correct":true,"prediction_id":"'$(echo "$ANSWER" | {prediction_id})'"}}'
+  # 4. as the admin: watch feedback and retraining arrive live over the admin WebSocket
+  #    (in its own terminal; it prints each event), and read the report
+  cargo xtask watch
+{admin_password_line}  ADMIN_TOKEN=$(curl -sS -X POST {url}/login -H 'Content-Type: application/json' -d '{admin_json}' | {access_token})
   curl -sS {url}/admin/report -H "Authorization: Bearer $ADMIN_TOKEN"
-  # live feedback for admins over WebSocket (e.g. with websocat)
-  websocat "{ws}/ws?access_token=$ADMIN_TOKEN"
+  # 5. retrain the baseline model on MNIST plus the feedback; it is promoted only if it is better
+  curl -sS -X POST {url}/admin/retrain -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
+       -d '{{"model":"mnist-mlp","epochs":1}}'
+  curl -sS {url}/admin/retrain -H "Authorization: Bearer $ADMIN_TOKEN"     # its state and metrics
+  curl -sS {url}/admin/models -H "Authorization: Bearer $ADMIN_TOKEN"      # the model versions
 
-Press Ctrl-C to stop everything.
+Press Ctrl-C to stop everything; the next start keeps the data and takes seconds.
 "#,
         username = admin.username,
         admin_password_line = if admin.password_file.is_some() {
@@ -609,7 +759,9 @@ Press Ctrl-C to stop everything.
         } else {
             String::new()
         },
-        admin_json_escaped = admin_json.replace('"', "\\\""),
+        access_token = field("access_token"),
+        prediccion = field("prediccion"),
+        prediction_id = field("prediction_id"),
     );
     let _ = out.flush();
 }
