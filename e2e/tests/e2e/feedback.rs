@@ -135,3 +135,71 @@ async fn feedback_reaches_an_admin_socket_and_the_report() {
     let refused = tokio_tungstenite::connect_async(system.ws_url("not-a-token")).await;
     assert!(refused.is_err());
 }
+
+/// Feedback on a digit, through the gateway; returns the stored feedback's id.
+async fn send_feedback(system: &System, user: &str, digit: u64) -> Value {
+    let r = system
+        .client
+        .post(system.at("/feedback"))
+        .bearer_auth(user)
+        .json(&json!({"prediction": digit, "correct": true, "comment": format!("digit {digit}")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["id"].clone()
+}
+
+#[tokio::test]
+async fn an_admin_who_reconnects_gets_what_was_missed_in_order_and_nothing_twice() {
+    let system = System::start().await;
+    let user = system.user("steady").await;
+    let admin = system.admin().await;
+
+    let (mut ws, _) = joined(&system, &admin).await;
+    let first = send_feedback(&system, &user, 1).await;
+    let seen = next_event(&mut ws, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(seen["data"]["id"], first, "{seen}");
+    let last_id = seen["id"].as_str().unwrap().to_owned();
+    ws.close(None).await.unwrap();
+
+    // Three more while the admin is away.
+    let mut missed = Vec::new();
+    for digit in [2, 3, 4] {
+        missed.push(send_feedback(&system, &user, digit).await);
+    }
+    // Wait until the relay has published them (the report counts stored feedback, the outbox
+    // publishes right after each insert).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let url = format!("{}&last_event_id={last_id}", system.ws_url(&admin));
+    let (mut back, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    back.send(Message::text(r#"{"event":"join_admin"}"#))
+        .await
+        .unwrap();
+    let mut replayed = Vec::new();
+    while let Some(event) = next_event(&mut back, Duration::from_secs(2)).await {
+        if event["event"] == "new_feedback" {
+            replayed.push(event["data"]["id"].clone());
+        }
+        if replayed.len() > missed.len() {
+            break;
+        }
+    }
+    assert_eq!(
+        replayed, missed,
+        "the missed feedback, oldest first, without the one already seen"
+    );
+
+    // And it is live again.
+    let after = send_feedback(&system, &user, 5).await;
+    let live = loop {
+        let event = next_event(&mut back, Duration::from_secs(2))
+            .await
+            .expect("live events after the replay");
+        if event["event"] == "new_feedback" {
+            break event;
+        }
+    };
+    assert_eq!(live["data"]["id"], after);
+}
