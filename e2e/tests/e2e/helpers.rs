@@ -72,18 +72,31 @@ pub struct System {
 
 impl System {
     pub async fn start() -> System {
+        Self::start_configured(|settings| settings).await
+    }
+
+    /// The system with some variables changed from the tests' defaults.
+    pub async fn start_configured(
+        configure: impl FnOnce(predictloop::Settings) -> predictloop::Settings,
+    ) -> System {
         match Backend::from_env() {
-            Backend::Postgres => Self::start_on(&redis_url()).await,
-            Backend::Embedded => Self::start_with(Backend::Embedded, None).await,
+            Backend::Postgres => {
+                Self::start_with(Backend::Postgres, Some(&redis_url()), configure).await
+            }
+            Backend::Embedded => Self::start_with(Backend::Embedded, None, configure).await,
         }
     }
 
     /// The system on PostgreSQL and the Redis server at `redis`.
     pub async fn start_on(redis: &str) -> System {
-        Self::start_with(Backend::Postgres, Some(redis)).await
+        Self::start_with(Backend::Postgres, Some(redis), |settings| settings).await
     }
 
-    async fn start_with(backend: Backend, redis: Option<&str>) -> System {
+    async fn start_with(
+        backend: Backend,
+        redis: Option<&str>,
+        configure: impl FnOnce(predictloop::Settings) -> predictloop::Settings,
+    ) -> System {
         let signing_key = SigningKeyPair::generate().unwrap();
         let data = DataDir(std::env::temp_dir().join(format!("predictloop-e2e-{}", uuid_like())));
         // Each service reads its configuration as in production, from variables.
@@ -124,7 +137,9 @@ impl System {
             }
             _ => None,
         };
-        let system = predictloop::System::start(settings).await.unwrap();
+        let system = predictloop::System::start(configure(settings))
+            .await
+            .unwrap();
         System {
             gateway: system.url(),
             client: reqwest::Client::new(),

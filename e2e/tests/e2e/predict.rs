@@ -97,3 +97,38 @@ async fn bad_uploads_through_the_gateway_get_their_status() {
         .unwrap();
     check(401, "missing_token")(r).await;
 }
+
+#[tokio::test]
+async fn the_rate_limits_count_per_user_and_refuse_with_retry_after() {
+    let system = System::start_configured(|settings| {
+        settings.set("RATE_LIMIT_ROUTES", "/api/v1/predict=3/hour")
+    })
+    .await;
+    let (ana, ben) = (system.user("ana").await, system.user("ben").await);
+    let png = digits::grid_to_png(&mnist_test().images[0]).unwrap();
+    for left in [2, 1, 0] {
+        let r = system.upload(&ana, "v1", "d.png", png.clone()).await;
+        assert_eq!(r.status(), 200);
+        let header = r.headers()["ratelimit"].to_str().unwrap().to_owned();
+        assert!(header.contains(&format!("r={left}")), "{header}");
+    }
+    let refused = system.upload(&ana, "v1", "d.png", png.clone()).await;
+    assert_eq!(refused.status(), 429);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=1200).contains(&wait), "Retry-After {wait}");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited", "{body}");
+    // Another user, and another route of the same user, still have theirs.
+    assert_eq!(
+        system
+            .upload(&ben, "v1", "d.png", png.clone())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(system.upload(&ana, "v2", "d.png", png).await.status(), 200);
+}
