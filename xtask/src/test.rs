@@ -6,7 +6,7 @@ use std::process::{ExitCode, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, exit_code_of, setup, train};
+use crate::{cargo, exit_code_of, setup, train, up};
 
 pub fn run(root: &Path, nextest_args: &[String]) -> Result<ExitCode> {
     setup::run(root)?;
@@ -70,5 +70,96 @@ pub fn run(root: &Path, nextest_args: &[String]) -> Result<ExitCode> {
     let status = command
         .status()
         .context("running cargo nextest on the embedded backends")?;
+    if !status.success() || !nextest_args.is_empty() {
+        return Ok(exit_code_of(status));
+    }
+    browser_tests(root)
+}
+
+/// The web pages' end-to-end tests (`web/tests/e2e.mjs`) in headless Chromium, against the
+/// all-in-one system started on a fresh data folder. Screenshots are kept in the target folder
+/// (`web-screenshots/`). Skipped, saying so, with `PREDICTLOOP_BROWSER_TESTS=skip`.
+fn browser_tests(root: &Path) -> Result<ExitCode> {
+    if std::env::var("PREDICTLOOP_BROWSER_TESTS").as_deref() == Ok("skip") {
+        println!("\n==> browser tests skipped (PREDICTLOOP_BROWSER_TESTS=skip)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let script = root.join("web").join("tests").join("e2e.mjs");
+    if !script.is_file() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let chromium =
+        std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".to_string());
+    if !Path::new(&chromium).is_file() {
+        bail!(
+            "the browser tests need Chromium at {chromium} (Debian: `apt-get install chromium`; or set CHROMIUM_PATH), or PREDICTLOOP_BROWSER_TESTS=skip"
+        );
+    }
+    println!(
+        "\n==> browser tests (web/tests/e2e.mjs) in headless Chromium, against the all-in-one system"
+    );
+    let bin_dir = up::build_packages(root, false, &["predictloop"])?;
+    let screenshots = bin_dir
+        .parent()
+        .map_or_else(|| root.join("target"), Path::to_path_buf)
+        .join("web-screenshots");
+    let data = std::env::temp_dir().join(format!("predictloop-browser-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .context("finding a free port")?
+        .port();
+    let (admin, password) = ("browser-admin", "browser-admin-password");
+    let env: Vec<(String, String)> = [
+        ("APP_ENV", "development".to_string()),
+        ("DATA_DIR", data.display().to_string()),
+        (
+            "DEV_SIGNING_KEY_FILE",
+            data.join("key.pem").display().to_string(),
+        ),
+        ("ADMIN_USERNAME", admin.to_string()),
+        ("ADMIN_PASSWORD", password.to_string()),
+        ("BCRYPT_COST", "4".to_string()),
+        (
+            "ORT_DYLIB_PATH",
+            setup::onnxruntime_lib(root).display().to_string(),
+        ),
+        ("MNIST_DIR", setup::mnist_dir(root).display().to_string()),
+        ("MODEL_DIR", train::model_dir(root).display().to_string()),
+        // The tests sign in and reload pages more often than a person does in an hour.
+        ("RATE_LIMIT_DEFAULT", "100000/day".to_string()),
+        ("RUST_LOG", "warn".to_string()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), value))
+    .collect();
+    let signals = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&signals);
+    let _ = ctrlc::set_handler(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let mut fleet = up::Fleet::new(signals);
+    let service = up::Service {
+        name: "predictloop",
+        port,
+    };
+    let addr = fleet.start(&bin_dir, &service, port, &env)?;
+    fleet.wait_healthy(service.name, addr)?;
+    let status = std::process::Command::new("node")
+        .arg(&script)
+        .current_dir(root.join("web"))
+        .env("BASE_URL", format!("http://{addr}"))
+        .env("ADMIN_USERNAME", admin)
+        .env("ADMIN_PASSWORD", password)
+        .env("SCREENSHOT_DIR", &screenshots)
+        .env("CHROMIUM_PATH", &chromium)
+        .status()
+        .context("running node (the browser tests need Node.js)");
+    fleet.stop_all();
+    let _ = std::fs::remove_dir_all(&data);
+    let status = status?;
+    if status.success() {
+        println!("screenshots: {}", screenshots.display());
+    }
     Ok(exit_code_of(status))
 }
