@@ -59,13 +59,7 @@ fn prepare<'a>(services: impl IntoIterator<Item = &'a Service>) -> Result<Arc<At
     for service in services {
         ensure_port_free(service.name, addr(service.port))?;
     }
-    let signals = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&signals);
-    ctrlc::set_handler(move || {
-        counter.fetch_add(1, Ordering::SeqCst);
-    })
-    .context("installing the Ctrl-C handler")?;
-    Ok(signals)
+    crate::up::count_signals()
 }
 
 /// Starts `services` in order, each healthy before the next.

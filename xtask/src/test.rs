@@ -63,8 +63,13 @@ pub fn run(root: &Path, nextest_args: &[String]) -> Result<ExitCode> {
     command
         .current_dir(root)
         .env("PREDICTLOOP_TEST_BACKEND", "embedded")
-        .args(["nextest", "run", "-p", "e2e", "--no-tests=pass"])
-        .args(["-E", "not test(/^(redis_down|migrations)::/)"])
+        // The whole workspace, filtered to e2e: `-p e2e` would unify features differently and
+        // rebuild the shared crates.
+        .args(["nextest", "run", "--workspace", "--no-tests=pass"])
+        .args([
+            "-E",
+            "package(e2e) and not test(/^(redis_down|migrations)::/)",
+        ])
         .args(nextest_args);
     with_defaults(&mut command);
     let status = command
@@ -133,12 +138,7 @@ fn browser_tests(root: &Path) -> Result<ExitCode> {
     .into_iter()
     .map(|(name, value)| (name.to_string(), value))
     .collect();
-    let signals = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = std::sync::Arc::clone(&signals);
-    let _ = ctrlc::set_handler(move || {
-        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    });
-    let mut fleet = up::Fleet::new(signals);
+    let mut fleet = up::Fleet::new(up::count_signals()?);
     let service = up::Service {
         name: "predictloop",
         port,

@@ -104,12 +104,7 @@ fn run_all_in_one(root: &Path, release: bool) -> Result<()> {
         None
     });
 
-    let signals = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&signals);
-    ctrlc::set_handler(move || {
-        counter.fetch_add(1, Ordering::SeqCst);
-    })
-    .context("installing the Ctrl-C / SIGTERM handler")?;
+    let signals = count_signals()?;
     let mut fleet = Fleet::new(signals);
     let addr = fleet.start(&bin_dir, &ALL_IN_ONE, gateway_port, &defaults)?;
     fleet.wait_healthy(ALL_IN_ONE.name, addr)?;
@@ -147,12 +142,7 @@ fn run_services(root: &Path, release: bool) -> Result<()> {
         ensure_port_free(name, SocketAddr::from(([127, 0, 0, 1], port)))?;
     }
 
-    let signals = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&signals);
-    ctrlc::set_handler(move || {
-        counter.fetch_add(1, Ordering::SeqCst);
-    })
-    .context("installing the Ctrl-C / SIGTERM handler")?;
+    let signals = count_signals()?;
 
     let mut fleet = Fleet::new(signals);
     let auth_addr = fleet.start(&bin_dir, &AUTH, AUTH.port, &defaults)?;
@@ -173,6 +163,18 @@ fn run_services(root: &Path, release: bool) -> Result<()> {
     let backends = "one process per service, on $DATABASE_URL (PostgreSQL) and $REDIS_URL";
     print_walkthrough(root, gateway_port, &admin, backends, None);
     fleet.supervise()
+}
+
+/// Installs the Ctrl-C / SIGTERM / SIGHUP handler; returns the count of signals received, which
+/// a [`Fleet`] watches to stop in order.
+pub(crate) fn count_signals() -> Result<Arc<AtomicUsize>> {
+    let signals = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&signals);
+    ctrlc::set_handler(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    })
+    .context("installing the Ctrl-C / SIGTERM handler")?;
+    Ok(signals)
 }
 
 /// Writes one MNIST test digit as a BMP under `data/samples/` (once), for the walk-through's
