@@ -178,6 +178,7 @@ impl System {
             },
             edge: gateway::edge::EdgeConfig::defaults(),
             body_timeout: Duration::from_secs(10),
+            web: gateway::pages::WebConfig::at(concat!(env!("CARGO_MANIFEST_DIR"), "/../web")),
         })
         .await
         .unwrap();
