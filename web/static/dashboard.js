@@ -1,0 +1,391 @@
+// The admin dashboard: the live feedback feed, the report as charts, retraining with live
+// progress, and the model versions with promotion and roll-back.
+
+import { call, currentUser, say, sentenceOf, signOut } from './api.js';
+import {
+  COLOURS,
+  addEpoch,
+  barChart,
+  renderHeatMap,
+  resetTraining,
+  setBars,
+  trainingChart,
+} from './charts.js';
+import { storedInputUrl } from './digit.js';
+import { LiveFeed } from './live.js';
+
+const $ = (id) => document.getElementById(id);
+const FEED_LIMIT = 50;
+
+const state = {
+  charts: {},
+  job: null,
+  jobPoll: null,
+  live: null,
+  reportTimer: null,
+};
+
+/** Back to the "Try it" page, which says why (a fixed sentence chosen by code). */
+function sendBack(code) {
+  location.replace(`/?notice=${code}`);
+}
+
+function percent(value) {
+  if (value === null || value === undefined || Number.isNaN(Number(value))) return '–';
+  const v = Number(value);
+  return `${(v <= 1 ? v * 100 : v).toFixed(1)} %`;
+}
+
+function when(iso) {
+  if (!iso) return '';
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
+}
+
+// ---- live feed ---------------------------------------------------------------------------
+
+function feedItem(feedback) {
+  const li = document.createElement('li');
+  li.dataset.feedbackId = String(feedback.id);
+  const imageUrl = feedback.input ? storedInputUrl(feedback.input) : null;
+  if (imageUrl) {
+    const img = document.createElement('img');
+    img.src = imageUrl;
+    img.alt = `The digit that was sent, predicted as ${feedback.prediction}`;
+    li.append(img);
+  }
+  const text = document.createElement('div');
+  const verdict = document.createElement('span');
+  verdict.className = `badge ${feedback.correct ? 'good' : 'bad'}`;
+  verdict.textContent = feedback.correct ? 'right' : 'wrong';
+  const line = document.createElement('p');
+  const truth = !feedback.correct && feedback.label !== null && feedback.label !== undefined ? `, really a ${feedback.label}` : '';
+  line.append(verdict, ` predicted ${feedback.prediction}${truth}`);
+  const meta = document.createElement('p');
+  meta.className = 'muted';
+  const model = feedback.model ? ` · ${feedback.model} v${feedback.model_version}` : '';
+  meta.textContent = `${feedback.username} · ${when(feedback.timestamp)}${model}`;
+  text.append(line, meta);
+  li.append(text);
+  return li;
+}
+
+function addToFeed(feedback, { newest = true } = {}) {
+  const feed = $('feed');
+  if (feed.querySelector(`[data-feedback-id="${CSS.escape(String(feedback.id))}"]`)) return;
+  const item = feedItem(feedback);
+  if (newest) feed.prepend(item);
+  else feed.append(item);
+  while (feed.children.length > FEED_LIMIT) feed.lastElementChild.remove();
+  $('feed-empty').classList.add('hidden');
+}
+
+async function loadRecentFeedback() {
+  const page = await call('/admin/feedback?per_page=10');
+  for (const item of page.items ?? []) addToFeed(item, { newest: false });
+}
+
+function onLiveEvent(name, data) {
+  switch (name) {
+    case 'new_feedback':
+      addToFeed(data);
+      scheduleReport();
+      break;
+    case 'retrain_progress':
+      if (state.job && data.job_id === state.job) showProgress(data);
+      break;
+    case 'retrain_finished':
+      if (state.job && data.job_id === state.job) showFinished(data);
+      loadModels().catch(() => {});
+      break;
+    case 'model_promoted':
+      loadModels().catch(() => {});
+      break;
+    default:
+      break;
+  }
+}
+
+function onLiveStatus(online, sentence) {
+  const status = $('live-status');
+  status.className = `status-dot ${online ? 'online' : 'offline'}`;
+  status.textContent = sentence;
+}
+
+// ---- report ------------------------------------------------------------------------------
+
+function scheduleReport() {
+  clearTimeout(state.reportTimer);
+  state.reportTimer = setTimeout(() => loadReport().catch(showError), 800);
+}
+
+function fact(list, term, value) {
+  const dt = document.createElement('dt');
+  dt.textContent = term;
+  const dd = document.createElement('dd');
+  dd.textContent = value;
+  list.append(dt, dd);
+}
+
+async function loadReport() {
+  const report = await call('/admin/report');
+  const totals = $('report-totals');
+  totals.replaceChildren();
+  fact(totals, 'Feedback', String(report.total_feedback));
+  fact(totals, 'Right', String(report.correct_feedback));
+  fact(totals, 'Wrong', String(report.incorrect_feedback));
+  fact(totals, 'Accuracy', report.total_feedback ? percent(report.accuracy_percentage) : 'no feedback yet');
+
+  const versions = report.by_model_version ?? [];
+  const names = versions.map((v) => (v.model ? `${v.model} v${v.model_version}` : 'not linked'));
+  setBars(state.charts.accuracy, names, [
+    { label: 'accuracy (%)', data: versions.map((v) => Math.round(v.accuracy_percentage * 10) / 10), backgroundColor: COLOURS.ACCENT },
+  ]);
+  $('accuracy-summary').textContent = versions.length
+    ? versions.map((v, i) => `${names[i]}: ${v.accuracy_percentage.toFixed(1)} % of ${v.total_feedback}`).join('; ')
+    : 'No feedback yet.';
+
+  const days = report.daily ?? [];
+  setBars(
+    state.charts.daily,
+    days.map((d) => d.date.slice(5)),
+    [
+      { label: 'right', data: days.map((d) => d.correct_feedback), backgroundColor: COLOURS.GOOD },
+      { label: 'wrong', data: days.map((d) => d.total_feedback - d.correct_feedback), backgroundColor: COLOURS.BAD },
+    ],
+  );
+  const busy = days.filter((d) => d.total_feedback > 0);
+  $('daily-summary').textContent = busy.length
+    ? `Days with feedback: ${busy.map((d) => `${d.date}: ${d.total_feedback}`).join(', ')}.`
+    : 'No feedback in the last 30 days.';
+
+  renderHeatMap($('confusion'), report.confusion_matrix ?? Array.from({ length: 10 }, () => new Array(10).fill(0)));
+}
+
+// ---- retraining ----------------------------------------------------------------------------
+
+function showProgress(progress) {
+  $('job-state').textContent = progress.stage ? `running (${progress.stage})` : 'running';
+  if (progress.epoch && progress.epochs) {
+    $('job-epoch').textContent = `${progress.epoch} of ${progress.epochs}`;
+    const bar = $('job-progress');
+    bar.max = progress.epochs;
+    bar.value = progress.epoch;
+  }
+  if (typeof progress.eta_seconds === 'number') $('job-eta').textContent = `about ${Math.round(progress.eta_seconds)} s`;
+  if (progress.epoch && typeof progress.loss === 'number') {
+    const accuracy = typeof progress.val_accuracy === 'number'
+      ? Math.round((progress.val_accuracy <= 1 ? progress.val_accuracy * 100 : progress.val_accuracy) * 100) / 100
+      : null;
+    addEpoch(state.charts.training, progress.epoch, progress.loss, accuracy);
+    $('training-summary').textContent = `Epoch ${progress.epoch}: loss ${progress.loss.toFixed(4)}, validation accuracy ${percent(progress.val_accuracy)}.`;
+  }
+}
+
+function showFinished(job) {
+  clearInterval(state.jobPoll);
+  state.jobPoll = null;
+  $('retrain-start').disabled = false;
+  $('job-state').textContent = job.state;
+  const outcome = $('job-outcome');
+  const version = job.model_version ? ` v${job.model_version}` : '';
+  if (job.state === 'succeeded') {
+    say(outcome, `Finished: ${job.model}${version} passed the evaluation and is now active.`, 'ok');
+    const bar = $('job-progress');
+    bar.value = bar.max;
+  } else if (job.state === 'rejected') {
+    say(outcome, `Finished without promotion: ${job.reason ?? 'the candidate did not pass the evaluation.'}`, 'info');
+  } else {
+    say(outcome, `The job failed: ${job.reason ?? 'no reason was given.'}`, 'error');
+  }
+}
+
+/** The job's stored state: a fallback for events missed while the WebSocket was down. */
+async function pollJob(id) {
+  try {
+    const job = await call(`/admin/retrain/${encodeURIComponent(id)}`);
+    if (state.job !== id) return;
+    if (['succeeded', 'rejected', 'failed'].includes(job.state)) {
+      if (job.progress) showProgress(job.progress);
+      showFinished(job);
+    } else if (job.state === 'running' && job.progress) {
+      showProgress(job.progress);
+    }
+  } catch {
+    // The WebSocket still reports; the next poll tries again.
+  }
+}
+
+async function startRetrain(event) {
+  event.preventDefault();
+  const form = event.target;
+  if (!form.reportValidity()) return;
+  const body = {
+    model: $('retrain-model').value,
+    epochs: Number($('retrain-epochs').value),
+    mnist_sample: Number($('retrain-sample').value),
+    from_scratch: $('retrain-scratch').checked,
+  };
+  const button = $('retrain-start');
+  button.disabled = true;
+  try {
+    const answer = await call('/admin/retrain', { method: 'POST', json: body });
+    state.job = answer.job_id;
+    $('job').classList.remove('hidden');
+    $('job-id').textContent = answer.job_id;
+    $('job-state').textContent = answer.state ?? 'queued';
+    $('job-epoch').textContent = `0 of ${body.epochs}`;
+    $('job-eta').textContent = '–';
+    const bar = $('job-progress');
+    bar.max = body.epochs;
+    bar.value = 0;
+    say($('job-outcome'), '');
+    resetTraining(state.charts.training);
+    $('training-summary').textContent = `Training ${body.model}; each epoch's loss and accuracy appear here.`;
+    clearInterval(state.jobPoll);
+    state.jobPoll = setInterval(() => pollJob(answer.job_id), 5000);
+  } catch (e) {
+    button.disabled = false;
+    showError(e);
+  }
+}
+
+// ---- model versions ------------------------------------------------------------------------
+
+function metricsText(metrics) {
+  if (!metrics || typeof metrics !== 'object') return '–';
+  const parts = [];
+  for (const [key, value] of Object.entries(metrics)) {
+    if (typeof value !== 'number') continue;
+    const shown = /accuracy/.test(key) ? percent(value) : Number.isInteger(value) ? String(value) : value.toFixed(4);
+    parts.push(`${key.replace(/_/g, ' ')}: ${shown}`);
+  }
+  return parts.length ? parts.join(', ') : '–';
+}
+
+function cell(row, text) {
+  const td = row.insertCell();
+  td.textContent = text;
+  return td;
+}
+
+async function loadModels() {
+  const { models = [] } = await call('/admin/models');
+  const root = $('models');
+  root.replaceChildren();
+  for (const model of models) {
+    const heading = document.createElement('h3');
+    heading.textContent = `${model.name} (active: v${model.active_version ?? '–'})`;
+    const scroll = document.createElement('div');
+    scroll.className = 'table-scroll';
+    const table = document.createElement('table');
+    table.className = 'models';
+    const head = table.createTHead().insertRow();
+    for (const title of ['Version', 'Status', 'Source', 'Created', 'Metrics', 'Action']) {
+      const th = document.createElement('th');
+      th.scope = 'col';
+      th.textContent = title;
+      head.append(th);
+    }
+    const body = table.createTBody();
+    for (const version of model.versions ?? []) {
+      const row = body.insertRow();
+      cell(row, `v${version.version}`);
+      cell(row, version.status);
+      cell(row, version.source ?? '');
+      cell(row, when(version.created_at));
+      cell(row, metricsText(version.metrics));
+      const action = row.insertCell();
+      if (version.version !== model.active_version) {
+        const button = document.createElement('button');
+        button.type = 'button';
+        button.className = 'secondary';
+        const rollBack = model.active_version && version.version < model.active_version;
+        button.textContent = rollBack ? `Roll back to v${version.version}` : `Promote v${version.version}`;
+        button.addEventListener('click', () => promote(model, version.version, rollBack));
+        action.append(button);
+      } else {
+        action.textContent = 'serving';
+      }
+    }
+    scroll.append(table);
+    root.append(heading, scroll);
+  }
+}
+
+function confirmChange(text) {
+  const dialog = $('confirm');
+  $('confirm-text').textContent = text;
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => resolve(dialog.returnValue === 'yes'), { once: true });
+    dialog.returnValue = '';
+    dialog.showModal();
+  });
+}
+
+async function promote(model, version, rollBack) {
+  const verb = rollBack ? 'Roll back' : 'Promote';
+  const ok = await confirmChange(
+    `${verb} ${model.name} to v${version}? It replaces v${model.active_version ?? '–'} for every request at once.`,
+  );
+  if (!ok) return;
+  try {
+    const answer = await call(`/admin/models/${encodeURIComponent(model.name)}/versions/${version}/promote`, { method: 'POST' });
+    say($('notice'), answer.msg ?? `${model.name} v${version} is now active.`, 'ok');
+    await loadModels();
+  } catch (e) {
+    showError(e);
+  }
+}
+
+// ---- start ---------------------------------------------------------------------------------
+
+function showError(e) {
+  if (e?.status === 403) {
+    sendBack('admin_only');
+    return;
+  }
+  if (e?.code === 'signed_out') {
+    sendBack('signed_out');
+    return;
+  }
+  say($('notice'), sentenceOf(e));
+}
+
+async function start() {
+  const user = currentUser();
+  if (!user) return sendBack('sign_in_admin');
+  // The token's role only decides what to show; the server refuses non-admins in any case.
+  if (user.role !== 'admin') return sendBack('admin_only');
+  $('who').textContent = `Signed in as ${user.name} (admin)`;
+  $('sign-out').addEventListener('click', () => {
+    signOut();
+    location.assign('/');
+  });
+  state.charts.accuracy = barChart($('accuracy-chart'), { label: 'accuracy (%)', max: 100 });
+  state.charts.daily = barChart($('daily-chart'), { label: 'feedback', stacked: true });
+  state.charts.training = trainingChart($('training-chart'));
+  $('report-refresh').addEventListener('click', () => loadReport().catch(showError));
+  $('models-refresh').addEventListener('click', () => loadModels().catch(showError));
+  $('retrain-form').addEventListener('submit', startRetrain);
+  try {
+    await loadReport();
+  } catch (e) {
+    return showError(e);
+  }
+  state.live = new LiveFeed({
+    onEvent: onLiveEvent,
+    onStatus: onLiveStatus,
+    onRefused: () => sendBack('admin_only'),
+  });
+  state.live.start();
+  $('reconnect').addEventListener('click', () => state.live.reconnectNow());
+  await Promise.all([loadRecentFeedback().catch(showError), loadModels().catch(showError)]);
+  $('main').setAttribute('aria-busy', 'false');
+}
+
+if (document.readyState === 'loading') {
+  document.addEventListener('DOMContentLoaded', start);
+} else {
+  start();
+}
