@@ -114,9 +114,15 @@ function onLiveStatus(online, sentence) {
 
 // ---- report ------------------------------------------------------------------------------
 
+/** Refreshes the report soon after feedback arrives; a failure is said beside the report. */
 function scheduleReport() {
   clearTimeout(state.reportTimer);
-  state.reportTimer = setTimeout(() => loadReport().catch(showError), 800);
+  state.reportTimer = setTimeout(() => {
+    loadReport().catch((e) => {
+      if (e?.status === 403 || e?.code === 'signed_out') showError(e);
+      else say($('report-status'), `The report could not be refreshed: ${sentenceOf(e)}`);
+    });
+  }, 800);
 }
 
 function fact(list, term, value) {
@@ -129,6 +135,7 @@ function fact(list, term, value) {
 
 async function loadReport() {
   const report = await call('/admin/report');
+  say($('report-status'), '');
   const totals = $('report-totals');
   totals.replaceChildren();
   fact(totals, 'Feedback', String(report.total_feedback));
@@ -274,6 +281,8 @@ async function loadModels() {
   const root = $('models');
   root.replaceChildren();
   for (const model of models) {
+    const group = document.createElement('div');
+    group.dataset.model = model.name;
     const heading = document.createElement('h3');
     heading.textContent = `${model.name} (active: v${model.active_version ?? '–'})`;
     const scroll = document.createElement('div');
@@ -294,7 +303,7 @@ async function loadModels() {
       cell(row, version.status);
       cell(row, version.source ?? '');
       cell(row, when(version.created_at));
-      cell(row, metricsText(version.metrics));
+      cell(row, metricsText(version.metrics)).className = 'metrics';
       const action = row.insertCell();
       if (version.version !== model.active_version) {
         const button = document.createElement('button');
@@ -309,7 +318,8 @@ async function loadModels() {
       }
     }
     scroll.append(table);
-    root.append(heading, scroll);
+    group.append(heading, scroll);
+    root.append(group);
   }
 }
 

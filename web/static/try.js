@@ -65,7 +65,7 @@ async function onAuth(event) {
     history.replaceState(null, '', '/');
     say($('notice'), mode === 'register' ? `Welcome, ${user.name}: your account is ready.` : '', 'ok');
     showSignedIn();
-    $('pad').focus();
+    $('draw-title').focus();
   } catch (e) {
     say(error, sentenceOf(e));
   }
