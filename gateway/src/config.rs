@@ -1,7 +1,7 @@
 use crate::edge::EdgeConfig;
+use crate::pages::WebConfig;
 use crate::ratelimit::RateLimitConfig;
 use crate::routes::{RouteTable, Upstream};
-use crate::pages::WebConfig;
 use common::config::{CommonConfig, ConfigError, Env, JwtConfig};
 use std::collections::HashMap;
 use std::time::Duration;

@@ -4,11 +4,11 @@
 pub mod config;
 pub mod edge;
 mod error;
+pub mod pages;
 mod proxy;
 pub mod ratelimit;
 pub mod routes;
 mod state;
-pub mod pages;
 mod ws;
 
 pub use config::Config;

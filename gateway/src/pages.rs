@@ -1,8 +1,8 @@
 //! The web pages (the "Try it" page and the admin dashboard) and their assets: a fixed table of
 //! URL path → file, read into memory once at start. Nothing else on disk is ever served.
 
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, guard, web};
 use bytes::Bytes;
 use common::ApiError;
@@ -94,7 +94,6 @@ pub const ASSETS: [Asset; 11] = [
 /// Path prefixes of the web pages, for the rate limiter's default exempt list (`/` itself is
 /// answered here, never by the rate-limited proxy).
 pub const EXEMPT_PREFIXES: [&str; 3] = ["/dashboard", "/static", "/vendor"];
-
 
 /// URLs are not fingerprinted, so browsers keep a copy but ask each time (answered 304).
 const CACHE_POLICY: &str = "no-cache";

@@ -57,7 +57,12 @@ async fn every_file_of_the_table_is_served_with_its_type_and_pages_get_their_pol
     for asset in ASSETS {
         let r = gw.client.get(gw.at(asset.url)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{}", asset.url);
-        assert_eq!(header(&r, "content-type"), asset.content_type, "{}", asset.url);
+        assert_eq!(
+            header(&r, "content-type"),
+            asset.content_type,
+            "{}",
+            asset.url
+        );
         assert_eq!(header(&r, "cache-control"), "no-cache", "{}", asset.url);
         assert_eq!(header(&r, "x-content-type-options"), "nosniff");
         let csp = header(&r, "content-security-policy");
@@ -103,7 +108,10 @@ async fn every_file_of_the_table_is_served_with_its_type_and_pages_get_their_pol
             "{path}: {}",
             r.status()
         );
-        assert!(header(&r, "content-type").starts_with("application/json"), "{path}");
+        assert!(
+            header(&r, "content-type").starts_with("application/json"),
+            "{path}"
+        );
         assert!(!r.text().await.unwrap().contains("not for the web"));
     }
 
@@ -153,7 +161,12 @@ async fn without_its_web_files_the_gateway_starts_and_the_pages_answer_503() {
         WebConfig::at("/nonexistent/predictloop-web"),
     )
     .await;
-    for path in ["/", "/dashboard", "/static/app.css", "/vendor/chart.umd.min.js"] {
+    for path in [
+        "/",
+        "/dashboard",
+        "/static/app.css",
+        "/vendor/chart.umd.min.js",
+    ] {
         let r = gw.client.get(gw.at(path)).send().await.unwrap();
         assert_error(r, 503, "web_unavailable").await;
     }
