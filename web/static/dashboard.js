@@ -22,7 +22,7 @@ const state = {
   job: null,
   jobPoll: null,
   live: null,
-  reportTimer: null,
+  report: null,
 };
 
 /** Back to the "Try it" page, which says why (a fixed sentence chosen by code). */
@@ -72,12 +72,13 @@ function feedItem(feedback) {
 
 function addToFeed(feedback, { newest = true } = {}) {
   const feed = $('feed');
-  if (feed.querySelector(`[data-feedback-id="${CSS.escape(String(feedback.id))}"]`)) return;
+  if (feed.querySelector(`[data-feedback-id="${CSS.escape(String(feedback.id))}"]`)) return false;
   const item = feedItem(feedback);
   if (newest) feed.prepend(item);
   else feed.append(item);
   while (feed.children.length > FEED_LIMIT) feed.lastElementChild.remove();
   $('feed-empty').classList.add('hidden');
+  return true;
 }
 
 async function loadRecentFeedback() {
@@ -88,18 +89,17 @@ async function loadRecentFeedback() {
 function onLiveEvent(name, data) {
   switch (name) {
     case 'new_feedback':
-      addToFeed(data);
-      scheduleReport();
+      if (addToFeed(data)) countIntoReport(data);
       break;
     case 'retrain_progress':
       if (state.job && data.job_id === state.job) showProgress(data);
       break;
     case 'retrain_finished':
       if (state.job && data.job_id === state.job) showFinished(data);
-      loadModels().catch(() => {});
+      scheduleModels();
       break;
     case 'model_promoted':
-      loadModels().catch(() => {});
+      scheduleModels();
       break;
     default:
       break;
@@ -114,15 +114,52 @@ function onLiveStatus(online, sentence) {
 
 // ---- report ------------------------------------------------------------------------------
 
-/** Refreshes the report soon after feedback arrives; a failure is said beside the report. */
-function scheduleReport() {
-  clearTimeout(state.reportTimer);
-  state.reportTimer = setTimeout(() => {
-    loadReport().catch((e) => {
-      if (e?.status === 403 || e?.code === 'signed_out') showError(e);
-      else say($('report-status'), `The report could not be refreshed: ${sentenceOf(e)}`);
-    });
-  }, 800);
+/**
+ * Counts a live feedback into the report shown, as the server would (no request per feedback:
+ * the API's rate limits apply to admins too). "Refresh" asks the server again.
+ */
+function countIntoReport(feedback) {
+  const report = state.report;
+  if (!report) return;
+  report.total_feedback += 1;
+  if (feedback.correct) report.correct_feedback += 1;
+  else report.incorrect_feedback += 1;
+  report.accuracy_percentage = (report.correct_feedback / report.total_feedback) * 100;
+  const versions = (report.by_model_version ??= []);
+  const model = feedback.model ?? null;
+  const version = feedback.model_version ?? null;
+  let row = versions.find((v) => v.model === model && v.model_version === version);
+  if (!row) {
+    row = { model, model_version: version, total_feedback: 0, correct_feedback: 0, incorrect_feedback: 0, accuracy_percentage: 0 };
+    versions.push(row);
+    // The server's order: linked versions by model and version, then the unlinked ones.
+    versions.sort((a, b) =>
+      (a.model === null) - (b.model === null) ||
+      String(a.model ?? '').localeCompare(String(b.model ?? '')) ||
+      (a.model_version ?? 0) - (b.model_version ?? 0));
+  }
+  row.total_feedback += 1;
+  if (feedback.correct) row.correct_feedback += 1;
+  else row.incorrect_feedback += 1;
+  row.accuracy_percentage = (row.correct_feedback / row.total_feedback) * 100;
+  const label = feedback.label;
+  if (Number.isInteger(label) && label >= 0 && label < 10 && feedback.prediction >= 0 && feedback.prediction < 10) {
+    report.confusion_matrix[label][feedback.prediction] += 1;
+  }
+  const day = (report.daily ?? []).find((d) => d.date === String(feedback.timestamp ?? '').slice(0, 10));
+  if (day) {
+    day.total_feedback += 1;
+    if (feedback.correct) day.correct_feedback += 1;
+  }
+  showReport(report);
+}
+
+let modelsTimer = null;
+
+/** Reloads the model versions once for a burst of events (a promotion sends several). */
+function scheduleModels() {
+  clearTimeout(modelsTimer);
+  modelsTimer = setTimeout(() => loadModels().catch(showError), 500);
 }
 
 function fact(list, term, value) {
@@ -135,7 +172,12 @@ function fact(list, term, value) {
 
 async function loadReport() {
   const report = await call('/admin/report');
-  say($('report-status'), '');
+  report.confusion_matrix ??= Array.from({ length: 10 }, () => new Array(10).fill(0));
+  state.report = report;
+  showReport(report);
+}
+
+function showReport(report) {
   const totals = $('report-totals');
   totals.replaceChildren();
   fact(totals, 'Feedback', String(report.total_feedback));
@@ -166,7 +208,7 @@ async function loadReport() {
     ? `Days with feedback: ${busy.map((d) => `${d.date}: ${d.total_feedback}`).join(', ')}.`
     : 'No feedback in the last 30 days.';
 
-  renderHeatMap($('confusion'), report.confusion_matrix ?? Array.from({ length: 10 }, () => new Array(10).fill(0)));
+  renderHeatMap($('confusion'), report.confusion_matrix);
 }
 
 // ---- retraining ----------------------------------------------------------------------------

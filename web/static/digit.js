@@ -33,10 +33,17 @@ export class DrawingPad {
     ctx.fillStyle = '#000';
     ctx.fillRect(0, 0, canvas.width, canvas.height);
     this.drawn = false;
+    this.picture = null;
     this.onChange(false);
   }
 
-  /** Shows a picture (a dropped file) on the pad, fitted and centred. */
+  /** What to recognise: the chosen picture's own pixels, else the drawing. */
+  pixels() {
+    if (this.picture) return picturePixels(this.picture);
+    return this.ctx.getImageData(0, 0, this.canvas.width, this.canvas.height);
+  }
+
+  /** Shows a picture (a dropped file) on the pad, fitted and centred; it is what gets recognised. */
   show(image) {
     const { ctx, canvas } = this;
     ctx.fillStyle = '#000';
@@ -45,6 +52,7 @@ export class DrawingPad {
     const w = image.width * scale;
     const h = image.height * scale;
     ctx.drawImage(image, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+    this.picture = image;
     this.drawn = true;
     this.onChange(true);
   }
@@ -59,6 +67,8 @@ export class DrawingPad {
 
   #down(e) {
     e.preventDefault();
+    // Drawing after a picture starts a new drawing: strokes over a photo are no digit.
+    if (this.picture) this.clear();
     this.canvas.setPointerCapture?.(e.pointerId);
     this.last = this.#point(e);
     this.#stroke(this.last, this.last);
@@ -87,6 +97,19 @@ export class DrawingPad {
       this.onChange(true);
     }
   }
+}
+
+/** A picture's RGBA pixels at its own size (at most `maxSide` on its longest side). */
+export function picturePixels(image, maxSide = 1024) {
+  const scale = Math.min(1, maxSide / Math.max(image.width, image.height));
+  const width = Math.max(1, Math.round(image.width * scale));
+  const height = Math.max(1, Math.round(image.height * scale));
+  const canvas = document.createElement('canvas');
+  canvas.width = width;
+  canvas.height = height;
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  ctx.drawImage(image, 0, 0, width, height);
+  return ctx.getImageData(0, 0, width, height);
 }
 
 /** Grey levels in [0, 1] of RGBA pixels; transparency becomes the opposite of the ink's colour. */

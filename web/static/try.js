@@ -32,6 +32,16 @@ function randomKey() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+/** Shows a failure's sentence; a session that has ended brings the sign-in form back. */
+function fail(element, error) {
+  if (error?.code === 'signed_out') {
+    showSignedIn();
+    say($('auth-error'), sentenceOf(error));
+    return;
+  }
+  say(element, sentenceOf(error));
+}
+
 function showSignedIn() {
   const user = currentUser();
   $('auth').classList.toggle('hidden', !!user);
@@ -148,9 +158,7 @@ async function allProbabilities(model, grid) {
 async function predict() {
   const error = $('predict-error');
   say(error, '');
-  const canvas = $('pad');
-  const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
-  const grid = gridFromPixels(pixels);
+  const grid = gridFromPixels(state.pad.pixels());
   if (!grid) {
     say(error, 'No digit found: draw a digit (or choose a picture of one) first.');
     return;
@@ -185,7 +193,7 @@ async function predict() {
     say($('feedback-result'), '');
     updateFeedbackButtons();
   } catch (e) {
-    say(error, sentenceOf(e));
+    fail(error, e);
   } finally {
     button.disabled = false;
     $('answers-card').setAttribute('aria-busy', 'false');
@@ -264,7 +272,7 @@ async function sendFeedback(trueDigit) {
   } catch (e) {
     state.sent[version] = false;
     updateFeedbackButtons();
-    say(result, sentenceOf(e));
+    fail(result, e);
   }
 }
 

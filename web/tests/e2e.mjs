@@ -83,7 +83,9 @@ async function signInThroughPage(page, username, password) {
   await page.getByLabel('User name').fill(username);
   await page.getByLabel('Password', { exact: true }).fill(password);
   await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByText(`Signed in as ${username}`).waitFor({ timeout: 15_000 });
+  const refused = page.locator('#auth-error').filter({ hasText: /\S/ });
+  await page.getByText(`Signed in as ${username}`).or(refused).waitFor({ timeout: 15_000 });
+  if (await refused.isVisible()) throw new Failure(`signing in as ${username} failed: ${await refused.textContent()}`);
 }
 
 /** Stroke points as fractions of the pad: a slanted "1". */
@@ -120,6 +122,41 @@ async function drawWithTouch(page, points) {
   }
   await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
   await cdp.detach();
+}
+
+/** Every form control and button has an accessible name a screen reader can say. */
+async function checkLabelled(page) {
+  const unnamed = await page.evaluate(() =>
+    [...document.querySelectorAll('input, select, textarea, button')]
+      .filter((el) => el.type !== 'hidden' && el.getClientRects().length > 0)
+      .filter((el) => {
+        const named = el.getAttribute('aria-label') || el.getAttribute('aria-labelledby') || (el.labels && el.labels.length > 0);
+        return !named && !(el.tagName === 'BUTTON' && el.textContent.trim());
+      })
+      .map((el) => el.outerHTML.slice(0, 80)),
+  );
+  check(unnamed.length === 0, `controls without a label: ${unnamed.join(' | ')}`);
+}
+
+/** A picture of a "1" as a phone photo would have it: dark ink on light paper, as a PNG. */
+async function paperPicture(page) {
+  const dataUrl = await page.evaluate(() => {
+    const canvas = document.createElement('canvas');
+    canvas.width = 240;
+    canvas.height = 320;
+    const ctx = canvas.getContext('2d');
+    ctx.fillStyle = '#f4f1e8';
+    ctx.fillRect(0, 0, 240, 320);
+    ctx.strokeStyle = '#202020';
+    ctx.lineWidth = 22;
+    ctx.lineCap = 'round';
+    ctx.beginPath();
+    ctx.moveTo(128, 50);
+    ctx.lineTo(112, 270);
+    ctx.stroke();
+    return canvas.toDataURL('image/png');
+  });
+  return Buffer.from(dataUrl.split(',')[1], 'base64');
 }
 
 /** Recognises what is on the pad and checks both answers as a person sees them. */
@@ -166,7 +203,20 @@ async function drawAndGetAnAnswer(browser, problems) {
       await draw(page, ONE);
       check(await page.getByRole('button', { name: 'Recognise' }).isEnabled(), `drawing (${name}) did not enable "Recognise"`);
       await recogniseAndCheck(page, 1);
+      await checkLabelled(page);
       await screenshot(page, `try-${name}`);
+      if (name === 'desktop') {
+        // A chosen picture is shown on the pad and recognised at once.
+        await page.getByRole('button', { name: 'Clear' }).click();
+        await page.getByLabel('Or choose a picture of a digit').setInputFiles({
+          name: 'one.png',
+          mimeType: 'image/png',
+          buffer: await paperPicture(page),
+        });
+        await page.locator('#answers-card[aria-busy="false"]').waitFor();
+        const answers = await recogniseAndCheck(page, 1);
+        check(answers.v2 === 1, `the chosen picture of a 1 was read as ${answers.v2}`);
+      }
       // An empty pad is refused with a sentence, before any request.
       await page.getByRole('button', { name: 'Clear' }).click();
       check(await page.getByRole('button', { name: 'Recognise' }).isDisabled(), 'a cleared pad still offers "Recognise"');
@@ -204,6 +254,8 @@ async function feedbackReachesTheDashboard(browser, problems) {
   try {
     const username = uniqueName('giver');
     await registerThroughPage(user.page, username);
+    const shownTotal = async () => Number(await admin.page.locator('#report-totals dd').first().textContent());
+    const totalBefore = await shownTotal();
     const first = await sendFeedback(user.page, 3);
     const item = admin.page.locator(`#feed li[data-feedback-id="${first.id}"]`);
     await item.waitFor({ timeout: 10_000 });
@@ -212,6 +264,7 @@ async function feedbackReachesTheDashboard(browser, problems) {
     check(text.includes(`predicted ${first.answers.v2}`), `the feed item does not show the prediction: ${text}`);
     const width = await item.locator('img').evaluate((img) => img.complete && img.naturalWidth);
     check(width === 28, `the feed item's input image is not shown (natural width ${width})`);
+    check((await shownTotal()) === totalBefore + 1, 'the report did not count the live feedback');
 
     // Offline for a while: a feedback sent meanwhile arrives once the page is back (replay).
     await admin.context.setOffline(true);
@@ -225,11 +278,19 @@ async function feedbackReachesTheDashboard(browser, problems) {
     const alert = (await admin.page.locator('#notice').textContent()).trim();
     check(!alert, `the dashboard still shows an alert once live again: ${alert}`);
     check(copies === 1, `the replay showed feedback ${first.id} ${copies} times`);
-    // The report follows the feedback: its total counts at least the two just sent.
+    check((await shownTotal()) === totalBefore + 2, 'the report did not count the replayed feedback');
+    // The server's report agrees with what the page counted live.
+    const shownReport = () => admin.page.locator('#report-totals, #confusion, #accuracy-summary').allTextContents();
+    const counted = await shownReport();
+    const refreshed = admin.page.waitForResponse((r) => r.url().endsWith('/admin/report') && r.ok());
     await admin.page.getByRole('button', { name: 'Refresh' }).first().click();
-    await admin.page.locator('#confusion td').first().waitFor();
+    await refreshed;
+    await admin.page.waitForTimeout(100);
+    const fromServer = await shownReport();
+    check(JSON.stringify(counted) === JSON.stringify(fromServer), `the live report differs from the server's: ${counted} vs ${fromServer}`);
     const cells = await admin.page.locator('#confusion tbody td').count();
     check(cells === 100, `the confusion matrix has ${cells} cells, not 10 × 10`);
+    await checkLabelled(admin.page);
     await screenshot(admin.page, 'dashboard-desktop');
   } finally {
     await user.context.close();
@@ -245,6 +306,14 @@ async function aUserCannotOpenTheDashboard(browser, problems) {
     await page.getByText('Sign in as an administrator').waitFor();
 
     const username = uniqueName('plain');
+    // The API's refusal is shown as its sentence, never as JSON.
+    await page.getByLabel('User name').fill(username);
+    await page.getByLabel('Password', { exact: true }).fill('not-the-password');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    const refusal = page.locator('#auth-error').filter({ hasText: /\S/ });
+    await refusal.waitFor({ timeout: 10_000 });
+    const sentence = (await refusal.textContent()).trim();
+    check(/^[A-Z].*\.$/.test(sentence) && !sentence.includes('{'), `a wrong password shows "${sentence}"`);
     await registerThroughPage(page, username);
     check(!(await page.getByRole('link', { name: 'Admin dashboard' }).isVisible()), 'a user is offered the dashboard link');
     await page.goto('/dashboard');
