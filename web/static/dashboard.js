@@ -92,11 +92,9 @@ function onLiveEvent(name, data) {
       if (addToFeed(data)) countIntoReport(data);
       break;
     case 'retrain_progress':
-      if (state.job && data.job_id === state.job) showProgress(data);
-      break;
     case 'retrain_finished':
-      if (state.job && data.job_id === state.job) showFinished(data);
-      scheduleModels();
+      onJobEvent(name, data);
+      if (name === 'retrain_finished') scheduleModels();
       break;
     case 'model_promoted':
       scheduleModels();
@@ -213,6 +211,29 @@ function showReport(report) {
 
 // ---- retraining ----------------------------------------------------------------------------
 
+/** Jobs whose events may come before the answer that names them: a short job can start,
+ * train and finish while `POST /admin/retrain` is still on its way back. */
+const earlyJobEvents = new Map();
+const EARLY_JOBS_KEPT = 20;
+
+function onJobEvent(name, data) {
+  if (state.job && data.job_id === state.job) {
+    applyJobEvent(name, data);
+    return;
+  }
+  if (!data?.job_id) return;
+  if (!earlyJobEvents.has(data.job_id)) {
+    earlyJobEvents.set(data.job_id, []);
+    if (earlyJobEvents.size > EARLY_JOBS_KEPT) earlyJobEvents.delete(earlyJobEvents.keys().next().value);
+  }
+  earlyJobEvents.get(data.job_id).push([name, data]);
+}
+
+function applyJobEvent(name, data) {
+  if (name === 'retrain_progress') showProgress(data);
+  else showFinished(data);
+}
+
 function showProgress(progress) {
   $('job-state').textContent = progress.stage ? `running (${progress.stage})` : 'running';
   if (progress.epoch && progress.epochs) {
@@ -293,6 +314,8 @@ async function startRetrain(event) {
     $('training-summary').textContent = `Training ${body.model}; each epoch's loss and accuracy appear here.`;
     clearInterval(state.jobPoll);
     state.jobPoll = setInterval(() => pollJob(answer.job_id), 5000);
+    for (const [name, data] of earlyJobEvents.get(answer.job_id) ?? []) applyJobEvent(name, data);
+    earlyJobEvents.delete(answer.job_id);
   } catch (e) {
     button.disabled = false;
     showError(e);

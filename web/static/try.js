@@ -187,6 +187,9 @@ async function predict() {
         }
       }),
     );
+    $('answers-status').textContent = versions
+      .map((v) => (state.answers[v] ? `${v} reads ${state.answers[v].prediccion}` : `${v} did not answer`))
+      .join(', ') + '.';
     $('answers-empty').classList.add('hidden');
     $('answers').classList.remove('hidden');
     $('feedback').classList.remove('hidden');

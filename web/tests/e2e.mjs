@@ -206,6 +206,12 @@ async function drawAndGetAnAnswer(browser, problems) {
       await checkLabelled(page);
       await screenshot(page, `try-${name}`);
       if (name === 'desktop') {
+        // "Yes, that is right" posts feedback for the v2 answer (judged by default).
+        await page.getByRole('button', { name: 'Yes, that is right' }).click();
+        const thanks = page.locator('#feedback-result').filter({ hasText: 'Thank you' });
+        await thanks.waitFor({ timeout: 10_000 });
+        check((await thanks.textContent()).includes('v2 was right'), `the confirmation says: ${await thanks.textContent()}`);
+        check(await page.getByRole('button', { name: 'Yes, that is right' }).isDisabled(), 'the same answer can be judged twice');
         // A chosen picture is shown on the pad and recognised at once.
         await page.getByRole('button', { name: 'Clear' }).click();
         await page.getByLabel('Or choose a picture of a digit').setInputFiles({
