@@ -324,11 +324,35 @@ async function startRetrain(event) {
 
 // ---- model versions ------------------------------------------------------------------------
 
+/** "98.0 % of 10000" for a `{accuracy, count}` score. */
+function scoreText(score) {
+  if (typeof score?.accuracy !== 'number') return null;
+  return `${percent(score.accuracy)}${typeof score.count === 'number' ? ` of ${score.count}` : ''}`;
+}
+
+/** A version's metrics as a sentence: the gate's scores for retrained ones, else the figures. */
 function metricsText(metrics) {
   if (!metrics || typeof metrics !== 'object') return '–';
   const parts = [];
+  const candidate = metrics.candidate;
+  if (candidate) {
+    const mnist = scoreText(candidate.mnist);
+    const feedback = scoreText(candidate.feedback);
+    if (mnist) parts.push(`MNIST holdout ${mnist}`);
+    if (feedback) parts.push(`feedback holdout ${feedback}`);
+    const active = metrics.active?.scores;
+    if (active) {
+      const then = [scoreText(active.mnist), scoreText(active.feedback)].filter(Boolean).join(' and ');
+      if (then) parts.push(`against v${metrics.active.version}: ${then}`);
+    }
+  }
+  const training = metrics.training;
+  if (training) {
+    if (training.epochs) parts.push(`${training.epochs} epochs on ${training.examples ?? '?'} examples`);
+    if (typeof training.train_loss === 'number') parts.push(`train loss ${training.train_loss.toFixed(4)}`);
+  }
   for (const [key, value] of Object.entries(metrics)) {
-    if (typeof value !== 'number') continue;
+    if (typeof value !== 'number' || key === 'seed' || (candidate && key === 'test_accuracy')) continue;
     const shown = /accuracy/.test(key) ? percent(value) : Number.isInteger(value) ? String(value) : value.toFixed(4);
     parts.push(`${key.replace(/_/g, ' ')}: ${shown}`);
   }

@@ -356,6 +356,8 @@ async function startARetrainAndSeeProgress(browser, problems) {
     await outcome.filter({ hasText: /Finished|failed/ }).waitFor({ timeout: 300_000 });
     const sentence = (await outcome.textContent()).trim();
     check(sentence.startsWith('Finished'), `the retrain did not finish: ${sentence}`);
+    // The new version is listed with the scores its evaluation gave it.
+    await mlp.locator('td.metrics').first().filter({ hasText: /MNIST holdout \d+\.\d % of \d+/ }).waitFor({ timeout: 10_000 });
     await screenshot(page, 'dashboard-retrain-desktop');
     // Promotion and roll-back, each after a confirmation; the model ends as it was before.
     const activeNow = async () => /active: v(\d+)/.exec(await mlp.locator('h3').textContent())?.[1];
