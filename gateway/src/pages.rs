@@ -304,6 +304,29 @@ mod tests {
     }
 
     #[test]
+    fn the_vendor_dir_follows_the_web_dir_unless_set() {
+        let read = |pairs: &[(&str, &str)]| {
+            let mut env = Env::from_map(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            );
+            let config = WebConfig::read(&mut env);
+            env.finish().unwrap();
+            config
+        };
+        assert_eq!(read(&[]), WebConfig::at("web"));
+        assert_eq!(
+            read(&[("WEB_DIR", "/srv/pages")]),
+            WebConfig::at("/srv/pages")
+        );
+        let split = read(&[("WEB_DIR", "/srv/pages"), ("WEB_VENDOR_DIR", "/opt/npm")]);
+        assert_eq!(split.dir, PathBuf::from("/srv/pages"));
+        assert_eq!(split.vendor_dir, PathBuf::from("/opt/npm"));
+    }
+
+    #[test]
     fn a_missing_web_dir_leaves_every_file_unavailable() {
         let assets = WebAssets::load(&WebConfig::at("/nonexistent/predictloop-web"));
         assert_eq!(assets.loaded(), 0);
