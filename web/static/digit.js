@@ -10,14 +10,24 @@ const NOISE_FLOOR = 0.08;
 /** Larger pictures are first brought down to this side (the digit ends up 20 pixels anyway). */
 const WORKING_SIDE = 512;
 
-/** A drawing pad on `canvas`: pointer (mouse, touch, pen) strokes in white on black. */
+/** Keyboard drawing: how far an arrow key moves the pen (Shift: a small step), in pad pixels. */
+const KEY_STEP = 14;
+const SMALL_KEY_STEP = 4;
+
+/**
+ * A drawing pad on `canvas`: pointer (mouse, touch, pen) strokes in white on black, or from the
+ * keyboard (arrows move the pen, Space puts it down or lifts it; `marker` shows where it is).
+ */
 export class DrawingPad {
-  constructor(canvas, { onChange = () => {} } = {}) {
+  constructor(canvas, { onChange = () => {}, marker = null, onPen = () => {} } = {}) {
     this.canvas = canvas;
     this.ctx = canvas.getContext('2d', { willReadFrequently: true });
     this.onChange = onChange;
+    this.onPen = onPen;
+    this.marker = marker;
     this.drawn = false;
     this.last = null;
+    this.pen = { x: canvas.width / 2, y: canvas.height / 2, down: false };
     this.clear();
     canvas.addEventListener('pointerdown', (e) => this.#down(e));
     canvas.addEventListener('pointermove', (e) => this.#move(e));
@@ -26,6 +36,48 @@ export class DrawingPad {
         this.last = null;
       });
     }
+    canvas.addEventListener('keydown', (e) => this.#key(e));
+    canvas.addEventListener('focus', () => this.#placeMarker(true));
+    canvas.addEventListener('blur', () => {
+      this.#setPen(false);
+      this.#placeMarker(false);
+    });
+  }
+
+  #key(e) {
+    const moves = { ArrowUp: [0, -1], ArrowDown: [0, 1], ArrowLeft: [-1, 0], ArrowRight: [1, 0] };
+    if (e.key in moves) {
+      e.preventDefault();
+      const step = e.shiftKey ? SMALL_KEY_STEP : KEY_STEP;
+      const [dx, dy] = moves[e.key];
+      const from = { x: this.pen.x, y: this.pen.y };
+      this.pen.x = Math.min(this.canvas.width, Math.max(0, this.pen.x + dx * step));
+      this.pen.y = Math.min(this.canvas.height, Math.max(0, this.pen.y + dy * step));
+      if (this.pen.down) this.#stroke(from, this.pen);
+      this.#placeMarker(true);
+    } else if (e.key === ' ' || e.key === 'Enter') {
+      e.preventDefault();
+      this.#setPen(!this.pen.down);
+    } else if (e.key === 'Escape') {
+      this.#setPen(false);
+    }
+  }
+
+  #setPen(down) {
+    if (this.pen.down === down) return;
+    if (down && this.picture) this.clear();
+    this.pen.down = down;
+    if (down) this.#stroke(this.pen, this.pen);
+    this.#placeMarker(document.activeElement === this.canvas);
+    this.onPen(down);
+  }
+
+  #placeMarker(visible) {
+    if (!this.marker) return;
+    this.marker.classList.toggle('hidden', !visible);
+    this.marker.classList.toggle('down', this.pen.down);
+    this.marker.style.left = `${(this.pen.x / this.canvas.width) * 100}%`;
+    this.marker.style.top = `${(this.pen.y / this.canvas.height) * 100}%`;
   }
 
   clear() {

@@ -86,6 +86,10 @@ function setUpDrawing() {
     onChange: (drawn) => {
       $('predict').disabled = !drawn;
     },
+    marker: $('pen-marker'),
+    onPen: (down) => {
+      $('pen-status').textContent = down ? 'Pen down: the arrow keys draw.' : 'Pen up: the arrow keys move without drawing.';
+    },
   });
   $('clear').addEventListener('click', () => {
     state.pad.clear();

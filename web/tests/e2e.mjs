@@ -206,6 +206,15 @@ async function drawAndGetAnAnswer(browser, problems) {
       await checkLabelled(page);
       await screenshot(page, `try-${name}`);
       if (name === 'desktop') {
+        // The keyboard draws too: a "1" with the arrow keys, recognised as one.
+        await page.getByRole('button', { name: 'Clear' }).click();
+        await page.locator('#pad').focus();
+        for (let i = 0; i < 6; i++) await page.keyboard.press('ArrowUp');
+        await page.keyboard.press('Space');
+        check((await page.locator('#pen-status').textContent()).startsWith('Pen down'), 'Space did not put the pen down');
+        for (let i = 0; i < 12; i++) await page.keyboard.press('ArrowDown');
+        await page.keyboard.press('Space');
+        await recogniseAndCheck(page, 1);
         // "Yes, that is right" posts feedback for the v2 answer (judged by default).
         await page.getByRole('button', { name: 'Yes, that is right' }).click();
         const thanks = page.locator('#feedback-result').filter({ hasText: 'Thank you' });
