@@ -117,6 +117,25 @@ export function setBars(chart, labels, datasets) {
 
 export const COLOURS = { ACCENT, GOOD, BAD, ORANGE };
 
+function hslToRgb(hue, saturation, lightness) {
+  const a = saturation * Math.min(lightness, 1 - lightness);
+  const channel = (n) => {
+    const k = (n + hue / 30) % 12;
+    return Math.round(255 * (lightness - a * Math.max(-1, Math.min(k - 3, 9 - k, 1))));
+  };
+  return [channel(0), channel(8), channel(4)];
+}
+
+/** Black or white, whichever contrasts more with `rgb` (at least 4.5:1 for any colour). */
+function readableOn(rgb) {
+  const linear = rgb.map((c) => {
+    const v = c / 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+  });
+  const luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2];
+  return (luminance + 0.05) / 0.05 >= 1.05 / (luminance + 0.05) ? '#000000' : '#ffffff';
+}
+
 /** The confusion matrix (rows: true digit, columns: prediction) as a table heat map. */
 export function renderHeatMap(table, matrix) {
   const max = Math.max(1, ...matrix.flat());
@@ -146,11 +165,11 @@ export function renderHeatMap(table, matrix) {
     row.forEach((count, predicted) => {
       const td = tr.insertCell();
       td.textContent = String(count);
-      const share = count / max;
-      // Diagonal (right) in green, the rest (mistakes) in red; text stays readable either way.
-      const hue = truth === predicted ? 140 : 0;
-      td.style.backgroundColor = count ? `hsl(${hue} 55% ${96 - share * 62}%)` : '';
-      td.style.color = share > 0.55 ? '#ffffff' : '';
+      if (!count) return;
+      // Diagonal (right) in green, the rest (mistakes) in red, darker with more feedback.
+      const rgb = hslToRgb(truth === predicted ? 140 : 0, 0.55, 0.96 - (count / max) * 0.66);
+      td.style.backgroundColor = `rgb(${rgb.join(' ')})`;
+      td.style.color = readableOn(rgb);
     });
   });
 }

@@ -138,6 +138,44 @@ async function checkLabelled(page) {
   check(unnamed.length === 0, `controls without a label: ${unnamed.join(' | ')}`);
 }
 
+/** Every visible text meets WCAG AA contrast against what is behind it (4.5:1, large text 3:1). */
+async function checkContrast(page) {
+  const poor = await page.evaluate(() => {
+    const rgba = (css) => {
+      const m = css.match(/rgba?\(([^)]+)\)/);
+      if (!m) return null;
+      const [r, g, b, a = 1] = m[1].split(/[\s,/]+/).filter(Boolean).map(Number);
+      return { r, g, b, a };
+    };
+    const luminance = ({ r, g, b }) => {
+      const lin = (c) => ((c /= 255) <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+      return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+    };
+    const backgroundOf = (el) => {
+      for (let node = el; node; node = node.parentElement) {
+        const bg = rgba(getComputedStyle(node).backgroundColor);
+        if (bg && bg.a > 0.5) return bg;
+      }
+      return { r: 255, g: 255, b: 255, a: 1 };
+    };
+    const found = [];
+    for (const el of document.querySelectorAll('body *')) {
+      const ownText = [...el.childNodes].some((n) => n.nodeType === Node.TEXT_NODE && n.textContent.trim());
+      if (!ownText || el.getClientRects().length === 0 || el.closest('.visually-hidden, [disabled]')) continue;
+      const style = getComputedStyle(el);
+      if (style.visibility === 'hidden' || Number(style.opacity) < 0.5) continue;
+      const fg = rgba(style.color);
+      const [l1, l2] = [luminance(fg), luminance(backgroundOf(el))].sort((a, b) => b - a);
+      const ratio = (l1 + 0.05) / (l2 + 0.05);
+      const size = parseFloat(style.fontSize);
+      const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+      if (ratio < (large ? 3 : 4.5)) found.push(`"${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}:1`);
+    }
+    return found;
+  });
+  check(poor.length === 0, `text with too little contrast: ${poor.slice(0, 5).join(', ')}`);
+}
+
 /** A picture of a "1" as a phone photo would have it: dark ink on light paper, as a PNG. */
 async function paperPicture(page) {
   const dataUrl = await page.evaluate(() => {
@@ -204,6 +242,7 @@ async function drawAndGetAnAnswer(browser, problems) {
       check(await page.getByRole('button', { name: 'Recognise' }).isEnabled(), `drawing (${name}) did not enable "Recognise"`);
       await recogniseAndCheck(page, 1);
       await checkLabelled(page);
+      await checkContrast(page);
       await screenshot(page, `try-${name}`);
       if (name === 'desktop') {
         // The keyboard draws too: a "1" with the arrow keys, recognised as one.
@@ -306,6 +345,7 @@ async function feedbackReachesTheDashboard(browser, problems) {
     const cells = await admin.page.locator('#confusion tbody td').count();
     check(cells === 100, `the confusion matrix has ${cells} cells, not 10 × 10`);
     await checkLabelled(admin.page);
+    await checkContrast(admin.page);
     await screenshot(admin.page, 'dashboard-desktop');
   } finally {
     await user.context.close();
@@ -345,6 +385,8 @@ async function startARetrainAndSeeProgress(browser, problems) {
   const admin = await adminDashboard(browser, DESKTOP, problems);
   const phone = await adminDashboard(browser, PHONE, problems);
   try {
+    await checkLabelled(phone.page);
+    await checkContrast(phone.page);
     await screenshot(phone.page, 'dashboard-phone');
     const page = admin.page;
     const mlp = page.locator('#models [data-model="mnist-mlp"]');
