@@ -286,6 +286,27 @@ async function pollJob(id) {
   }
 }
 
+/** Shows and follows one job: its events as they come, and its record every few seconds. */
+function trackJob({ job_id: id, state: jobState, model, epochs }) {
+  state.job = id;
+  $('retrain-start').disabled = true;
+  $('job').classList.remove('hidden');
+  $('job-id').textContent = id;
+  $('job-state').textContent = jobState ?? 'queued';
+  $('job-epoch').textContent = epochs ? `0 of ${epochs}` : '–';
+  $('job-eta').textContent = '–';
+  const bar = $('job-progress');
+  bar.max = epochs || 1;
+  bar.value = 0;
+  say($('job-outcome'), '');
+  resetTraining(state.charts.training);
+  $('training-summary').textContent = `Training ${model}; each epoch's loss and accuracy appear here.`;
+  clearInterval(state.jobPoll);
+  state.jobPoll = setInterval(() => pollJob(id), 5000);
+  for (const [name, data] of earlyJobEvents.get(id) ?? []) applyJobEvent(name, data);
+  earlyJobEvents.delete(id);
+}
+
 async function startRetrain(event) {
   event.preventDefault();
   const form = event.target;
@@ -300,26 +321,20 @@ async function startRetrain(event) {
   button.disabled = true;
   try {
     const answer = await call('/admin/retrain', { method: 'POST', json: body });
-    state.job = answer.job_id;
-    $('job').classList.remove('hidden');
-    $('job-id').textContent = answer.job_id;
-    $('job-state').textContent = answer.state ?? 'queued';
-    $('job-epoch').textContent = `0 of ${body.epochs}`;
-    $('job-eta').textContent = '–';
-    const bar = $('job-progress');
-    bar.max = body.epochs;
-    bar.value = 0;
-    say($('job-outcome'), '');
-    resetTraining(state.charts.training);
-    $('training-summary').textContent = `Training ${body.model}; each epoch's loss and accuracy appear here.`;
-    clearInterval(state.jobPoll);
-    state.jobPoll = setInterval(() => pollJob(answer.job_id), 5000);
-    for (const [name, data] of earlyJobEvents.get(answer.job_id) ?? []) applyJobEvent(name, data);
-    earlyJobEvents.delete(answer.job_id);
+    trackJob({ ...answer, model: body.model, epochs: body.epochs });
   } catch (e) {
     button.disabled = false;
     showError(e);
   }
+}
+
+/** A job still queued or running when the page opens is followed from where it is. */
+async function resumeLatestJob() {
+  const { jobs = [] } = await call('/admin/retrain?limit=1');
+  const [job] = jobs;
+  if (!job || !['queued', 'running'].includes(job.state) || state.job) return;
+  trackJob(job);
+  if (job.progress) showProgress(job.progress);
 }
 
 // ---- model versions ------------------------------------------------------------------------
@@ -475,11 +490,15 @@ async function start() {
   state.live = new LiveFeed({
     onEvent: onLiveEvent,
     onStatus: onLiveStatus,
-    onRefused: () => sendBack('admin_only'),
+    onRefused: (code) => sendBack(code === 'signed_out' ? 'signed_out' : 'admin_only'),
   });
   state.live.start();
   $('reconnect').addEventListener('click', () => state.live.reconnectNow());
-  await Promise.all([loadRecentFeedback().catch(showError), loadModels().catch(showError)]);
+  await Promise.all([
+    loadRecentFeedback().catch(showError),
+    loadModels().catch(showError),
+    resumeLatestJob().catch(showError),
+  ]);
   $('main').setAttribute('aria-busy', 'false');
 }
 

@@ -10,7 +10,8 @@ const REMEMBERED = 500;
 export class LiveFeed {
   /**
    * `onEvent(name, data, id)` for each event; `onStatus(online, sentence)` when the connection
-   * comes or goes; `onRefused(sentence)` when the server refuses the caller for good.
+   * comes or goes; `onRefused(code)` when the caller is refused for good (`forbidden`, or
+   * `signed_out` once the session cannot be renewed).
    */
   constructor({ onEvent, onStatus, onRefused }) {
     this.onEvent = onEvent;
@@ -45,7 +46,7 @@ export class LiveFeed {
       token = await freshToken();
     } catch (e) {
       if (e.status === 401) {
-        this.onRefused(e.message);
+        this.onRefused('signed_out');
         return;
       }
       this.#retry();
@@ -90,7 +91,7 @@ export class LiveFeed {
       const sentence = message.data?.msg ?? 'The server refused the live feed.';
       if (message.data?.error === 'forbidden') {
         this.stopped = true;
-        this.onRefused(sentence);
+        this.onRefused('forbidden');
       } else {
         this.onStatus(true, sentence);
       }
