@@ -51,15 +51,19 @@ function uniqueName(role) {
   return `e2e_${role}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 7)}`;
 }
 
-/** A page that fails its scenario on any script error or CSP violation. */
-async function openPage(browser, options, problems) {
+/**
+ * A page in a fresh browser context that fails its scenario on any script error or CSP
+ * violation. The scenario's runner closes the contexts (after a screenshot when it failed).
+ */
+async function openPage(browser, options, scenario) {
   const context = await browser.newContext({ ...options, baseURL: BASE_URL });
+  scenario.contexts.push(context);
   const page = await context.newPage();
-  page.on('pageerror', (error) => problems.push(`uncaught error in the page: ${error.message}`));
+  page.on('pageerror', (error) => scenario.problems.push(`uncaught error in the page: ${error.message}`));
   page.on('console', (message) => {
     const text = message.text();
     if (message.type() === 'error' && /Content Security Policy|Refused to|Uncaught/i.test(text)) {
-      problems.push(`browser console: ${text}`);
+      scenario.problems.push(`browser console: ${text}`);
     }
   });
   return { context, page };
@@ -230,58 +234,55 @@ async function recogniseAndCheck(page, expected) {
 
 // ---- scenarios --------------------------------------------------------------------------------
 
-async function drawAndGetAnAnswer(browser, problems) {
+async function drawAndGetAnAnswer(browser, scenario) {
   for (const [name, options, draw] of [
     ['desktop', DESKTOP, drawWithMouse],
     ['phone', PHONE, drawWithTouch],
   ]) {
-    const { context, page } = await openPage(browser, options, problems);
-    try {
-      await registerThroughPage(page, uniqueName('drawer'));
-      await draw(page, ONE);
-      check(await page.getByRole('button', { name: 'Recognise' }).isEnabled(), `drawing (${name}) did not enable "Recognise"`);
-      await recogniseAndCheck(page, 1);
-      await checkLabelled(page);
-      await checkContrast(page);
-      await screenshot(page, `try-${name}`);
-      if (name === 'desktop') {
-        // The keyboard draws too: a "1" with the arrow keys, recognised as one.
-        await page.getByRole('button', { name: 'Clear' }).click();
-        await page.locator('#pad').focus();
-        for (let i = 0; i < 6; i++) await page.keyboard.press('ArrowUp');
-        await page.keyboard.press('Space');
-        check((await page.locator('#pen-status').textContent()).startsWith('Pen down'), 'Space did not put the pen down');
-        for (let i = 0; i < 12; i++) await page.keyboard.press('ArrowDown');
-        await page.keyboard.press('Space');
-        await recogniseAndCheck(page, 1);
-        // "Yes, that is right" posts feedback for the v2 answer (judged by default).
-        await page.getByRole('button', { name: 'Yes, that is right' }).click();
-        const thanks = page.locator('#feedback-result').filter({ hasText: 'Thank you' });
-        await thanks.waitFor({ timeout: 10_000 });
-        check((await thanks.textContent()).includes('v2 was right'), `the confirmation says: ${await thanks.textContent()}`);
-        check(await page.getByRole('button', { name: 'Yes, that is right' }).isDisabled(), 'the same answer can be judged twice');
-        // A chosen picture is shown on the pad and recognised at once.
-        await page.getByRole('button', { name: 'Clear' }).click();
-        await page.getByLabel('Or choose a picture of a digit').setInputFiles({
-          name: 'one.png',
-          mimeType: 'image/png',
-          buffer: await paperPicture(page),
-        });
-        await page.locator('#answers-card[aria-busy="false"]').waitFor();
-        const answers = await recogniseAndCheck(page, 1);
-        check(answers.v2 === 1, `the chosen picture of a 1 was read as ${answers.v2}`);
-      }
-      // An empty pad is refused with a sentence, before any request.
+    const { context, page } = await openPage(browser, options, scenario);
+    await registerThroughPage(page, uniqueName('drawer'));
+    await draw(page, ONE);
+    check(await page.getByRole('button', { name: 'Recognise' }).isEnabled(), `drawing (${name}) did not enable "Recognise"`);
+    await recogniseAndCheck(page, 1);
+    await checkLabelled(page);
+    await checkContrast(page);
+    await screenshot(page, `try-${name}`);
+    if (name === 'desktop') {
+      // The keyboard draws too: a "1" with the arrow keys, recognised as one.
       await page.getByRole('button', { name: 'Clear' }).click();
-      check(await page.getByRole('button', { name: 'Recognise' }).isDisabled(), 'a cleared pad still offers "Recognise"');
-    } finally {
-      await context.close();
+      await page.locator('#pad').focus();
+      for (let i = 0; i < 6; i++) await page.keyboard.press('ArrowUp');
+      await page.keyboard.press('Space');
+      check((await page.locator('#pen-status').textContent()).startsWith('Pen down'), 'Space did not put the pen down');
+      for (let i = 0; i < 12; i++) await page.keyboard.press('ArrowDown');
+      await page.keyboard.press('Space');
+      await recogniseAndCheck(page, 1);
+      // "Yes, that is right" posts feedback for the v2 answer (judged by default).
+      await page.getByRole('button', { name: 'Yes, that is right' }).click();
+      const thanks = page.locator('#feedback-result').filter({ hasText: 'Thank you' });
+      await thanks.waitFor({ timeout: 10_000 });
+      check((await thanks.textContent()).includes('v2 was right'), `the confirmation says: ${await thanks.textContent()}`);
+      check(await page.getByRole('button', { name: 'Yes, that is right' }).isDisabled(), 'the same answer can be judged twice');
+      // A chosen picture is shown on the pad and recognised at once.
+      await page.getByRole('button', { name: 'Clear' }).click();
+      await page.getByLabel('Or choose a picture of a digit').setInputFiles({
+        name: 'one.png',
+        mimeType: 'image/png',
+        buffer: await paperPicture(page),
+      });
+      await page.locator('#answers-card[aria-busy="false"]').waitFor();
+      const answers = await recogniseAndCheck(page, 1);
+      check(answers.v2 === 1, `the chosen picture of a 1 was read as ${answers.v2}`);
     }
+    // A cleared pad has nothing to recognise.
+    await page.getByRole('button', { name: 'Clear' }).click();
+    check(await page.getByRole('button', { name: 'Recognise' }).isDisabled(), 'a cleared pad still offers "Recognise"');
+    await context.close();
   }
 }
 
-async function adminDashboard(browser, options, problems) {
-  const admin = await openPage(browser, options, problems);
+async function adminDashboard(browser, options, scenario) {
+  const admin = await openPage(browser, options, scenario);
   await signInThroughPage(admin.page, ADMIN_USERNAME, ADMIN_PASSWORD);
   await admin.page.getByRole('link', { name: 'Admin dashboard' }).click();
   await admin.page.waitForURL('**/dashboard');
@@ -302,129 +303,115 @@ async function sendFeedback(page, trueDigit) {
   return { id, answers };
 }
 
-async function feedbackReachesTheDashboard(browser, problems) {
-  const admin = await adminDashboard(browser, DESKTOP, problems);
-  const user = await openPage(browser, DESKTOP, problems);
-  try {
-    const username = uniqueName('giver');
-    await registerThroughPage(user.page, username);
-    const shownTotal = async () => Number(await admin.page.locator('#report-totals dd').first().textContent());
-    const totalBefore = await shownTotal();
-    const first = await sendFeedback(user.page, 3);
-    const item = admin.page.locator(`#feed li[data-feedback-id="${first.id}"]`);
-    await item.waitFor({ timeout: 10_000 });
-    const text = await item.textContent();
-    check(text.includes(username), `the feed item does not name ${username}: ${text}`);
-    check(text.includes(`predicted ${first.answers.v2}`), `the feed item does not show the prediction: ${text}`);
-    const width = await item.locator('img').evaluate((img) => img.complete && img.naturalWidth);
-    check(width === 28, `the feed item's input image is not shown (natural width ${width})`);
-    check((await shownTotal()) === totalBefore + 1, 'the report did not count the live feedback');
+async function feedbackReachesTheDashboard(browser, scenario) {
+  const admin = await adminDashboard(browser, DESKTOP, scenario);
+  const user = await openPage(browser, DESKTOP, scenario);
+  const username = uniqueName('giver');
+  await registerThroughPage(user.page, username);
+  const shownTotal = async () => Number(await admin.page.locator('#report-totals dd').first().textContent());
+  const totalBefore = await shownTotal();
+  const first = await sendFeedback(user.page, 3);
+  const item = admin.page.locator(`#feed li[data-feedback-id="${first.id}"]`);
+  await item.waitFor({ timeout: 10_000 });
+  const text = await item.textContent();
+  check(text.includes(username), `the feed item does not name ${username}: ${text}`);
+  check(text.includes(`predicted ${first.answers.v2}`), `the feed item does not show the prediction: ${text}`);
+  const width = await item.locator('img').evaluate((img) => img.complete && img.naturalWidth);
+  check(width === 28, `the feed item's input image is not shown (natural width ${width})`);
+  check((await shownTotal()) === totalBefore + 1, 'the report did not count the live feedback');
 
-    // Offline for a while: a feedback sent meanwhile arrives once the page is back (replay).
-    await admin.context.setOffline(true);
-    await admin.page.getByRole('button', { name: 'Reconnect now' }).click();
-    await admin.page.locator('#live-status.offline').waitFor({ timeout: 10_000 });
-    const missed = await sendFeedback(user.page, 4);
-    await admin.context.setOffline(false);
-    await admin.page.locator('#live-status.online').waitFor({ timeout: 30_000 });
-    await admin.page.locator(`#feed li[data-feedback-id="${missed.id}"]`).waitFor({ timeout: 10_000 });
-    const copies = await admin.page.locator(`#feed li[data-feedback-id="${first.id}"]`).count();
-    const alert = (await admin.page.locator('#notice').textContent()).trim();
-    check(!alert, `the dashboard still shows an alert once live again: ${alert}`);
-    check(copies === 1, `the replay showed feedback ${first.id} ${copies} times`);
-    check((await shownTotal()) === totalBefore + 2, 'the report did not count the replayed feedback');
-    // The server's report agrees with what the page counted live.
-    const shownReport = () => admin.page.locator('#report-totals, #confusion, #accuracy-summary').allTextContents();
-    const counted = await shownReport();
-    const refreshed = admin.page.waitForResponse((r) => r.url().endsWith('/admin/report') && r.ok());
-    await admin.page.getByRole('button', { name: 'Refresh' }).first().click();
-    await refreshed;
-    await admin.page.waitForTimeout(100);
-    const fromServer = await shownReport();
-    check(JSON.stringify(counted) === JSON.stringify(fromServer), `the live report differs from the server's: ${counted} vs ${fromServer}`);
-    const cells = await admin.page.locator('#confusion tbody td').count();
-    check(cells === 100, `the confusion matrix has ${cells} cells, not 10 × 10`);
-    await checkLabelled(admin.page);
-    await checkContrast(admin.page);
-    await screenshot(admin.page, 'dashboard-desktop');
-  } finally {
-    await user.context.close();
-    await admin.context.close();
-  }
+  // Offline for a while: a feedback sent meanwhile arrives once the page is back (replay).
+  await admin.context.setOffline(true);
+  await admin.page.getByRole('button', { name: 'Reconnect now' }).click();
+  await admin.page.locator('#live-status.offline').waitFor({ timeout: 10_000 });
+  const missed = await sendFeedback(user.page, 4);
+  await admin.context.setOffline(false);
+  await admin.page.locator('#live-status.online').waitFor({ timeout: 30_000 });
+  await admin.page.locator(`#feed li[data-feedback-id="${missed.id}"]`).waitFor({ timeout: 10_000 });
+  const copies = await admin.page.locator(`#feed li[data-feedback-id="${first.id}"]`).count();
+  const alert = (await admin.page.locator('#notice').textContent()).trim();
+  check(!alert, `the dashboard still shows an alert once live again: ${alert}`);
+  check(copies === 1, `the replay showed feedback ${first.id} ${copies} times`);
+  check((await shownTotal()) === totalBefore + 2, 'the report did not count the replayed feedback');
+  // The server's report agrees with what the page counted live.
+  const shownReport = () => admin.page.locator('#report-totals, #confusion, #accuracy-summary').allTextContents();
+  const counted = await shownReport();
+  const refreshed = admin.page.waitForResponse((r) => r.url().endsWith('/admin/report') && r.ok());
+  await admin.page.getByRole('button', { name: 'Refresh' }).first().click();
+  await refreshed;
+  await admin.page.waitForTimeout(100);
+  const fromServer = await shownReport();
+  check(JSON.stringify(counted) === JSON.stringify(fromServer), `the live report differs from the server's: ${counted} vs ${fromServer}`);
+  const cells = await admin.page.locator('#confusion tbody td').count();
+  check(cells === 100, `the confusion matrix has ${cells} cells, not 10 × 10`);
+  await checkLabelled(admin.page);
+  await checkContrast(admin.page);
+  await screenshot(admin.page, 'dashboard-desktop');
 }
 
-async function aUserCannotOpenTheDashboard(browser, problems) {
-  const { context, page } = await openPage(browser, DESKTOP, problems);
-  try {
-    await page.goto('/dashboard');
-    await page.waitForURL(/\/\?notice=sign_in_admin$/);
-    await page.getByText('Sign in as an administrator').waitFor();
+async function aUserCannotOpenTheDashboard(browser, scenario) {
+  const { page } = await openPage(browser, DESKTOP, scenario);
+  await page.goto('/dashboard');
+  await page.waitForURL(/\/\?notice=sign_in_admin$/);
+  await page.getByText('Sign in as an administrator').waitFor();
 
-    const username = uniqueName('plain');
-    // The API's refusal is shown as its sentence, never as JSON.
-    await page.getByLabel('User name').fill(username);
-    await page.getByLabel('Password', { exact: true }).fill('not-the-password');
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    const refusal = page.locator('#auth-error').filter({ hasText: /\S/ });
-    await refusal.waitFor({ timeout: 10_000 });
-    const sentence = (await refusal.textContent()).trim();
-    check(/^[A-Z].*\.$/.test(sentence) && !sentence.includes('{'), `a wrong password shows "${sentence}"`);
-    await registerThroughPage(page, username);
-    check(!(await page.getByRole('link', { name: 'Admin dashboard' }).isVisible()), 'a user is offered the dashboard link');
-    await page.goto('/dashboard');
-    await page.waitForURL(/\/\?notice=admin_only$/);
-    const notice = (await page.locator('#notice').textContent()).trim();
-    check(notice.includes('for administrators only') && notice.includes(username), `the refusal is not clear: "${notice}"`);
-    check(!notice.includes('{'), `the refusal shows raw JSON: ${notice}`);
-  } finally {
-    await context.close();
-  }
+  const username = uniqueName('plain');
+  // The API's refusal is shown as its sentence, never as JSON.
+  await page.getByLabel('User name').fill(username);
+  await page.getByLabel('Password', { exact: true }).fill('not-the-password');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  const refusal = page.locator('#auth-error').filter({ hasText: /\S/ });
+  await refusal.waitFor({ timeout: 10_000 });
+  const sentence = (await refusal.textContent()).trim();
+  check(/^[A-Z].*\.$/.test(sentence) && !sentence.includes('{'), `a wrong password shows "${sentence}"`);
+  await registerThroughPage(page, username);
+  check(!(await page.getByRole('link', { name: 'Admin dashboard' }).isVisible()), 'a user is offered the dashboard link');
+  await page.goto('/dashboard');
+  await page.waitForURL(/\/\?notice=admin_only$/);
+  const notice = (await page.locator('#notice').textContent()).trim();
+  check(notice.includes('for administrators only') && notice.includes(username), `the refusal is not clear: "${notice}"`);
+  check(!notice.includes('{'), `the refusal shows raw JSON: ${notice}`);
 }
 
-async function startARetrainAndSeeProgress(browser, problems) {
-  const admin = await adminDashboard(browser, DESKTOP, problems);
-  const phone = await adminDashboard(browser, PHONE, problems);
-  try {
-    await checkLabelled(phone.page);
-    await checkContrast(phone.page);
-    await screenshot(phone.page, 'dashboard-phone');
-    const page = admin.page;
-    const mlp = page.locator('#models [data-model="mnist-mlp"]');
-    const activeBefore = /active: v(\d+)/.exec(await mlp.locator('h3').textContent())?.[1];
-    check(activeBefore, 'the model versions do not say which mnist-mlp version is active');
-    await page.getByLabel('Model', { exact: true }).selectOption('mnist-mlp');
-    await page.getByLabel('Epochs (1 to 30)').fill('2');
-    await page.getByLabel(/MNIST training digits/).fill('2000');
-    await page.getByRole('button', { name: 'Start retraining' }).click();
-    await page.locator('#job-id').filter({ hasText: /\S/ }).waitFor({ timeout: 10_000 });
-    // Live progress: the first epoch's loss and accuracy on the chart.
-    await page.locator('#training-summary').filter({ hasText: /Epoch 1: loss \d/ }).waitFor({ timeout: 180_000 });
-    const points = await page.locator('#training-chart').evaluate((canvas) => window.Chart.getChart(canvas).data.datasets.map((d) => d.data.length));
-    check(points.every((n) => n >= 1), `the training chart has no points: ${points}`);
-    const epoch = (await page.locator('#job-epoch').textContent()).trim();
-    check(/^[12] of 2$/.test(epoch), `the epoch shown is "${epoch}"`);
-    const outcome = page.locator('#job-outcome');
-    await outcome.filter({ hasText: /Finished|failed/ }).waitFor({ timeout: 300_000 });
-    const sentence = (await outcome.textContent()).trim();
-    check(sentence.startsWith('Finished'), `the retrain did not finish: ${sentence}`);
-    // The new version is listed with the scores its evaluation gave it.
-    await mlp.locator('td.metrics').first().filter({ hasText: /MNIST holdout \d+\.\d % of \d+/ }).waitFor({ timeout: 10_000 });
-    await screenshot(page, 'dashboard-retrain-desktop');
-    // Promotion and roll-back, each after a confirmation; the model ends as it was before.
-    const activeNow = async () => /active: v(\d+)/.exec(await mlp.locator('h3').textContent())?.[1];
-    if (sentence.includes('is now active')) {
-      await mlp.locator('h3').filter({ hasNotText: `active: v${activeBefore})` }).waitFor();
-    } else {
-      // Rejected: its candidate can still be promoted by hand.
-      await makeActive(page, mlp, mlp.getByRole('button', { name: /^Promote v\d+$/ }).first());
-      check((await activeNow()) !== activeBefore, 'promoting the candidate did not change the active version');
-    }
-    await makeActive(page, mlp, mlp.getByRole('button', { name: `Roll back to v${activeBefore}` }));
-    check((await activeNow()) === activeBefore, `mnist-mlp is not back at v${activeBefore}`);
-  } finally {
-    await phone.context.close();
-    await admin.context.close();
+async function startARetrainAndSeeProgress(browser, scenario) {
+  const admin = await adminDashboard(browser, DESKTOP, scenario);
+  const phone = await adminDashboard(browser, PHONE, scenario);
+  await checkLabelled(phone.page);
+  await checkContrast(phone.page);
+  await screenshot(phone.page, 'dashboard-phone');
+  const page = admin.page;
+  const mlp = page.locator('#models [data-model="mnist-mlp"]');
+  const activeBefore = /active: v(\d+)/.exec(await mlp.locator('h3').textContent())?.[1];
+  check(activeBefore, 'the model versions do not say which mnist-mlp version is active');
+  await page.getByLabel('Model', { exact: true }).selectOption('mnist-mlp');
+  await page.getByLabel('Epochs (1 to 30)').fill('2');
+  await page.getByLabel(/MNIST training digits/).fill('2000');
+  await page.getByRole('button', { name: 'Start retraining' }).click();
+  await page.locator('#job-id').filter({ hasText: /\S/ }).waitFor({ timeout: 10_000 });
+  // Live progress: the first epoch's loss and accuracy on the chart.
+  await page.locator('#training-summary').filter({ hasText: /Epoch 1: loss \d/ }).waitFor({ timeout: 180_000 });
+  const points = await page.locator('#training-chart').evaluate((canvas) => window.Chart.getChart(canvas).data.datasets.map((d) => d.data.length));
+  check(points.every((n) => n >= 1), `the training chart has no points: ${points}`);
+  const epoch = (await page.locator('#job-epoch').textContent()).trim();
+  check(/^[12] of 2$/.test(epoch), `the epoch shown is "${epoch}"`);
+  const outcome = page.locator('#job-outcome');
+  await outcome.filter({ hasText: /Finished|failed/ }).waitFor({ timeout: 300_000 });
+  const sentence = (await outcome.textContent()).trim();
+  check(sentence.startsWith('Finished'), `the retrain did not finish: ${sentence}`);
+  // The new version is listed with the scores its evaluation gave it.
+  await mlp.locator('td.metrics').first().filter({ hasText: /MNIST holdout \d+\.\d % of \d+/ }).waitFor({ timeout: 10_000 });
+  await screenshot(page, 'dashboard-retrain-desktop');
+  // Promotion and roll-back, each after a confirmation; the model ends as it was before.
+  const activeNow = async () => /active: v(\d+)/.exec(await mlp.locator('h3').textContent())?.[1];
+  if (sentence.includes('is now active')) {
+    await mlp.locator('h3').filter({ hasNotText: `active: v${activeBefore})` }).waitFor();
+  } else {
+    // Rejected: its candidate can still be promoted by hand.
+    await makeActive(page, mlp, mlp.getByRole('button', { name: /^Promote v\d+$/ }).first());
+    check((await activeNow()) !== activeBefore, 'promoting the candidate did not change the active version');
   }
+  await makeActive(page, mlp, mlp.getByRole('button', { name: `Roll back to v${activeBefore}` }));
+  check((await activeNow()) === activeBefore, `mnist-mlp is not back at v${activeBefore}`);
 }
 
 /** Clicks a promote / roll-back button, cancels the confirmation once, then confirms. */
@@ -440,6 +427,18 @@ async function makeActive(page, model, button) {
   await dialog.getByRole('button', { name: 'Yes, make it active' }).click();
   await page.locator('#notice').filter({ hasText: `v${version} is now the active version` }).waitFor({ timeout: 10_000 });
   await model.locator('h3').filter({ hasText: `active: v${version})` }).waitFor({ timeout: 10_000 });
+}
+
+/** What every page of a failed scenario showed, as `failed-<scenario>-<n>.png`. */
+async function screenshotFailure(name, contexts) {
+  const slug = name.replace(/[^a-z0-9]+/gi, '-');
+  let n = 0;
+  for (const context of contexts) {
+    for (const page of context.pages()) {
+      n += 1;
+      await screenshot(page, `failed-${slug}-${n}`).catch(() => {});
+    }
+  }
 }
 
 const SCENARIOS = [
@@ -460,16 +459,20 @@ async function main() {
   try {
     for (const [name, run] of SCENARIOS) {
       if (ONLY.length && !ONLY.some((o) => name.includes(o))) continue;
-      const problems = [];
+      const scenario = { problems: [], contexts: [] };
+      const { problems } = scenario;
       const started = Date.now();
       try {
-        await run(browser, problems);
+        await run(browser, scenario);
         if (problems.length) throw new Failure(problems.join('; '));
         console.log(`ok   ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
       } catch (error) {
         const why = error instanceof Failure ? error.message : `${error.name}: ${error.message}`;
         failures.push(`${name}: ${why}${problems.length && !(error instanceof Failure) ? ` (also: ${problems.join('; ')})` : ''}`);
         console.log(`FAIL ${name}: ${why}`);
+        await screenshotFailure(name, scenario.contexts);
+      } finally {
+        for (const context of scenario.contexts) await context.close().catch(() => {});
       }
     }
   } finally {
