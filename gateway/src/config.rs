@@ -1,4 +1,5 @@
 use crate::edge::EdgeConfig;
+use crate::pages::WebConfig;
 use crate::ratelimit::RateLimitConfig;
 use crate::routes::{RouteTable, Upstream};
 use common::config::{CommonConfig, ConfigError, Env, JwtConfig};
@@ -25,6 +26,8 @@ pub struct Config {
     pub edge: EdgeConfig,
     /// A client that sends nothing of its body for this long is cut off (408).
     pub body_timeout: Duration,
+    /// Where the web pages' files are.
+    pub web: WebConfig,
 }
 
 pub const DEFAULT_PORT: u16 = 8080;
@@ -78,6 +81,7 @@ impl Config {
         let rate_limit = RateLimitConfig::read(&mut env);
         let edge = EdgeConfig::read(&mut env);
         let body_timeout_ms = env.in_range("CLIENT_BODY_TIMEOUT_MS", 10_000, 100..=300_000);
+        let web = WebConfig::read(&mut env);
         if rate_limit.enabled && redis_url.is_none() {
             env.problem(
                 "REDIS_URL: required for rate limiting (or set RATE_LIMIT_ENABLED=false)"
@@ -99,6 +103,7 @@ impl Config {
             rate_limit,
             edge,
             body_timeout: Duration::from_millis(body_timeout_ms),
+            web,
         })
     }
 }

@@ -63,7 +63,8 @@ const ALLOWED_HEADERS: &str = "authorization, content-type, idempotency-key, x-r
 const EXPOSED_HEADERS: &str = "ratelimit, ratelimit-policy, retry-after, x-request-id";
 const ALLOWED_METHODS: &str = "GET, POST, OPTIONS";
 
-/// Security headers for every answer (set only where the answer has none of its own).
+/// Security headers for every answer (set only where the answer has none of its own: the web
+/// pages bring [`PAGE_CONTENT_SECURITY_POLICY`] and their cache policy).
 pub const SECURITY_HEADERS: [(&str, &str); 6] = [
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "DENY"),
@@ -75,6 +76,13 @@ pub const SECURITY_HEADERS: [(&str, &str); 6] = [
     ("cross-origin-opener-policy", "same-origin"),
     ("cache-control", "no-store"),
 ];
+
+/// The web pages' policy: scripts, styles and images from this origin only (drawings and dropped
+/// images are `data:`/`blob:` URLs), API calls and the WebSocket to this host only. API answers
+/// keep the policy that allows nothing.
+pub const PAGE_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; form-action 'self'; \
+     base-uri 'none'; frame-ancestors 'none'";
 
 fn refuse(status: StatusCode, code: &'static str, msg: String) -> HttpResponse {
     ApiError::new(status, code, msg).error_response()

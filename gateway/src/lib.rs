@@ -4,6 +4,7 @@
 pub mod config;
 pub mod edge;
 mod error;
+pub mod pages;
 mod proxy;
 pub mod ratelimit;
 pub mod routes;
@@ -45,6 +46,7 @@ pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
     let state = web::Data::new(state);
     let ws_proxy = web::Data::new(ws::WsProxy::new(&config));
     let edge = web::Data::new(config.edge.clone());
+    let web_pages = web::Data::new(pages::WebAssets::load(&config.web));
     let server = common::server::start(&config.common, move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(edge::check))
@@ -60,6 +62,8 @@ pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
             .configure(common::health::configure(readiness.clone()))
             // The admin WebSocket, relayed to notify-svc; before the table-driven proxy.
             .route("/ws", web::get().to(ws::proxy))
+            // The web pages: a fixed table of paths, none of them in the route table.
+            .configure(pages::configure(web_pages.clone()))
             .default_service(web::to(proxy::forward))
     })?;
     Ok(server)

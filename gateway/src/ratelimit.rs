@@ -33,8 +33,11 @@ impl RateLimitConfig {
     pub const DEFAULT_LIMITS: &'static str = "200/day, 50/hour";
     pub const DEFAULT_ROUTE_LIMITS: &'static str =
         "/api/v1/predict=100/day; /api/v2/predict=150/day";
-    pub const DEFAULT_EXEMPT: &'static str =
-        "/health, /ready, /metrics, /.well-known/jwks.json, /v2/health";
+    /// With the web pages' paths (`crate::pages::EXEMPT_PREFIXES`).
+    pub const DEFAULT_EXEMPT: &'static str = concat!(
+        "/health, /ready, /metrics, /.well-known/jwks.json, /v2/health, ",
+        "/dashboard, /static, /vendor"
+    );
 
     pub fn read(env: &mut Env) -> Self {
         let enabled = env.or("RATE_LIMIT_ENABLED", true);

@@ -94,7 +94,54 @@ pub fn run(root: &Path) -> Result<()> {
         mnist,
         &format!("{}/ (4 IDX files)", display_path(root, &mnist_dir(root))),
     );
+    let web = ensure_web_packages(root)?;
+    report(
+        "web packages",
+        web,
+        &format!(
+            "{}/ (npm ci from package-lock.json)",
+            display_path(root, &web_dir(root).join("node_modules"))
+        ),
+    );
     Ok(())
+}
+
+/// `<root>/web`: the web pages, their `package.json` and `package-lock.json`.
+pub fn web_dir(root: &Path) -> PathBuf {
+    root.join("web")
+}
+
+/// Inside `web/node_modules`: the SHA-256 of the lockfile the folder was installed from.
+const WEB_LOCK_STAMP: &str = ".predictloop-lock-sha256";
+
+/// The web pages' libraries (chart.js; playwright-core for the browser tests), installed with
+/// `npm ci` from the committed lockfile; nothing runs while the folder matches the lockfile.
+fn ensure_web_packages(root: &Path) -> Result<Outcome> {
+    let web = web_dir(root);
+    let lock = web.join("package-lock.json");
+    let want = sha256_of(&lock).with_context(|| format!("reading {}", lock.display()))?;
+    let stamp = web.join("node_modules").join(WEB_LOCK_STAMP);
+    if fs::read_to_string(&stamp).is_ok_and(|got| got.trim() == want) {
+        return Ok(Outcome::Cached);
+    }
+    eprintln!("installing the web pages' packages with npm ci...");
+    let mut npm = Command::new("npm");
+    // From npm's own cache when it holds the locked tarballs: offline after the first time.
+    npm.current_dir(&web).args([
+        "ci",
+        "--prefer-offline",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+    ]);
+    run_captured(
+        npm,
+        "npm is required to install the web pages' packages: install npm",
+    )
+    .context("npm ci in web/ failed")?;
+    fs::write(&stamp, format!("{want}\n"))
+        .with_context(|| format!("writing {}", stamp.display()))?;
+    Ok(Outcome::Installed)
 }
 
 /// What a step did.
@@ -104,6 +151,8 @@ enum Outcome {
     Cached,
     /// The output was (re)built, from a fresh download or from the download cache.
     Fetched { downloaded: bool },
+    /// Installed by a package manager from its lockfile (and its own cache).
+    Installed,
 }
 
 fn report(label: &str, outcome: Outcome, location: &str) {
@@ -111,6 +160,7 @@ fn report(label: &str, outcome: Outcome, location: &str) {
         Outcome::Cached => ("cached", ""),
         Outcome::Fetched { downloaded: true } => ("fetched", "  (downloaded)"),
         Outcome::Fetched { downloaded: false } => ("fetched", "  (from the download cache)"),
+        Outcome::Installed => ("installed", ""),
     };
     println!("{label:<20} {word:<8} {location}{how}");
 }

@@ -7,6 +7,8 @@ use crate::predictions::ServedPrediction;
 use crate::state::AppState;
 use crate::submission::{self, Submission};
 use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use common::bus::{Envelope, events};
 use common::db::DbError;
 use common::jwt::{Authenticated, Claims};
@@ -62,10 +64,7 @@ pub async fn submit(
             c.transaction::<_, DbError, _>(|c| {
                 let id = queries::insert(c, &new)?;
                 let feedback = Feedback::stored(id, &new);
-                outbox::insert(
-                    c,
-                    &Envelope::new(events::FEEDBACK_CREATED, feedback.to_dict()),
-                )?;
+                outbox::insert(c, &created_event(&feedback, new.input.as_deref()))?;
                 Ok(feedback)
             })
         })
@@ -94,6 +93,14 @@ pub async fn submit(
             _ => Err(e.into()),
         },
     }
+}
+
+/// `feedback.created`: the seed's `to_dict()` of the stored feedback, plus the input the model saw
+/// (base64 of the 28×28 grey grid, null when the feedback names no prediction) for the admins' feed.
+fn created_event(feedback: &Feedback, input: Option<&[u8]>) -> Envelope {
+    let mut data = feedback.to_dict();
+    data["input"] = input.map(|bytes| STANDARD.encode(bytes)).into();
+    Envelope::new(events::FEEDBACK_CREATED, data)
 }
 
 async fn find_by_key(
@@ -138,4 +145,51 @@ async fn served_prediction(
         });
     }
     Ok(served)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn new_feedback(input: Option<Vec<u8>>) -> NewFeedback {
+        NewFeedback {
+            user_id: "u1".into(),
+            username: "ana".into(),
+            prediction: 7,
+            correct: false,
+            label: Some(1),
+            comment: "no es".into(),
+            prediction_id: input.as_ref().map(|_| "p1".to_owned()),
+            model: Some("mnist-cnn".into()),
+            model_version: Some(2),
+            input,
+            idempotency_key: None,
+            request_hash: "h".into(),
+            created_at: crate::db::now(),
+        }
+    }
+
+    #[test]
+    fn the_created_event_carries_the_input_beside_the_seeds_fields() {
+        let grid: Vec<u8> = (0..784).map(|i| (i % 256) as u8).collect();
+        let new = new_feedback(Some(grid.clone()));
+        let event = created_event(&Feedback::stored(42, &new), new.input.as_deref());
+        assert_eq!(event.kind, events::FEEDBACK_CREATED);
+        let data = &event.data;
+        assert_eq!(data["id"], 42);
+        assert_eq!(data["username"], "ana");
+        assert_eq!(data["prediction"], 7);
+        assert_eq!(data["label"], 1);
+        assert_eq!(data["comment"], "no es");
+        assert!(data["timestamp"].is_string());
+        let decoded = STANDARD.decode(data["input"].as_str().unwrap()).unwrap();
+        assert_eq!(decoded, grid);
+
+        let unlinked = new_feedback(None);
+        let event = created_event(&Feedback::stored(43, &unlinked), None);
+        assert!(event.data["input"].is_null());
+        assert_eq!(event.data["id"], 43);
+    }
 }

@@ -157,6 +157,21 @@ pub async fn spawn_limited_gateway(
     prefix: String,
     rate_limit: RateLimitConfig,
 ) -> TestGateway {
+    spawn_gateway_serving(redis_url, prefix, rate_limit, repo_web()).await
+}
+
+/// The repository's web pages (its `node_modules` only after `cargo xtask setup`).
+pub fn repo_web() -> gateway::pages::WebConfig {
+    gateway::pages::WebConfig::at(concat!(env!("CARGO_MANIFEST_DIR"), "/../web"))
+}
+
+/// [`spawn_limited_gateway`], serving the web pages from `web`.
+pub async fn spawn_gateway_serving(
+    redis_url: Option<String>,
+    prefix: String,
+    rate_limit: RateLimitConfig,
+    web: gateway::pages::WebConfig,
+) -> TestGateway {
     let db = TestDatabase::create();
     let auth_key = SigningKeyPair::generate().unwrap();
     let auth = auth_svc::build(auth_svc::Config {
@@ -208,6 +223,7 @@ pub async fn spawn_limited_gateway(
             ..gateway::edge::EdgeConfig::defaults()
         },
         body_timeout: Duration::from_millis(BODY_TIMEOUT_MS),
+        web,
     })
     .await
     .unwrap();

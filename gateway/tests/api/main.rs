@@ -5,6 +5,7 @@
 mod hardening;
 mod helpers;
 mod metrics;
+mod pages;
 mod proxying;
 mod ratelimit;
 mod routing;

@@ -178,6 +178,7 @@ async fn a_rotated_key_is_fetched_once_on_its_first_unknown_kid() {
         rate_limit: gateway::ratelimit::RateLimitConfig::disabled(),
         edge: gateway::edge::EdgeConfig::defaults(),
         body_timeout: Duration::from_secs(10),
+        web: gateway::pages::WebConfig::at(concat!(env!("CARGO_MANIFEST_DIR"), "/../web")),
     })
     .await
     .unwrap();

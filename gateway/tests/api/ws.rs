@@ -73,6 +73,7 @@ impl WsWorld {
             rate_limit: gateway::ratelimit::RateLimitConfig::disabled(),
             edge: gateway::edge::EdgeConfig::defaults(),
             body_timeout: Duration::from_secs(10),
+            web: gateway::pages::WebConfig::at(concat!(env!("CARGO_MANIFEST_DIR"), "/../web")),
         })
         .await
         .unwrap();

@@ -1,0 +1,171 @@
+// The API as the pages use it: the session (tokens in localStorage), requests that turn the
+// API's `{"error","msg"}` answers into sentences, and token refresh.
+
+const SESSION_KEY = 'predictloop.session';
+
+/** An API failure, with the sentence to show (`message`) and the machine code. */
+export class ApiError extends Error {
+  constructor(message, { status = 0, code = 'network' } = {}) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** The claims of a JWT, for display only: the server checks every token itself. */
+export function claimsOf(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const padded = part + '='.repeat((4 - (part.length % 4)) % 4);
+    const bytes = Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return null;
+  }
+}
+
+export function session() {
+  try {
+    const stored = JSON.parse(localStorage.getItem(SESSION_KEY) ?? 'null');
+    if (stored?.access_token && claimsOf(stored.access_token)) return stored;
+  } catch {
+    // A damaged entry is the same as none.
+  }
+  return null;
+}
+
+function saveSession(tokens) {
+  localStorage.setItem(
+    SESSION_KEY,
+    JSON.stringify({ access_token: tokens.access_token, refresh_token: tokens.refresh_token }),
+  );
+}
+
+export function signOut() {
+  localStorage.removeItem(SESSION_KEY);
+}
+
+/** `{name, role}` of the signed-in user, or null. */
+export function currentUser() {
+  const s = session();
+  if (!s) return null;
+  const claims = claimsOf(s.access_token);
+  return { name: claims?.name ?? '?', role: claims?.role ?? 'user', id: claims?.sub };
+}
+
+/** A sentence for an answer that is not JSON or has no `msg`. */
+function fallbackSentence(status) {
+  if (status === 413) return 'The image is too large.';
+  if (status === 429) return 'Too many requests: please wait a little and try again.';
+  if (status >= 500) return 'The service is not available right now. Please try again shortly.';
+  if (status === 404) return 'That was not found.';
+  return `The request failed (HTTP ${status}).`;
+}
+
+async function errorFrom(response) {
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // Not JSON: fall back to a sentence of our own.
+  }
+  const sentence =
+    typeof body?.msg === 'string' && body.msg.trim() ? body.msg : fallbackSentence(response.status);
+  return new ApiError(sentence, { status: response.status, code: body?.error ?? 'http_error' });
+}
+
+async function send(path, { method = 'GET', json, form, token, headers = {} } = {}) {
+  const init = { method, headers: { Accept: 'application/json', ...headers } };
+  if (json !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(json);
+  } else if (form) {
+    init.body = form;
+  }
+  if (token) init.headers.Authorization = `Bearer ${token}`;
+  try {
+    return await fetch(path, init);
+  } catch {
+    throw new ApiError('The server cannot be reached. Check your connection and try again.');
+  }
+}
+
+async function parse(response) {
+  if (!response.ok) throw await errorFrom(response);
+  if (response.status === 204) return null;
+  return response.json();
+}
+
+/** A public call (login, register): no token. */
+export async function publicCall(path, options) {
+  return parse(await send(path, options));
+}
+
+let refreshing = null;
+
+/** Trades the refresh token for a new pair; once at a time, however many calls need it. */
+export function refreshSession() {
+  refreshing ??= (async () => {
+    const s = session();
+    if (!s?.refresh_token) throw new ApiError('Your session has ended. Please sign in again.', { status: 401, code: 'signed_out' });
+    try {
+      const tokens = await publicCall('/token/refresh', { method: 'POST', json: { refresh_token: s.refresh_token } });
+      saveSession(tokens);
+      return tokens.access_token;
+    } catch (e) {
+      if (e.status === 401) {
+        signOut();
+        throw new ApiError('Your session has ended. Please sign in again.', { status: 401, code: 'signed_out' });
+      }
+      throw e;
+    }
+  })().finally(() => {
+    refreshing = null;
+  });
+  return refreshing;
+}
+
+/** A call with the session's token, refreshed once when it has expired. */
+export async function call(path, options = {}) {
+  const s = session();
+  if (!s) throw new ApiError('Please sign in first.', { status: 401, code: 'signed_out' });
+  let response = await send(path, { ...options, token: s.access_token });
+  if (response.status === 401) {
+    const token = await refreshSession();
+    response = await send(path, { ...options, token });
+  }
+  return parse(response);
+}
+
+/** A valid access token now (refreshed when it is about to expire), for the WebSocket. */
+export async function freshToken() {
+  const s = session();
+  if (!s) throw new ApiError('Please sign in first.', { status: 401, code: 'signed_out' });
+  const exp = claimsOf(s.access_token)?.exp ?? 0;
+  if (exp * 1000 - Date.now() > 30_000) return s.access_token;
+  return refreshSession();
+}
+
+export async function signIn(username, password) {
+  const tokens = await publicCall('/login', { method: 'POST', json: { username, password } });
+  saveSession(tokens);
+  return currentUser();
+}
+
+export async function register(username, password) {
+  await publicCall('/register', { method: 'POST', json: { username, password } });
+  return signIn(username, password);
+}
+
+/** Shows a sentence in a live region (`kind`: error, ok or info); empty text hides it. */
+export function say(element, text, kind = 'error') {
+  element.className = `notice ${kind}`;
+  element.textContent = text;
+}
+
+/** The sentence of any failure: the API's own, else a generic one (never raw JSON). */
+export function sentenceOf(error) {
+  if (error instanceof ApiError) return error.message;
+  return 'Something went wrong in the page. Please reload it and try again.';
+}
