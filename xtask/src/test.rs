@@ -103,7 +103,17 @@ fn browser_tests(root: &Path) -> Result<ExitCode> {
     println!(
         "\n==> browser tests (web/tests/e2e.mjs) in headless Chromium, against the all-in-one system"
     );
-    let bin_dir = up::build_packages(root, false, &["predictloop"])?;
+    // Built as the suites built it (the whole workspace with its tests, so features unify the
+    // same way): nothing is rebuilt but the binary.
+    let status = cargo()
+        .current_dir(root)
+        .args(["build", "--workspace", "--bins", "--tests"])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build of predictloop failed ({status})");
+    }
+    let bin_dir = up::target_dir(root).join("debug");
     let screenshots = bin_dir
         .parent()
         .map_or_else(|| root.join("target"), Path::to_path_buf)
@@ -125,6 +135,7 @@ fn browser_tests(root: &Path) -> Result<ExitCode> {
         ("ADMIN_USERNAME", admin.to_string()),
         ("ADMIN_PASSWORD", password.to_string()),
         ("BCRYPT_COST", "4".to_string()),
+        ("WEB_DIR", root.join("web").display().to_string()),
         (
             "ORT_DYLIB_PATH",
             setup::onnxruntime_lib(root).display().to_string(),

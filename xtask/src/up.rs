@@ -233,7 +233,7 @@ pub(crate) fn build(root: &Path, release: bool) -> Result<PathBuf> {
 }
 
 /// Build the binaries of `packages`; returns the folder holding them.
-pub(crate) fn build_packages(root: &Path, release: bool, packages: &[&str]) -> Result<PathBuf> {
+fn build_packages(root: &Path, release: bool, packages: &[&str]) -> Result<PathBuf> {
     let mut command = cargo();
     command.current_dir(root).args(["build", "--bins"]);
     for package in packages {
@@ -246,11 +246,15 @@ pub(crate) fn build_packages(root: &Path, release: bool, packages: &[&str]) -> R
     if !status.success() {
         bail!("cargo build of {} failed ({status})", packages.join(", "));
     }
-    let target_dir = ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR"]
+    Ok(target_dir(root).join(if release { "release" } else { "debug" }))
+}
+
+/// The cargo target folder.
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
+    ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR"]
         .iter()
         .find_map(|name| std::env::var_os(name).filter(|value| !value.is_empty()))
-        .map_or_else(|| root.join("target"), |dir| root.join(dir));
-    Ok(target_dir.join(if release { "release" } else { "debug" }))
+        .map_or_else(|| root.join("target"), |dir| root.join(dir))
 }
 
 pub(crate) fn gateway_port() -> Result<u16> {
@@ -295,6 +299,8 @@ fn shared_defaults(root: &Path, admin: &AdminCredentials) -> Result<Vec<(String,
     for (name, port) in GATEWAY_ROUTES {
         defaults.push((name.into(), format!("http://127.0.0.1:{port}")));
     }
+    // The gateway's web pages, wherever `cargo xtask up` is run from.
+    defaults.push(("WEB_DIR".into(), root.join("web").display().to_string()));
     if !is_set("MODEL_DIR") {
         let models = root.join("data").join("models");
         fs::create_dir_all(&models).with_context(|| format!("creating {}", models.display()))?;

@@ -118,6 +118,7 @@ impl System {
             )
             .set("MODEL_DIR", path_from_env("MODEL_DIR", "data/models"))
             .set("MNIST_DIR", path_from_env("MNIST_DIR", "assets/mnist"))
+            .set("WEB_DIR", repo_root().join("web").display().to_string())
             .set("RETRAIN_RECLAIM_IDLE_SECS", "10")
             // Real limits, counted in the rate-limit store, high enough for the suites' traffic.
             .set("RATE_LIMIT_DEFAULT", "100000/day")
