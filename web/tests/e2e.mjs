@@ -398,19 +398,22 @@ async function startARetrainAndSeeProgress(browser, scenario) {
   await outcome.filter({ hasText: /Finished|failed/ }).waitFor({ timeout: 300_000 });
   const sentence = (await outcome.textContent()).trim();
   check(sentence.startsWith('Finished'), `the retrain did not finish: ${sentence}`);
+  const created = /^mnist-mlp v(\d+)$/.exec((await page.locator('#job-version').textContent()).trim())?.[1];
+  check(created, `the job names no new version: ${await page.locator('#job-version').textContent()}`);
   // The new version is listed with the scores its evaluation gave it.
-  await mlp.locator('td.metrics').first().filter({ hasText: /MNIST holdout \d+\.\d % of \d+/ }).waitFor({ timeout: 10_000 });
+  const row = mlp.locator('tr').filter({ has: page.getByRole('cell', { name: `v${created}`, exact: true }) });
+  await row.locator('td.metrics').filter({ hasText: /MNIST holdout \d+\.\d % of \d+/ }).waitFor({ timeout: 10_000 });
   await screenshot(page, 'dashboard-retrain-desktop');
   // Promotion and roll-back, each after a confirmation; the model ends as it was before.
   const activeNow = async () => /active: v(\d+)/.exec(await mlp.locator('h3').textContent())?.[1];
   if (sentence.includes('is now active')) {
-    await mlp.locator('h3').filter({ hasNotText: `active: v${activeBefore})` }).waitFor();
+    await mlp.locator('h3').filter({ hasText: `active: v${created})` }).waitFor();
   } else {
     // Rejected: its candidate can still be promoted by hand.
-    await makeActive(page, mlp, mlp.getByRole('button', { name: /^Promote v\d+$/ }).first());
-    check((await activeNow()) !== activeBefore, 'promoting the candidate did not change the active version');
+    await makeActive(page, mlp, mlp.getByRole('button', { name: `Promote v${created}`, exact: true }));
   }
-  await makeActive(page, mlp, mlp.getByRole('button', { name: `Roll back to v${activeBefore}` }));
+  check((await activeNow()) === created, `v${created} is not the active version`);
+  await makeActive(page, mlp, mlp.getByRole('button', { name: `Roll back to v${activeBefore}`, exact: true }));
   check((await activeNow()) === activeBefore, `mnist-mlp is not back at v${activeBefore}`);
 }
 
