@@ -257,6 +257,7 @@ function showFinished(job) {
   state.jobPoll = null;
   $('retrain-start').disabled = false;
   $('job-state').textContent = job.state;
+  $('job-version').textContent = job.model_version ? `${job.model} v${job.model_version}` : 'none';
   const outcome = $('job-outcome');
   const version = job.model_version ? ` v${job.model_version}` : '';
   if (job.state === 'succeeded') {
@@ -295,6 +296,7 @@ function trackJob({ job_id: id, state: jobState, model, epochs }) {
   $('job-state').textContent = jobState ?? 'queued';
   $('job-epoch').textContent = epochs ? `0 of ${epochs}` : '–';
   $('job-eta').textContent = '–';
+  $('job-version').textContent = '–';
   const bar = $('job-progress');
   bar.max = epochs || 1;
   bar.value = 0;

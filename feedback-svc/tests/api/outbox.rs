@@ -2,6 +2,7 @@ use crate::helpers::{
     DEAD_REDIS, Options, Store, next_event, spawn_app, spawn_app_with, spawn_app_without_relay,
     wait_for_outbox,
 };
+use base64::Engine;
 use common::jwt::Role;
 use serde_json::json;
 use std::collections::HashSet;
@@ -37,6 +38,11 @@ async fn a_post_reaches_subscribers_and_the_history_stream() {
     assert_eq!(data["label"], 5);
     assert_eq!(data["model"], "mnist-cnn");
     assert_eq!(data["model_version"], 2);
+    // The input the model saw, for the admins' feed.
+    let input = base64::engine::general_purpose::STANDARD
+        .decode(data["input"].as_str().expect("the event carries the input"))
+        .unwrap();
+    assert_eq!(input, crate::helpers::input_of(&pid));
 
     let rows = wait_for_outbox(&app, 5, |rows| {
         rows.len() == 1 && rows[0].published_at.is_some()
