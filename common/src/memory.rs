@@ -243,9 +243,34 @@ type Stored = (Vec<u8>, Option<Instant>);
 #[derive(Clone, Default)]
 pub struct MemoryKv {
     values: Arc<Mutex<HashMap<String, Stored>>>,
+    writes: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// Expired values are dropped on reading them, and all at once every this many writes, so a
+/// long-running process does not keep what nobody reads again.
+const SWEEP_EVERY: u64 = 1024;
+
 impl MemoryKv {
+    /// Counts a write; every [`SWEEP_EVERY`] writes, removes every expired value.
+    fn after_write(&self, values: &mut HashMap<String, Stored>) {
+        let n = self
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if (n + 1) % SWEEP_EVERY == 0 {
+            let now = Instant::now();
+            values.retain(|_, (_, until)| until.is_none_or(|t| t > now));
+        }
+    }
+
+    /// How many values are held (expired ones not yet swept included).
+    pub fn len(&self) -> usize {
+        lock(&self.values).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     fn live<'a>(values: &'a mut HashMap<String, Stored>, key: &str) -> Option<&'a mut Stored> {
         let expired = values
             .get(key)
@@ -266,7 +291,9 @@ impl KeyValueStore for MemoryKv {
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
         let until = ttl.map(|t| Instant::now() + t);
-        lock(&self.values).insert(key.to_owned(), (value.to_vec(), until));
+        let mut values = lock(&self.values);
+        values.insert(key.to_owned(), (value.to_vec(), until));
+        self.after_write(&mut values);
         Ok(())
     }
 
@@ -281,6 +308,7 @@ impl KeyValueStore for MemoryKv {
             return Ok(false);
         }
         values.insert(key.to_owned(), (value.to_vec(), Some(Instant::now() + ttl)));
+        self.after_write(&mut values);
         Ok(true)
     }
 
@@ -312,6 +340,7 @@ impl KeyValueStore for MemoryKv {
             key.to_owned(),
             (current.0.to_string().into_bytes(), current.1),
         );
+        self.after_write(&mut values);
         Ok(current.0)
     }
 }
@@ -427,5 +456,26 @@ mod tests {
         assert_eq!(kv.incr_in_window("c", 3, window).await.unwrap(), 5);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(kv.incr_in_window("c", 1, window).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn expired_values_nobody_reads_are_swept_by_later_writes() {
+        let kv = MemoryKv::default();
+        for i in 0..100 {
+            kv.set(&format!("old-{i}"), b"x", Some(Duration::from_millis(10)))
+                .await
+                .unwrap();
+        }
+        kv.set("kept", b"y", None).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for i in 0..SWEEP_EVERY {
+            kv.set(&format!("new-{i}"), b"z", Some(Duration::from_secs(60)))
+                .await
+                .unwrap();
+        }
+        // The 101 writes before and the 923 after the pause made a sweep: only the expired
+        // values went.
+        assert_eq!(kv.len(), SWEEP_EVERY as usize + 1);
+        assert_eq!(kv.get("kept").await.unwrap(), Some(b"y".to_vec()));
     }
 }

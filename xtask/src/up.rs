@@ -738,7 +738,10 @@ predictloop is up: {url}
   admin user:     {username}
   admin password: {password}
 
-Walk-through (in another terminal, from this folder):
+In a browser: {url}/ to draw a digit and see both models' answers, and {url}/dashboard
+(as the admin) for the live feedback, the report, retraining and the model versions.
+
+Walk-through with curl (in another terminal, from this folder):
   # 1. register a user and log in (the answer also holds a refresh_token)
   curl -sS -X POST {url}/register -H 'Content-Type: application/json' -d '{user}'
   TOKEN=$(curl -sS -X POST {url}/login -H 'Content-Type: application/json' -d '{user}' | {access_token})
@@ -750,7 +753,7 @@ Walk-through (in another terminal, from this folder):
        -d '{{"prediction":'$(echo "$ANSWER" | {prediccion})',"correct":true,"prediction_id":"'$(echo "$ANSWER" | {prediction_id})'"}}'
   # 4. as the admin: watch feedback and retraining arrive live over the admin WebSocket
   #    (in its own terminal; it prints each event), and read the report
-  cargo xtask watch
+  {watch}
 {admin_password_line}  ADMIN_TOKEN=$(curl -sS -X POST {url}/login -H 'Content-Type: application/json' -d '{admin_json}' | {access_token})
   curl -sS {url}/admin/report -H "Authorization: Bearer $ADMIN_TOKEN"
   # 5. retrain the baseline model on MNIST plus the feedback; it is promoted only if it is better
@@ -766,6 +769,11 @@ Press Ctrl-C to stop everything; the next start keeps the data and takes seconds
             format!("  ADMIN_PASSWORD='{}'\n", admin.password)
         } else {
             String::new()
+        },
+        watch = if gateway_port == GATEWAY.port {
+            "cargo xtask watch".to_string()
+        } else {
+            format!("GATEWAY_PORT={gateway_port} cargo xtask watch")
         },
         access_token = field("access_token"),
         prediccion = field("prediccion"),
