@@ -162,6 +162,19 @@ pub fn list(
     Ok((items, total))
 }
 
+/// The inputs of the feedback `ids` that have one (base64 is the caller's business).
+pub fn inputs(conn: &mut DbConnection, ids: &[i64]) -> Result<Vec<(i64, Vec<u8>)>, DbError> {
+    let rows: Vec<(i64, Option<Vec<u8>>)> = fb::table
+        .filter(fb::id.eq_any(ids))
+        .filter(fb::input.is_not_null())
+        .select((fb::id, fb::input))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, input)| Some((id, input?)))
+        .collect())
+}
+
 /// A labelled example with the input the model saw, for training.
 #[derive(Debug, Clone, Queryable)]
 pub struct TrainingExample {

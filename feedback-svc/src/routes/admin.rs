@@ -6,6 +6,8 @@ use crate::error::FeedbackError;
 use crate::report;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use common::jwt::AdminUser;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -43,6 +45,7 @@ pub struct ListQuery {
     username: Option<String>,
     since: Option<String>,
     until: Option<String>,
+    include: Option<String>,
 }
 
 fn bad(msg: impl Into<String>) -> FeedbackError {
@@ -142,20 +145,47 @@ fn item(f: &Feedback) -> Value {
     v
 }
 
-/// Newest first, filtered, one page at a time; never the input bytes.
+/// Newest first, filtered, one page at a time; with `include=input`, each item also carries the
+/// input the model saw (base64 of the 28×28 grey grid, as in the `new_feedback` event; null
+/// when the feedback is not linked to a prediction).
 pub async fn list(
     state: web::Data<AppState>,
     _admin: AdminUser,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, FeedbackError> {
     let (filter, page, per_page) = query.parse()?;
-    let (items, total) = state
+    let with_input = match query.include.as_deref() {
+        None | Some("") => false,
+        Some("input") => true,
+        Some(_) => return Err(bad("`include` may only be `input`.")),
+    };
+    let (items, inputs) = state
         .db
-        .run(move |c| queries::list(c, &filter, page, per_page))
+        .run(move |c| {
+            let (items, total) = queries::list(c, &filter, page, per_page)?;
+            let inputs = if with_input {
+                let ids: Vec<i64> = items.iter().map(|f| f.id).collect();
+                queries::inputs(c, &ids)?.into_iter().collect()
+            } else {
+                std::collections::HashMap::new()
+            };
+            Ok::<_, common::db::DbError>(((items, total), inputs))
+        })
         .await?;
+    let (items, total) = items;
     let pages = (total + per_page - 1) / per_page;
+    let items: Vec<Value> = items
+        .iter()
+        .map(|f| {
+            let mut v = item(f);
+            if with_input {
+                v["input"] = inputs.get(&f.id).map(|bytes| STANDARD.encode(bytes)).into();
+            }
+            v
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(json!({
-        "items": items.iter().map(item).collect::<Vec<_>>(),
+        "items": items,
         "total": total,
         "page": page,
         "per_page": per_page,

@@ -118,3 +118,57 @@ async fn the_list_paginates_newest_first_and_filters() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_list_carries_the_inputs_only_when_asked() {
+    use base64::Engine;
+    let app = spawn_app().await;
+    let ana = app.user("ana", Role::User);
+    let admin = app.user("boss", Role::Admin);
+    let pid = app.predict.serve(&ana, "mnist-cnn", 1, 6);
+    let linked = app
+        .feedback_ok(
+            &ana,
+            json!({"prediction": 6, "correct": true, "prediction_id": pid}),
+        )
+        .await;
+    let unlinked = app
+        .feedback_ok(&ana, json!({"prediction": 2, "correct": true}))
+        .await;
+
+    let plain = app.get_ok("/admin/feedback", Some(&admin.token)).await;
+    assert!(
+        plain["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i.get("input").is_none()),
+        "{plain}"
+    );
+
+    let with = app
+        .get_ok("/admin/feedback?include=input", Some(&admin.token))
+        .await;
+    let item = |id: &i64| {
+        with["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == *id)
+            .unwrap()
+            .clone()
+    };
+    let input = base64::engine::general_purpose::STANDARD
+        .decode(item(&linked)["input"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(input, crate::helpers::input_of(&pid));
+    assert_eq!(item(&unlinked)["input"], Value::Null);
+
+    expect_error(
+        app.get("/admin/feedback?include=secrets", Some(&admin.token))
+            .await,
+        400,
+        "invalid_query",
+    )
+    .await;
+}
