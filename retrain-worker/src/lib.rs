@@ -105,6 +105,31 @@ impl Application {
     }
 }
 
+/// The all-in-one mode's queue lives in the process: the jobs a previous run left without an
+/// outcome (queued, or interrupted while training) are queued again, oldest first, so that no
+/// job waits forever. With Redis the stream keeps them (and a dead worker's are reclaimed).
+async fn requeue_unfinished(db: &Db, queue: &dyn JobQueue) -> anyhow::Result<()> {
+    let ids = db
+        .run(|c| {
+            let ids = db::jobs::unfinished(c)?;
+            for id in &ids {
+                db::jobs::requeue(c, id, "the process restarted")?;
+            }
+            Ok::<_, common::db::DbError>(ids)
+        })
+        .await?;
+    for id in &ids {
+        queue.enqueue(&serde_json::json!({ "job_id": id })).await?;
+    }
+    if !ids.is_empty() {
+        tracing::info!(
+            jobs = ids.len(),
+            "retrain jobs of a previous run queued again"
+        );
+    }
+    Ok(())
+}
+
 /// Connects to its dependencies, migrates, starts the worker and binds the server.
 pub async fn build(config: Config) -> anyhow::Result<Application> {
     let db = Db::open_service(
@@ -117,6 +142,9 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     .await?;
     let infra = Infra::connect(&config.redis_url, &config.redis_prefix)?;
     let queue_dyn: Arc<dyn JobQueue> = infra.queue(JOB_STREAM, JOB_GROUP);
+    if infra.is_memory() {
+        requeue_unfinished(&db, queue_dyn.as_ref()).await?;
+    }
     let worker = if config.worker.enabled {
         let dir = config.mnist_dir.clone();
         let mnist = tokio::task::spawn_blocking(move || worker::Mnist::load(&dir))

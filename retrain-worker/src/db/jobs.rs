@@ -140,6 +140,15 @@ pub fn requeue(conn: &mut DbConnection, id: &str, why: &str) -> Result<(), DbErr
     Ok(())
 }
 
+/// The jobs without an outcome (queued, or running when their worker went away), oldest first.
+pub fn unfinished(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
+    Ok(jobs::table
+        .filter(jobs::state.eq_any([QUEUED, RUNNING]))
+        .order(jobs::id.asc())
+        .select(jobs::id)
+        .load(conn)?)
+}
+
 /// How a job ended.
 #[derive(Debug, Clone)]
 pub struct Outcome {
