@@ -24,8 +24,15 @@ use std::time::Duration;
 /// The gateway's address when `BIND_ADDR` is not set: this machine only.
 pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
 
-/// How long the services get to stop, each.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long stopping may take in all (`cargo xtask up` kills the process after 35 s).
+const STOP_BUDGET: Duration = Duration::from_secs(30);
+
+/// Waits for `stop` until `deadline`, saying so when it is cut short.
+async fn bounded(name: &str, deadline: tokio::time::Instant, stop: impl Future<Output = ()>) {
+    if tokio::time::timeout_at(deadline, stop).await.is_err() {
+        tracing::warn!(service = name, "did not stop in time");
+    }
+}
 
 /// The variables the services are configured from.
 #[derive(Debug, Clone, Default)]
@@ -217,21 +224,25 @@ impl System {
         self.stop().await;
     }
 
-    /// Stops the services in the reverse order: the gateway first (no new requests), the
-    /// admin sockets, the worker (a job in training goes back to the queue), the outbox relay,
-    /// then the rest. Each is given a bounded time.
+    /// Stops everything within [`STOP_BUDGET`]: first what would hold the rest up (training
+    /// stops at its next batch and its job goes back to the queue; the admin sockets are told to
+    /// go away, so the gateway's drain does not wait on them), then the gateway (no new
+    /// requests), then the services behind it, auth-svc and predict-svc last (the others call
+    /// them while they drain).
     pub async fn stop(self) {
-        let bounded = |name: &'static str, stop: std::pin::Pin<Box<dyn Future<Output = ()>>>| async move {
-            if tokio::time::timeout(STOP_TIMEOUT, stop).await.is_err() {
-                tracing::warn!(service = name, "did not stop in time");
-            }
-        };
-        bounded("gateway", Box::pin(self.gateway.stop(true))).await;
-        bounded("notify-svc", Box::pin(self.notify.stop())).await;
-        bounded("retrain-worker", Box::pin(self.retrain.stop())).await;
-        bounded("feedback-svc", Box::pin(self.feedback.stop())).await;
-        bounded("predict-svc", Box::pin(self.predict.stop(true))).await;
-        bounded("auth-svc", Box::pin(self.auth.stop(true))).await;
+        let deadline = tokio::time::Instant::now() + STOP_BUDGET;
+        self.retrain.begin_stop();
+        self.notify.hub.shutdown();
+        bounded("gateway", deadline, self.gateway.stop(true)).await;
+        tokio::join!(
+            bounded("notify-svc", deadline, self.notify.stop()),
+            bounded("retrain-worker", deadline, self.retrain.stop()),
+            bounded("feedback-svc", deadline, self.feedback.stop()),
+        );
+        tokio::join!(
+            bounded("predict-svc", deadline, self.predict.stop(true)),
+            bounded("auth-svc", deadline, self.auth.stop(true)),
+        );
         if let Some(name) = self.memory {
             MemoryInfra::unregister(&name);
         }

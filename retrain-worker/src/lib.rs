@@ -69,7 +69,17 @@ pub struct RunningApp {
 }
 
 impl RunningApp {
+    /// Training stops at its next batch (and the job goes back to the queue); the server keeps
+    /// serving until [`RunningApp::stop`].
+    pub fn begin_stop(&self) {
+        if let Some(worker) = &self.worker {
+            worker.stopping.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Stops training, then the server gracefully, then the worker.
     pub async fn stop(self) {
+        self.begin_stop();
         self.handle.stop(true).await;
         if let Some(worker) = self.worker {
             worker.shutdown(WORKER_STOP_TIMEOUT).await;

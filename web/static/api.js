@@ -5,11 +5,13 @@ const SESSION_KEY = 'predictloop.session';
 
 /** An API failure, with the sentence to show (`message`) and the machine code. */
 export class ApiError extends Error {
-  constructor(message, { status = 0, code = 'network' } = {}) {
+  constructor(message, { status = 0, code = 'network', retryAfter = null } = {}) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
     this.code = code;
+    /** Seconds to wait before asking again (a 429's `Retry-After`), or null. */
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -72,7 +74,9 @@ async function errorFrom(response) {
   }
   const sentence =
     typeof body?.msg === 'string' && body.msg.trim() ? body.msg : fallbackSentence(response.status);
-  return new ApiError(sentence, { status: response.status, code: body?.error ?? 'http_error' });
+  const wait = Number(response.headers.get('Retry-After'));
+  const retryAfter = Number.isFinite(wait) && wait > 0 ? wait : null;
+  return new ApiError(sentence, { status: response.status, code: body?.error ?? 'http_error', retryAfter });
 }
 
 async function send(path, { method = 'GET', json, form, token, headers = {} } = {}) {
@@ -103,23 +107,57 @@ export async function publicCall(path, options) {
 }
 
 let refreshing = null;
+const REFRESH_LOCK = 'predictloop-refresh';
+/** An access token with less than this left is renewed before use. */
+const RENEW_BEFORE_MS = 30_000;
 
-/** Trades the refresh token for a new pair; once at a time, however many calls need it. */
-export function refreshSession() {
-  refreshing ??= (async () => {
-    const s = session();
-    if (!s?.refresh_token) throw new ApiError('Your session has ended. Please sign in again.', { status: 401, code: 'signed_out' });
-    try {
-      const tokens = await publicCall('/token/refresh', { method: 'POST', json: { refresh_token: s.refresh_token } });
-      saveSession(tokens);
-      return tokens.access_token;
-    } catch (e) {
-      if (e.status === 401) {
-        signOut();
-        throw new ApiError('Your session has ended. Please sign in again.', { status: 401, code: 'signed_out' });
-      }
-      throw e;
+function signedOut() {
+  return new ApiError('Your session has ended. Please sign in again.', { status: 401, code: 'signed_out' });
+}
+
+/** Whether an access token still has a useful life (by its `exp`, on this clock). */
+function lasts(token) {
+  const exp = claimsOf(token)?.exp ?? 0;
+  return exp * 1000 - Date.now() > RENEW_BEFORE_MS;
+}
+
+/**
+ * The refresh itself. The stored tokens are read again first: another tab (Try it and the
+ * dashboard share them) may have refreshed already, and sending the refresh token it spent
+ * would make the server revoke the whole login as a reused token.
+ */
+async function refreshNow(stale) {
+  const s = session();
+  if (!s?.refresh_token) throw signedOut();
+  if (s.access_token !== stale && lasts(s.access_token)) return s.access_token;
+  try {
+    const tokens = await publicCall('/token/refresh', { method: 'POST', json: { refresh_token: s.refresh_token } });
+    saveSession(tokens);
+    return tokens.access_token;
+  } catch (e) {
+    if (e.status === 401) {
+      // Unless another tab (without the lock) has just stored a newer login.
+      const now = session();
+      if (now && now.refresh_token !== s.refresh_token && lasts(now.access_token)) return now.access_token;
+      signOut();
+      throw signedOut();
     }
+    throw e;
+  }
+}
+
+/**
+ * Trades the refresh token for a new pair; once at a time in this page however many calls need
+ * it, and once at a time across the site's tabs where the browser has the Web Locks API.
+ * `stale` is the access token that was refused or is about to expire: a different, still valid
+ * one in storage means another tab has refreshed, and it is used instead.
+ */
+export function refreshSession(stale = session()?.access_token) {
+  refreshing ??= (async () => {
+    if (navigator.locks?.request) {
+      return navigator.locks.request(REFRESH_LOCK, () => refreshNow(stale));
+    }
+    return refreshNow(stale);
   })().finally(() => {
     refreshing = null;
   });
@@ -132,7 +170,7 @@ export async function call(path, options = {}) {
   if (!s) throw new ApiError('Please sign in first.', { status: 401, code: 'signed_out' });
   let response = await send(path, { ...options, token: s.access_token });
   if (response.status === 401) {
-    const token = await refreshSession();
+    const token = await refreshSession(s.access_token);
     response = await send(path, { ...options, token });
   }
   return parse(response);
@@ -142,9 +180,8 @@ export async function call(path, options = {}) {
 export async function freshToken() {
   const s = session();
   if (!s) throw new ApiError('Please sign in first.', { status: 401, code: 'signed_out' });
-  const exp = claimsOf(s.access_token)?.exp ?? 0;
-  if (exp * 1000 - Date.now() > 30_000) return s.access_token;
-  return refreshSession();
+  if (lasts(s.access_token)) return s.access_token;
+  return refreshSession(s.access_token);
 }
 
 export async function signIn(username, password) {

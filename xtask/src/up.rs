@@ -95,7 +95,9 @@ fn run_all_in_one(root: &Path, release: bool) -> Result<()> {
             "DATABASE_URL" | "REDIS_URL" | "AUTH_JWKS_URL"
         ) && !GATEWAY_ROUTES.iter().any(|(route, _)| route == name)
     });
-    let data_dir = root.join("data");
+    let data_dir = std::env::var_os("DATA_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| root.join("data"), PathBuf::from);
     if !is_set("DATA_DIR") {
         defaults.push(("DATA_DIR".into(), data_dir.display().to_string()));
     }

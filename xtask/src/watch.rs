@@ -14,19 +14,38 @@ use tungstenite::{Message, WebSocket};
 use crate::http::{Connection, json_string_field};
 use crate::up;
 
+/// The first pause before reconnecting, doubled after each failure up to [`MAX_RETRY`]: `/login`
+/// is rate-limited per address, and a browser on the same machine shares it.
 const RETRY: Duration = Duration::from_secs(2);
+const MAX_RETRY: Duration = Duration::from_secs(60);
+
+/// Why a connection ended.
+enum Ended {
+    /// The server closed it (a restart, the token's expiry): connect again.
+    Closed,
+    /// These credentials will never do (a wrong password, not an admin): give up.
+    Refused(String),
+}
 
 pub fn run(root: &Path) -> Result<()> {
     let port = up::gateway_port()?;
     let gateway = SocketAddr::from(([127, 0, 0, 1], port));
     let (username, password) = up::admin_login(root)?;
     let mut last_event_id: Option<String> = None;
+    let mut pause = RETRY;
     loop {
         match watch_once(gateway, &username, &password, &mut last_event_id) {
-            Ok(()) => eprintln!("the server closed the socket; reconnecting"),
-            Err(e) => eprintln!("{e:#}; reconnecting in {} s", RETRY.as_secs()),
+            Ok(Ended::Refused(why)) => bail!("{why}"),
+            Ok(Ended::Closed) => {
+                eprintln!("the server closed the socket; reconnecting");
+                pause = RETRY;
+            }
+            Err(e) => {
+                eprintln!("{e:#}; reconnecting in {} s", pause.as_secs());
+                thread::sleep(pause);
+                pause = (pause * 2).min(MAX_RETRY);
+            }
         }
-        thread::sleep(RETRY);
     }
 }
 
@@ -36,7 +55,7 @@ fn watch_once(
     username: &str,
     password: &str,
     last_event_id: &mut Option<String>,
-) -> Result<()> {
+) -> Result<Ended> {
     let creds = serde_json::json!({"username": username, "password": password}).to_string();
     let login = Connection::new(gateway)
         .send(
@@ -46,6 +65,13 @@ fn watch_once(
             creds.as_bytes(),
         )
         .with_context(|| format!("is `cargo xtask up` running? logging in at {gateway}"))?;
+    if matches!(login.status, 400 | 401 | 403) {
+        return Ok(Ended::Refused(format!(
+            "logging in as {username} answered {}: {}",
+            login.status,
+            String::from_utf8_lossy(&login.body)
+        )));
+    }
     let Some(token) = json_string_field(&login.body, "access_token") else {
         bail!(
             "logging in as {username} answered {}: {}",
@@ -68,11 +94,11 @@ fn watch_once(
 fn print_events(
     socket: &mut WebSocket<TcpStream>,
     last_event_id: &mut Option<String>,
-) -> Result<()> {
+) -> Result<Ended> {
     loop {
         let text = match socket.read().context("reading the socket")? {
             Message::Text(text) => text,
-            Message::Close(_) => return Ok(()),
+            Message::Close(_) => return Ok(Ended::Closed),
             _ => continue,
         };
         let Ok(event) = serde_json::from_str::<Value>(&text) else {
@@ -84,5 +110,9 @@ fn print_events(
         }
         let name = event["event"].as_str().unwrap_or("?");
         println!("{name:<17} {}", event["data"]);
+        // A user who is not an admin is refused the room (the socket stays open, empty).
+        if name == "error" && event["data"]["error"] == "forbidden" {
+            return Ok(Ended::Refused("this user is not an admin".into()));
+        }
     }
 }
