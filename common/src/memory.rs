@@ -256,7 +256,7 @@ impl MemoryKv {
         let n = self
             .writes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if (n + 1) % SWEEP_EVERY == 0 {
+        if (n + 1).is_multiple_of(SWEEP_EVERY) {
             let now = Instant::now();
             values.retain(|_, (_, until)| until.is_none_or(|t| t > now));
         }

@@ -17,12 +17,22 @@ import { LiveFeed } from './live.js';
 const $ = (id) => document.getElementById(id);
 const FEED_LIMIT = 50;
 
+/** While the live feed is down, a followed job's record is read this often. */
+const JOB_POLL_MS = 30_000;
+/** After a 429 without `Retry-After`, the job is not asked about for this long. */
+const RATE_LIMITED_WAIT_MS = 60_000;
+
 const state = {
   charts: {},
   job: null,
+  jobDone: false,
   jobPoll: null,
+  jobPollPausedUntil: 0,
   live: null,
+  feedLive: false,
+  feedWasLive: false,
   report: null,
+  tally: null,
 };
 
 /** Back to the "Try it" page, which says why (a fixed sentence chosen by code). */
@@ -30,11 +40,19 @@ function sendBack(code) {
   location.replace(`/?notice=${code}`);
 }
 
-function percent(value) {
-  if (value === null || value === undefined || Number.isNaN(Number(value))) return '–';
-  const v = Number(value);
-  return `${(v <= 1 ? v * 100 : v).toFixed(1)} %`;
+function shownPercent(points) {
+  if (points === null || points === undefined || points === '' || !Number.isFinite(Number(points))) return '–';
+  return `${Number(points).toFixed(1)} %`;
 }
+
+/** A fraction from 0 to 1 (the models' and jobs' `accuracy`, `val_accuracy`) as "98.1 %". */
+function fractionPercent(fraction) {
+  if (fraction === null || fraction === undefined || fraction === '' || !Number.isFinite(Number(fraction))) return '–';
+  return shownPercent(Number(fraction) * 100);
+}
+
+/** A value already in percent (the report's `accuracy_percentage`) as "98.1 %". */
+const percentage = shownPercent;
 
 function when(iso) {
   if (!iso) return '';
@@ -47,7 +65,7 @@ function when(iso) {
 function feedItem(feedback) {
   const li = document.createElement('li');
   li.dataset.feedbackId = String(feedback.id);
-  const imageUrl = feedback.input ? storedInputUrl(feedback.input) : null;
+  const imageUrl = typeof feedback.input === 'string' && feedback.input ? storedInputUrl(feedback.input) : null;
   if (imageUrl) {
     const img = document.createElement('img');
     img.src = imageUrl;
@@ -81,15 +99,21 @@ function addToFeed(feedback, { newest = true } = {}) {
   return true;
 }
 
+const RECENT_PER_PAGE = 10;
+
+/** The newest feedback, each with its input image, listed oldest last. */
 async function loadRecentFeedback() {
-  const page = await call('/admin/feedback?per_page=10');
-  for (const item of page.items ?? []) addToFeed(item, { newest: false });
+  const page = await call(`/admin/feedback?per_page=${RECENT_PER_PAGE}&include=input`);
+  const items = page.items ?? [];
+  for (const item of items) addToFeed(item, { newest: false });
+  return { items, total: page.total };
 }
 
 function onLiveEvent(name, data) {
   switch (name) {
     case 'new_feedback':
-      if (addToFeed(data)) countIntoReport(data);
+      addToFeed(data);
+      countLive(data);
       break;
     case 'retrain_progress':
     case 'retrain_finished':
@@ -104,19 +128,113 @@ function onLiveEvent(name, data) {
   }
 }
 
-function onLiveStatus(online, sentence) {
+function onLiveStatus(online, sentence, kind = online ? 'live' : 'offline') {
   const status = $('live-status');
-  status.className = `status-dot ${online ? 'online' : 'offline'}`;
+  status.className = `status-dot ${kind === 'live' ? 'online' : kind}`;
   status.textContent = sentence;
+  const wasLive = state.feedLive;
+  state.feedLive = online;
+  if (online && !wasLive) {
+    // Back after a disconnection: one look at a followed job catches a missed ending; the
+    // events do the rest while the feed stays up.
+    stopJobPolling();
+    if (state.feedWasLive) pollJob();
+    state.feedWasLive = true;
+  } else if (!online) {
+    scheduleJobPoll();
+  }
+}
+
+/** The server could not replay what the feed missed: the report and the list are reloaded. */
+function onFeedGap() {
+  syncReport()
+    .then(() => onLiveStatus(true, 'Live: the report and recent feedback were reloaded after a gap the server could not replay.', 'live'))
+    .catch(showError);
+  pollJob();
 }
 
 // ---- report ------------------------------------------------------------------------------
 
 /**
- * Counts a live feedback into the report shown, as the server would (no request per feedback:
- * the API's rate limits apply to admins too). "Refresh" asks the server again.
+ * Which feedback the report shown already counts, so that each live one is counted in once:
+ * the report is loaded, then the newest feedback. The list's total less the report's says how
+ * many of the newest came after the report (they are counted in from the list); every other
+ * feedback up to the newest the report holds is in it already. Live events are matched by
+ * feedback id, whether they arrive before or after, and once each however often the socket
+ * delivers them. (Ids are taken to grow in the order feedback is stored.)
  */
-function countIntoReport(feedback) {
+function makeTally(report, recent) {
+  const items = [...recent.items].sort((a, b) => Number(b.id) - Number(a.id));
+  const newer = Math.max(0, Math.min(items.length, Number(recent.total ?? 0) - report.total_feedback));
+  const counted = new Set();
+  for (const item of items.slice(0, newer)) {
+    counted.add(Number(item.id));
+    countIntoReport(item, { render: false });
+  }
+  const holds = items[newer] ? Number(items[newer].id) : newer === items.length && items.length ? Math.min(...items.map((i) => Number(i.id))) - 1 : 0;
+  return { counted, holds };
+}
+
+/** Counts a live feedback into the report unless the report has it already. */
+function countLive(feedback) {
+  const tally = state.tally;
+  if (!tally) {
+    // The report is (re)loading: these are settled once it and the list are in.
+    (state.pendingLive ??= []).push(feedback);
+    return;
+  }
+  const id = Number(feedback.id);
+  if (!Number.isFinite(id) || tally.counted.has(id) || id <= tally.holds) return;
+  tally.counted.add(id);
+  countIntoReport(feedback);
+}
+
+let syncing = null;
+
+/**
+ * "Refresh" (and a gap in the feed): the report again, then the newest feedback (with images),
+ * which settles which live events the new report already counts.
+ */
+function syncReport() {
+  syncing ??= (async () => {
+    const card = $('report-card');
+    card.setAttribute('aria-busy', 'true');
+    try {
+      const report = await fetchReport();
+      // From here until the list is in, live feedback waits to be settled against this report.
+      state.tally = null;
+      state.pendingLive = [];
+      acceptReport(report);
+      let recent = null;
+      try {
+        recent = await loadRecentFeedback();
+      } catch (e) {
+        showError(e);
+      }
+      settleTally(report, recent);
+    } finally {
+      card.setAttribute('aria-busy', 'false');
+    }
+  })().finally(() => {
+    syncing = null;
+  });
+  return syncing;
+}
+
+/** The tally for `report` from the newest feedback (none: every live one counts), then what waited. */
+function settleTally(report, recent) {
+  state.tally = recent ? makeTally(report, recent) : { counted: new Set(), holds: 0 };
+  const pending = state.pendingLive ?? [];
+  state.pendingLive = [];
+  for (const feedback of pending) countLive(feedback);
+  showReport(report);
+}
+
+/**
+ * Counts a feedback into the report shown, as the server would (no request per feedback: the
+ * API's rate limits apply to admins too). "Refresh" asks the server again.
+ */
+function countIntoReport(feedback, { render = true } = {}) {
   const report = state.report;
   if (!report) return;
   report.total_feedback += 1;
@@ -149,7 +267,7 @@ function countIntoReport(feedback) {
     day.total_feedback += 1;
     if (feedback.correct) day.correct_feedback += 1;
   }
-  showReport(report);
+  if (render) showReport(report);
 }
 
 let modelsTimer = null;
@@ -168,9 +286,13 @@ function fact(list, term, value) {
   list.append(dt, dd);
 }
 
-async function loadReport() {
+async function fetchReport() {
   const report = await call('/admin/report');
   report.confusion_matrix ??= Array.from({ length: 10 }, () => new Array(10).fill(0));
+  return report;
+}
+
+function acceptReport(report) {
   state.report = report;
   showReport(report);
 }
@@ -181,7 +303,7 @@ function showReport(report) {
   fact(totals, 'Feedback', String(report.total_feedback));
   fact(totals, 'Right', String(report.correct_feedback));
   fact(totals, 'Wrong', String(report.incorrect_feedback));
-  fact(totals, 'Accuracy', report.total_feedback ? percent(report.accuracy_percentage) : 'no feedback yet');
+  fact(totals, 'Accuracy', report.total_feedback ? percentage(report.accuracy_percentage) : 'no feedback yet');
 
   const versions = report.by_model_version ?? [];
   const names = versions.map((v) => (v.model ? `${v.model} v${v.model_version}` : 'not linked'));
@@ -244,17 +366,16 @@ function showProgress(progress) {
   }
   if (typeof progress.eta_seconds === 'number') $('job-eta').textContent = `about ${Math.round(progress.eta_seconds)} s`;
   if (progress.epoch && typeof progress.loss === 'number') {
-    const accuracy = typeof progress.val_accuracy === 'number'
-      ? Math.round((progress.val_accuracy <= 1 ? progress.val_accuracy * 100 : progress.val_accuracy) * 100) / 100
-      : null;
+    // `val_accuracy` is a fraction from 0 to 1; the chart's axis is in percent.
+    const accuracy = typeof progress.val_accuracy === 'number' ? Math.round(progress.val_accuracy * 10_000) / 100 : null;
     addEpoch(state.charts.training, progress.epoch, progress.loss, accuracy);
-    $('training-summary').textContent = `Epoch ${progress.epoch}: loss ${progress.loss.toFixed(4)}, validation accuracy ${percent(progress.val_accuracy)}.`;
+    $('training-summary').textContent = `Epoch ${progress.epoch}: loss ${progress.loss.toFixed(4)}, validation accuracy ${fractionPercent(progress.val_accuracy)}.`;
   }
 }
 
 function showFinished(job) {
-  clearInterval(state.jobPoll);
-  state.jobPoll = null;
+  state.jobDone = true;
+  stopJobPolling();
   $('retrain-start').disabled = false;
   $('job-state').textContent = job.state;
   $('job-version').textContent = job.model_version ? `${job.model} v${job.model_version}` : 'none';
@@ -271,8 +392,32 @@ function showFinished(job) {
   }
 }
 
+function stopJobPolling() {
+  clearTimeout(state.jobPoll);
+  state.jobPoll = null;
+}
+
+/**
+ * While the live feed is down, reads the followed job's record every 30 s (the feed's events
+ * are the only source while it is up: `/admin/retrain` shares the admin's rate limit with
+ * "Start retraining"). After a 429, nothing is asked before its `Retry-After`.
+ */
+function scheduleJobPoll() {
+  if (!state.job || state.jobDone || state.feedLive || state.jobPoll) return;
+  const wait = Math.max(JOB_POLL_MS, state.jobPollPausedUntil - Date.now());
+  state.jobPoll = setTimeout(() => {
+    state.jobPoll = null;
+    if (!state.feedLive) pollJob();
+  }, wait);
+}
+
 /** The job's stored state: a fallback for events missed while the WebSocket was down. */
-async function pollJob(id) {
+async function pollJob() {
+  const id = state.job;
+  if (!id || state.jobDone || Date.now() < state.jobPollPausedUntil) {
+    scheduleJobPoll();
+    return;
+  }
   try {
     const job = await call(`/admin/retrain/${encodeURIComponent(id)}`);
     if (state.job !== id) return;
@@ -282,14 +427,19 @@ async function pollJob(id) {
     } else if (job.state === 'running' && job.progress) {
       showProgress(job.progress);
     }
-  } catch {
-    // The WebSocket still reports; the next poll tries again.
+  } catch (e) {
+    if (e?.status === 429) {
+      state.jobPollPausedUntil = Date.now() + (e.retryAfter ? e.retryAfter * 1000 : RATE_LIMITED_WAIT_MS);
+    }
+    // Otherwise the next poll (feed down) or the feed's events (feed up) report.
   }
+  scheduleJobPoll();
 }
 
-/** Shows and follows one job: its events as they come, and its record every few seconds. */
+/** Shows and follows one job: its events as they come, and its record while the feed is down. */
 function trackJob({ job_id: id, state: jobState, model, epochs }) {
   state.job = id;
+  state.jobDone = false;
   $('retrain-start').disabled = true;
   $('job').classList.remove('hidden');
   $('job-id').textContent = id;
@@ -303,10 +453,10 @@ function trackJob({ job_id: id, state: jobState, model, epochs }) {
   say($('job-outcome'), '');
   resetTraining(state.charts.training);
   $('training-summary').textContent = `Training ${model}; each epoch's loss and accuracy appear here.`;
-  clearInterval(state.jobPoll);
-  state.jobPoll = setInterval(() => pollJob(id), 5000);
+  stopJobPolling();
   for (const [name, data] of earlyJobEvents.get(id) ?? []) applyJobEvent(name, data);
   earlyJobEvents.delete(id);
+  scheduleJobPoll();
 }
 
 async function startRetrain(event) {
@@ -326,8 +476,15 @@ async function startRetrain(event) {
     trackJob({ ...answer, model: body.model, epochs: body.epochs });
   } catch (e) {
     button.disabled = false;
-    showError(e);
+    // The API's own sentence (a job already running, the rate limit reached, …).
+    const wait = e?.status === 429 && e.retryAfter ? ` You can start one again in about ${waitText(e.retryAfter)}.` : '';
+    if (e?.status === 403 || e?.code === 'signed_out') showError(e);
+    else say($('notice'), `Retraining was not started: ${sentenceOf(e)}${wait}`);
   }
+}
+
+function waitText(seconds) {
+  return seconds >= 120 ? `${Math.ceil(seconds / 60)} minutes` : `${Math.ceil(seconds)} s`;
 }
 
 /** A job still queued or running when the page opens is followed from where it is. */
@@ -344,7 +501,7 @@ async function resumeLatestJob() {
 /** "98.0 % of 10000" for a `{accuracy, count}` score. */
 function scoreText(score) {
   if (typeof score?.accuracy !== 'number') return null;
-  return `${percent(score.accuracy)}${typeof score.count === 'number' ? ` of ${score.count}` : ''}`;
+  return `${fractionPercent(score.accuracy)}${typeof score.count === 'number' ? ` of ${score.count}` : ''}`;
 }
 
 /** A version's metrics as a sentence: the gate's scores for retrained ones, else the figures. */
@@ -370,7 +527,8 @@ function metricsText(metrics) {
   }
   for (const [key, value] of Object.entries(metrics)) {
     if (typeof value !== 'number' || key === 'seed' || (candidate && key === 'test_accuracy')) continue;
-    const shown = /accuracy/.test(key) ? percent(value) : Number.isInteger(value) ? String(value) : value.toFixed(4);
+    // Accuracies in metrics are fractions from 0 to 1; a `…percent…` key is in percent already.
+    const shown = /percent/.test(key) ? percentage(value) : /accuracy/.test(key) ? fractionPercent(value) : Number.isInteger(value) ? String(value) : value.toFixed(4);
     parts.push(`${key.replace(/_/g, ' ')}: ${shown}`);
   }
   return parts.length ? parts.join(', ') : '–';
@@ -481,27 +639,49 @@ async function start() {
   state.charts.accuracy = barChart($('accuracy-chart'), { label: 'accuracy (%)', max: 100 });
   state.charts.daily = barChart($('daily-chart'), { label: 'feedback', stacked: true });
   state.charts.training = trainingChart($('training-chart'));
-  $('report-refresh').addEventListener('click', () => loadReport().catch(showError));
+  $('report-refresh').addEventListener('click', () => syncReport().catch(showError));
   $('models-refresh').addEventListener('click', () => loadModels().catch(showError));
   $('retrain-form').addEventListener('submit', startRetrain);
   try {
-    await loadReport();
-  } catch (e) {
-    return showError(e);
+    $('report-card').setAttribute('aria-busy', 'true');
+    try {
+      acceptReport(await fetchReport());
+    } catch (e) {
+      showError(e);
+      return;
+    } finally {
+      $('report-card').setAttribute('aria-busy', 'false');
+    }
+    state.live = new LiveFeed({
+      onEvent: onLiveEvent,
+      onStatus: onLiveStatus,
+      onRefused: (code) => sendBack(code === 'signed_out' ? 'signed_out' : 'admin_only'),
+      onGap: onFeedGap,
+    });
+    // Live events from now on are held until the report and the list say which it counts.
+    state.pendingLive = [];
+    state.tally = null;
+    state.live.start();
+    $('reconnect').addEventListener('click', () => state.live.reconnectNow());
+    await Promise.all([
+      syncReportAfterFirst().catch(showError),
+      loadModels().catch(showError),
+      resumeLatestJob().catch(showError),
+    ]);
+  } finally {
+    $('main').setAttribute('aria-busy', 'false');
   }
-  state.live = new LiveFeed({
-    onEvent: onLiveEvent,
-    onStatus: onLiveStatus,
-    onRefused: (code) => sendBack(code === 'signed_out' ? 'signed_out' : 'admin_only'),
-  });
-  state.live.start();
-  $('reconnect').addEventListener('click', () => state.live.reconnectNow());
-  await Promise.all([
-    loadRecentFeedback().catch(showError),
-    loadModels().catch(showError),
-    resumeLatestJob().catch(showError),
-  ]);
-  $('main').setAttribute('aria-busy', 'false');
+}
+
+/** The first report is in already: the newest feedback settles which live events it counts. */
+async function syncReportAfterFirst() {
+  const report = state.report;
+  let recent = null;
+  try {
+    recent = await loadRecentFeedback();
+  } finally {
+    if (state.report === report && !state.tally) settleTally(report, recent);
+  }
 }
 
 if (document.readyState === 'loading') {

@@ -340,9 +340,14 @@ export function gridInput(grid) {
 
 /** A `data:` URL showing a stored input (base64 of the 784 grey bytes, as predict-svc keeps it). */
 export function storedInputUrl(base64) {
-  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-  if (bytes.length !== SIDE * SIDE) return null;
-  return gridCanvas(bytes).toDataURL('image/png');
+  try {
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    if (bytes.length !== SIDE * SIDE) return null;
+    return gridCanvas(bytes).toDataURL('image/png');
+  } catch {
+    // Not base64 (or not a string): the entry is shown without its image.
+    return null;
+  }
 }
 
 /** Decodes an image file into a drawable bitmap, or throws a sentence. */

@@ -55,6 +55,7 @@ function showSignedIn() {
 async function onAuth(event) {
   event.preventDefault();
   const mode = event.submitter?.value ?? 'login';
+  passwordPurpose(mode);
   const username = $('username').value.trim();
   const password = $('password').value;
   const error = $('auth-error');
@@ -79,6 +80,14 @@ async function onAuth(event) {
   } catch (e) {
     say(error, sentenceOf(e));
   }
+}
+
+/**
+ * One form signs in and creates accounts: the password field says which it is for, so that
+ * password managers offer a new password for an account being created and save it as such.
+ */
+function passwordPurpose(mode) {
+  $('password').autocomplete = mode === 'register' ? 'new-password' : 'current-password';
 }
 
 function setUpDrawing() {
@@ -285,12 +294,15 @@ async function sendFeedback(trueDigit) {
 
 function start() {
   $('auth-form').addEventListener('submit', onAuth);
+  for (const [id, mode] of [['register', 'register'], ['sign-in', 'login']]) {
+    for (const type of ['pointerdown', 'focus']) $(id).addEventListener(type, () => passwordPurpose(mode));
+  }
   $('sign-out').addEventListener('click', () => {
     signOut();
     location.assign('/');
   });
   const code = new URLSearchParams(location.search).get('notice');
-  if (code && NOTICES[code]) say($('notice'), NOTICES[code](currentUser()), code === 'admin_only' ? 'error' : 'info');
+  if (code && Object.hasOwn(NOTICES, code)) say($('notice'), NOTICES[code](currentUser()), code === 'admin_only' ? 'error' : 'info');
   showSignedIn();
 }
 

@@ -47,6 +47,15 @@ function check(condition, message) {
   if (!condition) throw new Failure(message);
 }
 
+/** Waits until `condition()` (something the test recorded) holds, or fails naming `what`. */
+async function until(condition, what, timeout = 15_000) {
+  const end = Date.now() + timeout;
+  while (!condition()) {
+    if (Date.now() > end) throw new Failure(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 function uniqueName(role) {
   return `e2e_${role}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 7)}`;
 }
@@ -204,6 +213,11 @@ async function paperPicture(page) {
 /** Recognises what is on the pad and checks both answers as a person sees them. */
 async function recogniseAndCheck(page, expected) {
   await page.getByRole('button', { name: 'Recognise' }).click();
+  return checkAnswers(page, expected);
+}
+
+/** Both answers as a person sees them, once the page has finished showing them. */
+async function checkAnswers(page, expected) {
   const answers = page.locator('#answers');
   await answers.waitFor({ state: 'visible', timeout: 20_000 });
   await page.locator('#answers-card[aria-busy="false"]').waitFor({ timeout: 20_000 });
@@ -263,15 +277,21 @@ async function drawAndGetAnAnswer(browser, scenario) {
       await thanks.waitFor({ timeout: 10_000 });
       check((await thanks.textContent()).includes('v2 was right'), `the confirmation says: ${await thanks.textContent()}`);
       check(await page.getByRole('button', { name: 'Yes, that is right' }).isDisabled(), 'the same answer can be judged twice');
-      // A chosen picture is shown on the pad and recognised at once.
+      // A chosen picture is shown on the pad and recognised at once, as the page says, without
+      // pressing "Recognise".
+      check(
+        (await page.locator('#drop').textContent()).includes('recognised as soon as it is chosen'),
+        'the page does not say that a chosen picture is recognised at once',
+      );
       await page.getByRole('button', { name: 'Clear' }).click();
+      const recognised = page.waitForResponse((r) => r.url().endsWith('/api/v2/predict') && r.request().method() === 'POST', { timeout: 20_000 });
       await page.getByLabel('Or choose a picture of a digit').setInputFiles({
         name: 'one.png',
         mimeType: 'image/png',
         buffer: await paperPicture(page),
       });
-      await page.locator('#answers-card[aria-busy="false"]').waitFor();
-      const answers = await recogniseAndCheck(page, 1);
+      await recognised;
+      const answers = await checkAnswers(page, 1);
       check(answers.v2 === 1, `the chosen picture of a 1 was read as ${answers.v2}`);
     }
     // A cleared pad has nothing to recognise.
@@ -281,8 +301,9 @@ async function drawAndGetAnAnswer(browser, scenario) {
   }
 }
 
-async function adminDashboard(browser, options, scenario) {
+async function adminDashboard(browser, options, scenario, prepare = async () => {}) {
   const admin = await openPage(browser, options, scenario);
+  await prepare(admin);
   await signInThroughPage(admin.page, ADMIN_USERNAME, ADMIN_PASSWORD);
   await admin.page.getByRole('link', { name: 'Admin dashboard' }).click();
   await admin.page.waitForURL('**/dashboard');
@@ -307,8 +328,63 @@ async function sendFeedback(page, trueDigit) {
   return { id, answers };
 }
 
+/**
+ * In the page, before its scripts: `window.__e2eBlockSockets = true` makes every new WebSocket
+ * ask with a token the server refuses, so it closes before `open` as when the network is down
+ * (Playwright's offline mode may leave WebSockets alone). The page's own code does the rest.
+ */
+function blockableSockets() {
+  const Real = window.WebSocket;
+  window.__e2eBlockSockets = false;
+  window.WebSocket = class extends Real {
+    constructor(url, protocols) {
+      let target = url;
+      if (window.__e2eBlockSockets) {
+        const u = new URL(url, location.href);
+        u.searchParams.set('access_token', 'blocked-by-the-test');
+        target = u.toString();
+      }
+      super(target, protocols);
+    }
+  };
+}
+
+/** What the server's own report says now, asked with the page's session. */
+async function serverReportTotal(page) {
+  return page.evaluate(async () => {
+    const { access_token: token } = JSON.parse(localStorage.getItem('predictloop.session'));
+    const answer = await fetch('/admin/report', { headers: { Authorization: `Bearer ${token}` } });
+    if (!answer.ok) throw new Error(`GET /admin/report answered ${answer.status}`);
+    return (await answer.json()).total_feedback;
+  });
+}
+
+/** Waits until an image has loaded and shows the 28×28 input. */
+async function waitForInputImage(page, image, what) {
+  const handle = await image.elementHandle({ timeout: 10_000 }).catch(() => null);
+  check(handle, `${what} has no input image`);
+  const loaded = await page
+    .waitForFunction((img) => img.complete && img.naturalWidth === 28, handle, { timeout: 10_000 })
+    .then(() => true, () => false);
+  check(loaded, `${what}'s input image is not shown`);
+}
+
 async function feedbackReachesTheDashboard(browser, scenario) {
-  const admin = await adminDashboard(browser, DESKTOP, scenario);
+  const sockets = [];
+  let refreshes = 0;
+  const admin = await adminDashboard(browser, DESKTOP, scenario, async ({ context, page }) => {
+    await context.addInitScript(blockableSockets);
+    page.on('websocket', (socket) => {
+      const entry = { url: socket.url(), closed: false };
+      sockets.push(entry);
+      socket.on('close', () => {
+        entry.closed = true;
+      });
+    });
+    page.on('request', (request) => {
+      if (request.url().endsWith('/token/refresh')) refreshes += 1;
+    });
+  });
   const user = await openPage(browser, DESKTOP, scenario);
   const username = uniqueName('giver');
   await registerThroughPage(user.page, username);
@@ -320,30 +396,55 @@ async function feedbackReachesTheDashboard(browser, scenario) {
   const text = await item.textContent();
   check(text.includes(username), `the feed item does not name ${username}: ${text}`);
   check(text.includes(`predicted ${first.answers.v2}`), `the feed item does not show the prediction: ${text}`);
-  const width = await item.locator('img').evaluate((img) => img.complete && img.naturalWidth);
-  check(width === 28, `the feed item's input image is not shown (natural width ${width})`);
+  await waitForInputImage(admin.page, item.locator('img'), 'the live feed item');
   check((await shownTotal()) === totalBefore + 1, 'the report did not count the live feedback');
 
-  // Offline for a while: a feedback sent meanwhile arrives once the page is back (replay).
-  await admin.context.setOffline(true);
-  await admin.page.getByRole('button', { name: 'Reconnect now' }).click();
+  // Disconnected for a while: the page's "Reconnect now" closes its socket for real, and every
+  // new one is refused until the test lets them through. A feedback sent meanwhile can only
+  // arrive by the replay the reconnect asks for.
+  await admin.page.evaluate(() => {
+    window.__e2eBlockSockets = true;
+  });
+  const before = sockets.length;
+  const reconnectNow = admin.page.getByRole('button', { name: 'Reconnect now' });
+  await reconnectNow.click();
   await admin.page.locator('#live-status.offline').waitFor({ timeout: 10_000 });
+  // Refused upgrades (the page sees only a close before `open`): after two, the page renews its
+  // session before trying again. "Reconnect now" hurries each attempt.
+  const refused = () => sockets.slice(before).filter((s) => s.url.includes('blocked-by-the-test') && s.closed).length;
+  const refreshesBefore = refreshes;
+  for (let n = 1; n <= 2; n++) {
+    await until(() => refused() >= n, `refused connection ${n}`);
+    await reconnectNow.click();
+  }
+  await until(() => refreshes > refreshesBefore && refused() >= 3, 'a session refresh after two refused connections');
   const missed = await sendFeedback(user.page, 1);
-  await admin.context.setOffline(false);
-  await admin.page.locator('#live-status.online').waitFor({ timeout: 30_000 });
-  await admin.page.locator(`#feed li[data-feedback-id="${missed.id}"]`).waitFor({ timeout: 10_000 });
-  const copies = await admin.page.locator(`#feed li[data-feedback-id="${first.id}"]`).count();
+  const missedItem = admin.page.locator(`#feed li[data-feedback-id="${missed.id}"]`);
+  check((await missedItem.count()) === 0, `feedback ${missed.id} reached the dashboard while its feed was disconnected`);
+  await admin.page.evaluate(() => {
+    window.__e2eBlockSockets = false;
+  });
+  await admin.page.getByRole('button', { name: 'Reconnect now' }).click();
+  await admin.page.locator('#live-status.online').filter({ hasText: 'missed events replayed' }).waitFor({ timeout: 30_000 });
+  await missedItem.waitFor({ timeout: 10_000 });
+  const resumed = sockets.slice(before).map((s) => s.url).filter((url) => !url.includes('blocked-by-the-test'));
+  check(resumed.length >= 1, 'the page never reconnected');
+  check(resumed.every((url) => /[?&]last_event_id=[^&]+/.test(url)), `the reconnect did not ask for what it missed: ${resumed.join(' ')}`);
+  await waitForInputImage(admin.page, missedItem.locator('img'), 'the replayed feed item');
   const alert = (await admin.page.locator('#notice').textContent()).trim();
   check(!alert, `the dashboard still shows an alert once live again: ${alert}`);
-  check(copies === 1, `the replay showed feedback ${first.id} ${copies} times`);
-  check((await shownTotal()) === totalBefore + 2, 'the report did not count the replayed feedback');
-  // The server's report agrees with what the page counted live.
+  // Counted once each, whatever the socket delivered: the total shown is the server's.
+  const shown = await shownTotal();
+  check(shown === totalBefore + 2, `the report shows ${shown} feedback, not ${totalBefore + 2}, after the replay`);
+  const server = await serverReportTotal(admin.page);
+  check(shown === server, `the report shows ${shown} feedback but the server counts ${server}`);
+  // The server's report agrees with what the page counted live, in every figure shown.
   const shownReport = () => admin.page.locator('#report-totals, #confusion, #accuracy-summary').allTextContents();
   const counted = await shownReport();
   const refreshed = admin.page.waitForResponse((r) => r.url().endsWith('/admin/report') && r.ok());
   await admin.page.getByRole('button', { name: 'Refresh' }).first().click();
   await refreshed;
-  await admin.page.waitForTimeout(100);
+  await admin.page.locator('#report-card[aria-busy="false"]').waitFor({ timeout: 10_000 });
   const fromServer = await shownReport();
   check(JSON.stringify(counted) === JSON.stringify(fromServer), `the live report differs from the server's: ${counted} vs ${fromServer}`);
   const cells = await admin.page.locator('#confusion tbody td').count();
@@ -351,10 +452,21 @@ async function feedbackReachesTheDashboard(browser, scenario) {
   await checkLabelled(admin.page);
   await checkContrast(admin.page);
   await screenshot(admin.page, 'dashboard-desktop');
+  // Opened again, the dashboard lists the earlier feedback with its images too.
+  await admin.page.reload();
+  await admin.page.locator('#main[aria-busy="false"]').waitFor({ timeout: 15_000 });
+  for (const { id } of [first, missed]) {
+    await waitForInputImage(admin.page, admin.page.locator(`#feed li[data-feedback-id="${id}"] img`), `earlier feedback ${id}`);
+  }
+  check((await shownTotal()) === (await serverReportTotal(admin.page)), 'the report shown on opening differs from the server\'s');
 }
 
 async function aUserCannotOpenTheDashboard(browser, scenario) {
   const { page } = await openPage(browser, DESKTOP, scenario);
+  // A notice code that is no sentence of the page's (not even an inherited property) is ignored.
+  await page.goto('/?notice=__proto__');
+  await page.getByLabel('User name').waitFor();
+  check(!(await page.locator('#notice').textContent()).trim(), 'an unknown notice code showed a notice');
   await page.goto('/dashboard');
   await page.waitForURL(/\/\?notice=sign_in_admin$/);
   await page.getByText('Sign in as an administrator').waitFor();
