@@ -136,7 +136,8 @@ async function refreshNow(stale) {
     return tokens.access_token;
   } catch (e) {
     if (e.status === 401) {
-      // Unless another tab (without the lock) has just stored a newer login.
+      // Another tab (a browser without the lock) may have stored a newer pair meanwhile: its
+      // access token still works until it expires, so the page is not sent to sign in yet.
       const now = session();
       if (now && now.refresh_token !== s.refresh_token && lasts(now.access_token)) return now.access_token;
       signOut();
@@ -146,18 +147,50 @@ async function refreshNow(stale) {
   }
 }
 
+/** Resolves once the stored refresh token is no longer `seen` (another tab stored a new pair,
+ * or signed out), or after `ms`. */
+function storedSessionChange(seen, ms) {
+  return new Promise((resolve) => {
+    if (session()?.refresh_token !== seen) {
+      resolve();
+      return;
+    }
+    const done = () => {
+      clearTimeout(timer);
+      removeEventListener('storage', onStorage);
+      resolve();
+    };
+    const onStorage = (event) => {
+      if (event.key === SESSION_KEY || event.key === null) done();
+    };
+    const timer = setTimeout(done, ms);
+    addEventListener('storage', onStorage);
+  });
+}
+
+/** How long a tab that waited for another's refresh waits to see its tokens in storage. */
+const OTHER_TAB_WAIT_MS = 2_000;
+const NOT_TAKEN = Symbol('lock not taken');
+
 /**
  * Trades the refresh token for a new pair; once at a time in this page however many calls need
  * it, and once at a time across the site's tabs where the browser has the Web Locks API.
  * `stale` is the access token that was refused or is about to expire: a different, still valid
- * one in storage means another tab has refreshed, and it is used instead.
+ * one in storage means another tab has refreshed, and it is used instead. A tab that finds the
+ * lock taken waits for the other tab's new pair to show in its storage (each tab's view of
+ * localStorage is updated a moment after the write) before deciding to refresh itself.
  */
 export function refreshSession(stale = session()?.access_token) {
   refreshing ??= (async () => {
-    if (navigator.locks?.request) {
-      return navigator.locks.request(REFRESH_LOCK, () => refreshNow(stale));
-    }
-    return refreshNow(stale);
+    const locks = navigator.locks;
+    if (!locks?.request) return refreshNow(stale);
+    const seen = session()?.refresh_token;
+    const first = await locks.request(REFRESH_LOCK, { ifAvailable: true }, (lock) => (lock ? refreshNow(stale) : NOT_TAKEN));
+    if (first !== NOT_TAKEN) return first;
+    return locks.request(REFRESH_LOCK, async () => {
+      await storedSessionChange(seen, OTHER_TAB_WAIT_MS);
+      return refreshNow(stale);
+    });
   })().finally(() => {
     refreshing = null;
   });

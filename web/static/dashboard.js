@@ -473,18 +473,14 @@ async function startRetrain(event) {
   button.disabled = true;
   try {
     const answer = await call('/admin/retrain', { method: 'POST', json: body });
+    if ($('notice').textContent.startsWith('Retraining was not started')) say($('notice'), '');
     trackJob({ ...answer, model: body.model, epochs: body.epochs });
   } catch (e) {
     button.disabled = false;
-    // The API's own sentence (a job already running, the rate limit reached, …).
-    const wait = e?.status === 429 && e.retryAfter ? ` You can start one again in about ${waitText(e.retryAfter)}.` : '';
+    // The API's own sentence (the rate limit reached says when to try again, …).
     if (e?.status === 403 || e?.code === 'signed_out') showError(e);
-    else say($('notice'), `Retraining was not started: ${sentenceOf(e)}${wait}`);
+    else say($('notice'), `Retraining was not started: ${sentenceOf(e)}`);
   }
-}
-
-function waitText(seconds) {
-  return seconds >= 120 ? `${Math.ceil(seconds / 60)} minutes` : `${Math.ceil(seconds)} s`;
 }
 
 /** A job still queued or running when the page opens is followed from where it is. */
