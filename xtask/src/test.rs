@@ -81,8 +81,25 @@ pub fn run(root: &Path, nextest_args: &[String]) -> Result<ExitCode> {
     browser_tests(root)
 }
 
-/// The web pages' end-to-end tests (`web/tests/e2e.mjs`) in headless Chromium, against the
-/// all-in-one system started on a fresh data folder. Screenshots are kept in the target folder
+/// The major version of the `node` on the PATH.
+fn node_major() -> Result<u32> {
+    let out = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .context("running node --version (the browser tests need Node.js)")?;
+    let version = String::from_utf8_lossy(&out.stdout);
+    version
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|major| major.parse().ok())
+        .with_context(|| format!("node --version answered {version:?}"))
+}
+
+/// The web pages' end-to-end tests (`web/tests/e2e.mjs`) in headless Chromium, then a path
+/// through them in headless Firefox (`web/tests/firefox.mjs`), against the all-in-one system
+/// started on a fresh data folder. Screenshots are kept in the target folder
 /// (`web-screenshots/`). Skipped, saying so, with `PREDICTLOOP_BROWSER_TESTS=skip`.
 fn browser_tests(root: &Path) -> Result<ExitCode> {
     if std::env::var("PREDICTLOOP_BROWSER_TESTS").as_deref() == Ok("skip") {
@@ -95,10 +112,17 @@ fn browser_tests(root: &Path) -> Result<ExitCode> {
     }
     let chromium =
         std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".to_string());
-    if !Path::new(&chromium).is_file() {
-        bail!(
-            "the browser tests need Chromium at {chromium} (Debian: `apt-get install chromium`; or set CHROMIUM_PATH), or PREDICTLOOP_BROWSER_TESTS=skip"
-        );
+    let firefox =
+        std::env::var("FIREFOX_PATH").unwrap_or_else(|_| "/usr/bin/firefox-esr".to_string());
+    for (browser, path, package, var) in [
+        ("Chromium", &chromium, "chromium", "CHROMIUM_PATH"),
+        ("Firefox", &firefox, "firefox-esr", "FIREFOX_PATH"),
+    ] {
+        if !Path::new(path).is_file() {
+            bail!(
+                "the browser tests need {browser} at {path} (Debian: `apt-get install {package}`; or set {var}), or PREDICTLOOP_BROWSER_TESTS=skip"
+            );
+        }
     }
     println!(
         "\n==> browser tests (web/tests/e2e.mjs) in headless Chromium, against the all-in-one system"
@@ -156,16 +180,31 @@ fn browser_tests(root: &Path) -> Result<ExitCode> {
     };
     let addr = fleet.start(&bin_dir, &service, port, &env)?;
     fleet.wait_healthy(service.name, addr)?;
-    let status = std::process::Command::new("node")
-        .arg(&script)
-        .current_dir(root.join("web"))
-        .env("BASE_URL", format!("http://{addr}"))
-        .env("ADMIN_USERNAME", admin)
-        .env("ADMIN_PASSWORD", password)
-        .env("SCREENSHOT_DIR", &screenshots)
-        .env("CHROMIUM_PATH", &chromium)
-        .status()
-        .context("running node (the browser tests need Node.js)");
+    let node = |script: &Path, flags: &[&str]| {
+        std::process::Command::new("node")
+            .args(flags)
+            .arg(script)
+            .current_dir(root.join("web"))
+            .env("BASE_URL", format!("http://{addr}"))
+            .env("ADMIN_USERNAME", admin)
+            .env("ADMIN_PASSWORD", password)
+            .env("SCREENSHOT_DIR", &screenshots)
+            .env("CHROMIUM_PATH", &chromium)
+            .env("FIREFOX_PATH", &firefox)
+            .status()
+            .context("running node (the browser tests need Node.js)")
+    };
+    let mut status = node(&script, &[]);
+    if status.as_ref().is_ok_and(|s| s.success()) {
+        println!("\n==> the same pages in Firefox (web/tests/firefox.mjs, over WebDriver BiDi)");
+        // Node 20 has its WebSocket client behind a flag; later versions have it by default.
+        let flags: &[&str] = if node_major()? < 22 {
+            &["--experimental-websocket", "--no-warnings"]
+        } else {
+            &[]
+        };
+        status = node(&root.join("web").join("tests").join("firefox.mjs"), flags);
+    }
     fleet.stop_all();
     let _ = std::fs::remove_dir_all(&data);
     let status = status?;
