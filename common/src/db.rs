@@ -167,6 +167,10 @@ impl Db {
         let backend = Backend::of_url(url)?;
         let (conn_url, attach) = match backend {
             Backend::Postgres => {
+                // OpenSSL (built in, for libpq's TLS) initialised before libpq does it, without
+                // its clean-up at exit: that clean-up frees what pooled connections on other
+                // threads may still touch while the process ends.
+                openssl_sys::init();
                 if options.create_database {
                     ensure_postgres_database(url)?;
                 }
