@@ -50,16 +50,18 @@ impl MemoryBus {
             .collect()
     }
 
-    /// The newest recorded events with their sequence numbers, newest first: those numbered
-    /// below `before` (all when `None`), at most `count`.
-    pub fn history_before(&self, before: Option<u64>, count: usize) -> Vec<(u64, Envelope)> {
+    /// The newest recorded events with stream-style ids (`<seq>-0`, as the job queue's entries
+    /// have), newest first: those recorded before the entry `before` (from the newest when
+    /// `None`), at most `count`.
+    pub fn history_before(&self, before: Option<&str>, count: usize) -> Vec<(String, Envelope)> {
+        let before = before.and_then(seq_of);
         lock(&self.history)
             .entries
             .iter()
             .rev()
             .filter(|(seq, _)| before.is_none_or(|b| *seq < b))
             .take(count)
-            .cloned()
+            .map(|(seq, envelope)| (entry_id(*seq), envelope.clone()))
             .collect()
     }
 }
@@ -128,10 +130,12 @@ pub struct MemoryQueue {
     arrived: Arc<Notify>,
 }
 
+/// A Redis-Stream-style id (`<seq>-0`) for the queue's entries and the bus's history.
 fn entry_id(seq: u64) -> String {
     format!("{seq}-0")
 }
 
+/// The sequence number of an [`entry_id`].
 fn seq_of(id: &str) -> Option<u64> {
     id.split('-').next()?.parse().ok()
 }

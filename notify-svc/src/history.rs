@@ -47,8 +47,7 @@ enum Source {
         redis: Redis,
         key: String,
     },
-    /// The all-in-one mode's in-process bus; its sequence numbers stand for stream ids
-    /// (`<seq>-0`).
+    /// The all-in-one mode's in-process bus, whose history has stream-style ids.
     Memory(MemoryBus),
 }
 
@@ -122,17 +121,14 @@ impl History {
                     })
                     .collect())
             }
-            Source::Memory(bus) => {
-                let before = before.and_then(|id| id.split('-').next()?.parse::<u64>().ok());
-                Ok(bus
-                    .history_before(before, count)
-                    .into_iter()
-                    .map(|(seq, envelope)| RawEntry {
-                        stream_id: format!("{seq}-0"),
-                        envelope: Some(envelope),
-                    })
-                    .collect())
-            }
+            Source::Memory(bus) => Ok(bus
+                .history_before(before, count)
+                .into_iter()
+                .map(|(stream_id, envelope)| RawEntry {
+                    stream_id,
+                    envelope: Some(envelope),
+                })
+                .collect()),
         }
     }
 

@@ -63,20 +63,10 @@ impl Settings {
     }
 }
 
-/// What the system runs on, for the banner and the walk-through.
-#[derive(Debug, Clone)]
-pub struct Backends {
-    /// The database, password hidden.
-    pub database: String,
-    /// `in-process` or the Redis URL, password hidden.
-    pub events: String,
-}
-
 /// The running system.
 pub struct System {
     /// The gateway's port, the only public one.
     pub port: u16,
-    pub backends: Backends,
     memory: Option<String>,
     gateway: ServerHandle,
     notify: notify_svc::RunningApp,
@@ -123,13 +113,6 @@ impl System {
                 vars.insert("REDIS_URL".into(), url);
                 Some(name)
             }
-        };
-        let backends = Backends {
-            database: common::db::redact_url(&database_url),
-            events: match (&memory, settings.get("REDIS_URL")) {
-                (None, Some(url)) => common::db::redact_url(url),
-                _ => "in-process".into(),
-            },
         };
         let public_bind = settings
             .get("BIND_ADDR")
@@ -195,13 +178,14 @@ impl System {
         let gateway = gateway.spawn();
         tracing::info!(
             url = %local_url(port),
-            database = %backends.database,
-            events = %backends.events,
+            database = %common::db::redact_url(&database_url),
+            events = %settings
+                .get("REDIS_URL")
+                .map_or_else(|| "in-process".to_owned(), common::db::redact_url),
             "predictloop is running (all-in-one)"
         );
         Ok(System {
             port,
-            backends,
             memory,
             gateway,
             notify,

@@ -12,28 +12,12 @@ use reqwest::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 /// A password every rule accepts.
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// A directory removed when dropped (the SQLite backend's files).
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("auth-svc-test-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use common::testing::TempDir;
 
 /// Where an app keeps its data; clones share the same database.
 #[derive(Clone)]

@@ -1,17 +1,9 @@
 use common::jwt::SigningKeyPair;
-use common::testing::{TestDatabase, redis_prefix, redis_url, repo_root};
+use common::testing::{TempDir, TestDatabase, redis_prefix, redis_url, repo_root};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
 pub const ADMIN: (&str, &str) = ("e2e-admin", "e2e-admin-password");
-
-/// A unique name (the time and the process), for data folders.
-fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{}-{nanos}", std::process::id())
-}
 
 fn path_from_env(var: &str, default: &str) -> String {
     std::env::var(var)
@@ -49,15 +41,6 @@ impl Backend {
     }
 }
 
-/// A data folder removed when the test ends.
-struct DataDir(PathBuf);
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The whole system as the all-in-one process runs it (`predictloop`): every service, the
 /// gateway in front, on a fresh database and bus (see [`Backend`]).
 pub struct System {
@@ -67,7 +50,7 @@ pub struct System {
     pub signing_key: SigningKeyPair,
     _system: predictloop::System,
     _db: Option<TestDatabase>,
-    _data: DataDir,
+    _data: TempDir,
 }
 
 impl System {
@@ -98,7 +81,7 @@ impl System {
         configure: impl FnOnce(predictloop::Settings) -> predictloop::Settings,
     ) -> System {
         let signing_key = SigningKeyPair::generate().unwrap();
-        let data = DataDir(std::env::temp_dir().join(format!("predictloop-e2e-{}", uuid_like())));
+        let data = TempDir::new();
         // Each service reads its configuration as in production, from variables.
         let mut settings = predictloop::Settings::default()
             .set("APP_ENV", "development")

@@ -159,7 +159,7 @@ pub async fn list(
         Some("input") => true,
         Some(_) => return Err(bad("`include` may only be `input`.")),
     };
-    let (items, inputs) = state
+    let (items, total, inputs) = state
         .db
         .run(move |c| {
             let (items, total) = queries::list(c, &filter, page, per_page)?;
@@ -169,10 +169,9 @@ pub async fn list(
             } else {
                 std::collections::HashMap::new()
             };
-            Ok::<_, common::db::DbError>(((items, total), inputs))
+            Ok::<_, common::db::DbError>((items, total, inputs))
         })
         .await?;
-    let (items, total) = items;
     let pages = (total + per_page - 1) / per_page;
     let items: Vec<Value> = items
         .iter()

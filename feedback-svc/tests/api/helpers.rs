@@ -17,29 +17,13 @@ use futures_util::stream::BoxStream;
 use reqwest::Response;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A Redis URL nothing listens on.
 pub const DEAD_REDIS: &str = "redis://127.0.0.1:1";
 
-/// A directory removed when dropped (the SQLite backend's files).
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("feedback-svc-test-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use common::testing::TempDir;
 
 /// Where an app keeps its data; clones share the same database.
 #[derive(Clone)]

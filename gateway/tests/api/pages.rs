@@ -2,37 +2,31 @@
 //! revalidation; nothing else on disk is reachable, and the API still answers JSON.
 
 use crate::helpers::{assert_error, spawn_gateway, spawn_gateway_serving};
+use common::testing::TempDir;
 use gateway::pages::{ASSETS, Root, WebConfig};
 use gateway::ratelimit::RateLimitConfig;
-use std::path::PathBuf;
 
 /// A web dir holding every file of the table, each with a body naming its URL.
-struct FakeWebDir(PathBuf);
+struct FakeWebDir(TempDir);
 
 impl FakeWebDir {
     fn create() -> Self {
-        let dir = std::env::temp_dir().join(format!("predictloop-web-{}", uuid::Uuid::new_v4()));
+        let dir = TempDir::new();
         for asset in ASSETS {
             let path = match asset.root {
-                Root::Web => dir.join(asset.file),
-                Root::Vendor => dir.join("node_modules").join(asset.file),
+                Root::Web => dir.0.join(asset.file),
+                Root::Vendor => dir.0.join("node_modules").join(asset.file),
             };
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, Self::body(asset.url)).unwrap();
         }
         // Beside the table's files, one that must never be served.
-        std::fs::write(dir.join("static/secret.txt"), "not for the web").unwrap();
+        std::fs::write(dir.0.join("static/secret.txt"), "not for the web").unwrap();
         FakeWebDir(dir)
     }
 
     fn body(url: &str) -> String {
         format!("content of {url}\n")
-    }
-}
-
-impl Drop for FakeWebDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -50,7 +44,7 @@ async fn every_file_of_the_table_is_served_with_its_type_and_pages_get_their_pol
         None,
         String::new(),
         RateLimitConfig::disabled(),
-        WebConfig::at(&dir.0),
+        WebConfig::at(&dir.0.0),
     )
     .await;
     let host = gw.url.trim_start_matches("http://").to_owned();

@@ -30,8 +30,8 @@ fn job(id: &str, state: &str) -> Job {
 
 #[tokio::test]
 async fn jobs_a_previous_run_left_unfinished_are_queued_again_at_start() {
-    let dir = std::env::temp_dir().join(format!("retrain-restart-{}", uuid::Uuid::new_v4()));
-    let database_url = format!("sqlite://{}/main.db", dir.display());
+    let dir = common::testing::TempDir::new();
+    let database_url = format!("sqlite://{}/main.db", dir.0.display());
     // What the previous run left: a job queued, one interrupted while training, one finished.
     let db = Db::open_service(
         &database_url,
@@ -98,5 +98,4 @@ async fn jobs_a_previous_run_left_unfinished_are_queued_again_at_start() {
 
     app.stop().await;
     MemoryInfra::unregister(&name);
-    let _ = std::fs::remove_dir_all(dir);
 }
