@@ -131,23 +131,7 @@ class Page {
 
   /** Real pointer input: a click in the middle of an element (scrolled into view first). */
   async click(selector) {
-    await this.eval(`document.querySelector(${JSON.stringify(selector)}).scrollIntoView({ block: 'center' })`);
-    const element = await this.element(selector);
-    await this.bidi.send('input.performActions', {
-      context: this.context,
-      actions: [
-        {
-          type: 'pointer',
-          id: 'mouse',
-          parameters: { pointerType: 'mouse' },
-          actions: [
-            { type: 'pointerMove', x: 0, y: 0, origin: { type: 'element', element } },
-            { type: 'pointerDown', button: 0 },
-            { type: 'pointerUp', button: 0 },
-          ],
-        },
-      ],
-    });
+    await this.stroke(selector, [[0, 0]]);
   }
 
   /** Real key presses into a focused field. */
@@ -163,8 +147,12 @@ class Page {
     });
   }
 
-  /** A mouse stroke through `points` (offsets from the element's centre, in CSS pixels). */
+  /**
+   * Real pointer input: the mouse pressed at the first of `points` and moved through the rest
+   * (offsets from the element's centre, in CSS pixels), the element scrolled into view first.
+   */
   async stroke(selector, points) {
+    await this.eval(`document.querySelector(${JSON.stringify(selector)}).scrollIntoView({ block: 'center' })`);
     const element = await this.element(selector);
     const move = ([x, y]) => ({ type: 'pointerMove', x, y, duration: 40, origin: { type: 'element', element } });
     await this.bidi.send('input.performActions', {

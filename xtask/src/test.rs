@@ -23,19 +23,16 @@ pub fn run(root: &Path, nextest_args: &[String]) -> Result<ExitCode> {
             "cargo-nextest is not installed: install it with `cargo install cargo-nextest --locked`"
         );
     }
-    let defaults = [
+    let defaults: Vec<(&str, String)> = [
         (
             "TEST_DATABASE_URL",
             "postgres://postgres@127.0.0.1:5432/postgres".to_string(),
         ),
         ("TEST_REDIS_URL", "redis://127.0.0.1:6379".to_string()),
-        (
-            "ORT_DYLIB_PATH",
-            setup::onnxruntime_lib(root).display().to_string(),
-        ),
-        ("MNIST_DIR", setup::mnist_dir(root).display().to_string()),
-        ("MODEL_DIR", train::model_dir(root).display().to_string()),
-    ];
+    ]
+    .into_iter()
+    .chain(asset_vars(root))
+    .collect();
     let with_defaults = |command: &mut std::process::Command| {
         for (name, value) in &defaults {
             if std::env::var_os(name).is_none() {
@@ -81,6 +78,18 @@ pub fn run(root: &Path, nextest_args: &[String]) -> Result<ExitCode> {
     browser_tests(root)
 }
 
+/// Where the services find the fetched assets and the trained models.
+fn asset_vars(root: &Path) -> [(&'static str, String); 3] {
+    [
+        (
+            "ORT_DYLIB_PATH",
+            setup::onnxruntime_lib(root).display().to_string(),
+        ),
+        ("MNIST_DIR", setup::mnist_dir(root).display().to_string()),
+        ("MODEL_DIR", train::model_dir(root).display().to_string()),
+    ]
+}
+
 /// The major version of the `node` on the PATH.
 fn node_major() -> Result<u32> {
     let out = std::process::Command::new("node")
@@ -106,7 +115,8 @@ fn browser_tests(root: &Path) -> Result<ExitCode> {
         println!("\n==> browser tests skipped (PREDICTLOOP_BROWSER_TESTS=skip)");
         return Ok(ExitCode::SUCCESS);
     }
-    let script = root.join("web").join("tests").join("e2e.mjs");
+    let web = setup::web_dir(root);
+    let script = web.join("tests").join("e2e.mjs");
     if !script.is_file() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -138,10 +148,7 @@ fn browser_tests(root: &Path) -> Result<ExitCode> {
         bail!("cargo build of predictloop failed ({status})");
     }
     let bin_dir = up::target_dir(root).join("debug");
-    let screenshots = bin_dir
-        .parent()
-        .map_or_else(|| root.join("target"), Path::to_path_buf)
-        .join("web-screenshots");
+    let screenshots = up::target_dir(root).join("web-screenshots");
     let data = std::env::temp_dir().join(format!("predictloop-browser-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -159,18 +166,13 @@ fn browser_tests(root: &Path) -> Result<ExitCode> {
         ("ADMIN_USERNAME", admin.to_string()),
         ("ADMIN_PASSWORD", password.to_string()),
         ("BCRYPT_COST", "4".to_string()),
-        ("WEB_DIR", root.join("web").display().to_string()),
-        (
-            "ORT_DYLIB_PATH",
-            setup::onnxruntime_lib(root).display().to_string(),
-        ),
-        ("MNIST_DIR", setup::mnist_dir(root).display().to_string()),
-        ("MODEL_DIR", train::model_dir(root).display().to_string()),
+        ("WEB_DIR", web.display().to_string()),
         // The tests sign in and reload pages more often than a person does in an hour.
         ("RATE_LIMIT_DEFAULT", "100000/day".to_string()),
         ("RUST_LOG", "warn".to_string()),
     ]
     .into_iter()
+    .chain(asset_vars(root))
     .map(|(name, value)| (name.to_string(), value))
     .collect();
     let mut fleet = up::Fleet::new(up::count_signals()?);
@@ -184,7 +186,7 @@ fn browser_tests(root: &Path) -> Result<ExitCode> {
         std::process::Command::new("node")
             .args(flags)
             .arg(script)
-            .current_dir(root.join("web"))
+            .current_dir(&web)
             .env("BASE_URL", format!("http://{addr}"))
             .env("ADMIN_USERNAME", admin)
             .env("ADMIN_PASSWORD", password)
@@ -203,7 +205,7 @@ fn browser_tests(root: &Path) -> Result<ExitCode> {
         } else {
             &[]
         };
-        status = node(&root.join("web").join("tests").join("firefox.mjs"), flags);
+        status = node(&web.join("tests").join("firefox.mjs"), flags);
     }
     fleet.stop_all();
     let _ = std::fs::remove_dir_all(&data);

@@ -302,7 +302,7 @@ fn shared_defaults(root: &Path, admin: &AdminCredentials) -> Result<Vec<(String,
         defaults.push((name.into(), format!("http://127.0.0.1:{port}")));
     }
     // The gateway's web pages, wherever `cargo xtask up` is run from.
-    defaults.push(("WEB_DIR".into(), root.join("web").display().to_string()));
+    defaults.push(("WEB_DIR".into(), setup::web_dir(root).display().to_string()));
     if !is_set("MODEL_DIR") {
         let models = root.join("data").join("models");
         fs::create_dir_all(&models).with_context(|| format!("creating {}", models.display()))?;
@@ -331,18 +331,10 @@ fn shared_defaults(root: &Path, admin: &AdminCredentials) -> Result<Vec<(String,
 /// The admin's name and password as `cargo xtask up` uses them (from the environment, else
 /// the password it generated), without generating one.
 pub(crate) fn admin_login(root: &Path) -> Result<(String, String)> {
-    let username = std::env::var("ADMIN_USERNAME").unwrap_or_else(|_| "admin".into());
-    if let Ok(password) = std::env::var("ADMIN_PASSWORD") {
-        return Ok((username, password));
-    }
-    let file = root.join("data").join("dev-admin-password");
-    let password = fs::read_to_string(&file).with_context(|| {
-        format!(
-            "reading the admin password from {} (set ADMIN_PASSWORD, or run `cargo xtask up` first)",
-            file.display()
-        )
-    })?;
-    Ok((username, password.trim().to_owned()))
+    let admin = AdminCredentials::existing(root)?.context(
+        "no admin password yet: set ADMIN_PASSWORD, or run `cargo xtask up` first (it keeps the one it generates in data/dev-admin-password)",
+    )?;
+    Ok((admin.username, admin.password))
 }
 
 struct AdminCredentials {
@@ -353,52 +345,69 @@ struct AdminCredentials {
 }
 
 impl AdminCredentials {
-    fn resolve(root: &Path) -> Result<Self> {
-        let username = std::env::var("ADMIN_USERNAME").unwrap_or_else(|_| "admin".into());
+    /// From `ADMIN_PASSWORD`, else the password an earlier run generated; `None` when there is
+    /// neither yet.
+    fn existing(root: &Path) -> Result<Option<Self>> {
+        let username = Self::username();
         if let Ok(password) = std::env::var("ADMIN_PASSWORD") {
-            return Ok(Self {
+            return Ok(Some(Self {
                 username,
                 password,
                 password_file: None,
-            });
+            }));
         }
-        let file = root.join("data").join("dev-admin-password");
-        let password = match fs::read_to_string(&file) {
-            Ok(text) => {
-                let password = text.trim().to_string();
-                if password.is_empty() {
-                    bail!(
-                        "{} is empty: delete it to get a new password",
-                        file.display()
-                    );
-                }
-                fs::set_permissions(&file, fs::Permissions::from_mode(0o600))
-                    .with_context(|| format!("restricting {}", file.display()))?;
-                password
-            }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                let password = random_password()?;
-                if let Some(dir) = file.parent() {
-                    fs::create_dir_all(dir)
-                        .with_context(|| format!("creating {}", dir.display()))?;
-                }
-                let mut out = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&file)
-                    .with_context(|| format!("creating {}", file.display()))?;
-                writeln!(out, "{password}")
-                    .with_context(|| format!("writing {}", file.display()))?;
-                password
-            }
+        let file = Self::password_file(root);
+        let text = match fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(err).with_context(|| format!("reading {}", file.display())),
         };
-        Ok(Self {
+        let password = text.trim().to_string();
+        if password.is_empty() {
+            bail!(
+                "{} is empty: delete it to get a new password",
+                file.display()
+            );
+        }
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", file.display()))?;
+        Ok(Some(Self {
             username,
             password,
             password_file: Some(file),
+        }))
+    }
+
+    /// The existing credentials, else a generated password kept for later runs.
+    fn resolve(root: &Path) -> Result<Self> {
+        if let Some(admin) = Self::existing(root)? {
+            return Ok(admin);
+        }
+        let file = Self::password_file(root);
+        let password = random_password()?;
+        if let Some(dir) = file.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&file)
+            .with_context(|| format!("creating {}", file.display()))?;
+        writeln!(out, "{password}").with_context(|| format!("writing {}", file.display()))?;
+        Ok(Self {
+            username: Self::username(),
+            password,
+            password_file: Some(file),
         })
+    }
+
+    fn username() -> String {
+        std::env::var("ADMIN_USERNAME").unwrap_or_else(|_| "admin".into())
+    }
+
+    fn password_file(root: &Path) -> PathBuf {
+        root.join("data").join("dev-admin-password")
     }
 }
 
