@@ -20,11 +20,36 @@ pub fn now() -> chrono::NaiveDateTime {
 /// The PostgreSQL advisory lock held while migrating (an arbitrary key, the same in every service).
 const MIGRATION_LOCK: i64 = 0x7072_6564_6c6f_6f70; // "predloop"
 
-/// One connection type for both backends; queries written against it run on either.
-#[derive(diesel::MultiConnection)]
-pub enum DbConnection {
-    Pg(PgConnection),
-    Sqlite(SqliteConnection),
+/// Initialises OpenSSL (built into the binary for libpq's TLS) without its clean-up at exit.
+/// libpq would otherwise initialise it first, and with that clean-up, which frees OpenSSL's
+/// global state while the process ends, under the threads (a pool's, a server's) that may still
+/// be inside a TLS connection to PostgreSQL: a crash at exit. Idempotent and cheap.
+pub fn prepare_tls() {
+    openssl_sys::init();
+}
+
+/// A direct PostgreSQL connection, outside any pool. Every one goes through here so that
+/// [`prepare_tls`] comes before libpq's first use of OpenSSL (clippy's `disallowed-methods`
+/// refuses a direct `establish` elsewhere).
+#[allow(clippy::disallowed_methods)]
+pub fn establish_postgres(url: &str) -> diesel::ConnectionResult<PgConnection> {
+    prepare_tls();
+    PgConnection::establish(url)
+}
+
+pub use connection::DbConnection;
+
+mod connection {
+    // The derived `establish` is reached only through a `Db`'s pool, after `prepare_tls`.
+    #![allow(clippy::disallowed_methods)]
+    use diesel::{PgConnection, SqliteConnection};
+
+    /// One connection type for both backends; queries written against it run on either.
+    #[derive(diesel::MultiConnection)]
+    pub enum DbConnection {
+        Pg(PgConnection),
+        Sqlite(SqliteConnection),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,10 +192,7 @@ impl Db {
         let backend = Backend::of_url(url)?;
         let (conn_url, attach) = match backend {
             Backend::Postgres => {
-                // OpenSSL (built in, for libpq's TLS) initialised before libpq does it, without
-                // its clean-up at exit: that clean-up frees what pooled connections on other
-                // threads may still touch while the process ends.
-                openssl_sys::init();
+                prepare_tls();
                 if options.create_database {
                     ensure_postgres_database(url)?;
                 }
@@ -195,8 +217,9 @@ impl Db {
         };
         // A direct connection of the backend's own type reports the real reason a connection
         // fails (the multi-backend type only says the URL did not suit it).
+        #[allow(clippy::disallowed_methods)] // SQLite's establish: no TLS involved
         let probe = match backend {
-            Backend::Postgres => PgConnection::establish(&conn_url).map(drop),
+            Backend::Postgres => establish_postgres(&conn_url).map(drop),
             Backend::Sqlite => SqliteConnection::establish(&conn_url).map(drop),
         };
         probe.map_err(|e| DbError::Connect(format!("{} ({})", e, redact_url(&conn_url))))?;
@@ -315,7 +338,7 @@ pub fn ensure_postgres_database(url: &str) -> Result<(), DbError> {
     let Some((base, name, query)) = split_database(url) else {
         return Ok(());
     };
-    if name.is_empty() || PgConnection::establish(url).is_ok() {
+    if name.is_empty() || establish_postgres(url).is_ok() {
         return Ok(());
     }
     if !name
@@ -327,7 +350,7 @@ pub fn ensure_postgres_database(url: &str) -> Result<(), DbError> {
         )));
     }
     let admin_url = format!("{base}/postgres{query}");
-    let mut admin = PgConnection::establish(&admin_url)
+    let mut admin = establish_postgres(&admin_url)
         .map_err(|e| DbError::Connect(format!("{e} ({})", redact_url(&admin_url))))?;
     match admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")) {
         Ok(()) => {

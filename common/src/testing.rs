@@ -3,7 +3,6 @@
 //! and a unique Redis key prefix per test, so tests share one server safely.
 
 use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection};
 
 pub fn postgres_url() -> String {
     std::env::var("TEST_DATABASE_URL")
@@ -53,7 +52,7 @@ impl TestDatabase {
     pub fn create() -> Self {
         let admin_url = postgres_url();
         let name = format!("pl_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::establish(&admin_url)
+        let mut admin = crate::db::establish_postgres(&admin_url)
             .unwrap_or_else(|e| panic!("tests need PostgreSQL at {admin_url}: {e}"));
         admin
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
@@ -76,7 +75,7 @@ impl Drop for TestDatabase {
         let name = self.name.clone();
         // Blocking work off the async runtime's thread.
         let _ = std::thread::spawn(move || {
-            if let Ok(mut admin) = PgConnection::establish(&admin_url) {
+            if let Ok(mut admin) = crate::db::establish_postgres(&admin_url) {
                 let _ = admin
                     .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
             }

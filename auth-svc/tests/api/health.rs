@@ -2,7 +2,6 @@
 
 use crate::helpers::{expect_error, spawn_app};
 use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection};
 
 #[tokio::test]
 async fn health_answers_the_seed_body() {
@@ -30,7 +29,7 @@ async fn ready_reports_the_database_and_turns_503_when_it_goes_away() {
     let admin_url = format!("{base}/postgres");
     let name = name.to_owned();
     tokio::task::spawn_blocking(move || {
-        let mut admin = PgConnection::establish(&admin_url).unwrap();
+        let mut admin = common::db::establish_postgres(&admin_url).unwrap();
         admin
             .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
             .unwrap();

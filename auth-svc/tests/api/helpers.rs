@@ -284,7 +284,7 @@ pub async fn stored_password_hash(database_url: &str, username: &str) -> String 
     let url = database_url.to_owned();
     let name = username.to_owned();
     tokio::task::spawn_blocking(move || {
-        let mut conn = PgConnection::establish(&url).unwrap();
+        let mut conn = common::db::establish_postgres(&url).unwrap();
         let rows: Vec<Row> =
             diesel::sql_query("SELECT password_hash FROM auth.users WHERE username = $1")
                 .bind::<Text, _>(&name)
