@@ -4,6 +4,7 @@
 pub mod config;
 pub mod edge;
 mod error;
+pub mod openapi;
 pub mod pages;
 mod proxy;
 pub mod ratelimit;

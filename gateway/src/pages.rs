@@ -91,6 +91,13 @@ pub const ASSETS: [Asset; 11] = [
     ),
 ];
 
+/// Served from the binary itself: URL, body, content type.
+pub const BUILT_IN: [(&str, &str, &str); 1] = [(
+    crate::openapi::PATH,
+    crate::openapi::DOCUMENT,
+    "application/json",
+)];
+
 /// Path prefixes of the web pages, for the rate limiter's default exempt list (`/` itself is
 /// answered here, never by the rate-limited proxy).
 pub const EXEMPT_PREFIXES: [&str; 3] = ["/dashboard", "/static", "/vendor"];
@@ -133,6 +140,17 @@ impl WebAssets {
             };
             files.insert(asset.url, loaded);
         }
+        for (url, body, content_type) in BUILT_IN {
+            files.insert(
+                url,
+                Some(Loaded {
+                    etag: etag(body.as_bytes()),
+                    body: Bytes::from_static(body.as_bytes()),
+                    content_type,
+                    page: false,
+                }),
+            );
+        }
         if !missing.is_empty() {
             tracing::warn!(
                 missing = %missing.join(", "),
@@ -144,7 +162,10 @@ impl WebAssets {
 
     /// How many of the table's files were loaded.
     pub fn loaded(&self) -> usize {
-        self.files.values().filter(|f| f.is_some()).count()
+        ASSETS
+            .iter()
+            .filter(|a| matches!(self.files.get(a.url), Some(Some(_))))
+            .count()
     }
 }
 
@@ -154,12 +175,13 @@ fn etag(body: &[u8]) -> String {
     format!("\"{:016x}-{:x}\"", hasher.finish(), body.len())
 }
 
-/// The routes of [`ASSETS`]: GET and HEAD; any other method is 405.
+/// The routes of [`ASSETS`] and [`BUILT_IN`]: GET and HEAD; any other method is 405.
 pub fn configure(assets: web::Data<WebAssets>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        for asset in ASSETS {
+        let urls = ASSETS.iter().map(|a| a.url).chain(BUILT_IN.map(|b| b.0));
+        for url in urls {
             cfg.service(
-                web::resource(asset.url)
+                web::resource(url)
                     .app_data(assets.clone())
                     .route(
                         web::route()
@@ -270,8 +292,9 @@ mod tests {
     #[test]
     fn web_urls_are_not_api_routes() {
         let table = crate::routes::RouteTable::defaults();
-        for asset in ASSETS {
-            assert!(table.lookup(asset.url).is_none(), "{} clashes", asset.url);
+        let urls = ASSETS.iter().map(|a| a.url).chain(BUILT_IN.map(|b| b.0));
+        for url in urls {
+            assert!(table.lookup(url).is_none(), "{url} clashes");
         }
     }
 
@@ -330,6 +353,8 @@ mod tests {
     fn a_missing_web_dir_leaves_every_file_unavailable() {
         let assets = WebAssets::load(&WebConfig::at("/nonexistent/predictloop-web"));
         assert_eq!(assets.loaded(), 0);
-        assert_eq!(assets.files.len(), ASSETS.len());
+        assert_eq!(assets.files.len(), ASSETS.len() + BUILT_IN.len());
+        // What the binary holds is served regardless.
+        assert!(assets.files[crate::openapi::PATH].is_some());
     }
 }

@@ -166,4 +166,39 @@ async fn without_its_web_files_the_gateway_starts_and_the_pages_answer_503() {
     }
     let r = gw.client.get(gw.at("/health")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+    // The API's description is in the binary.
+    let r = gw.client.get(gw.at("/openapi.json")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_routes_it_is_served_beside() {
+    let gw = spawn_gateway().await;
+    let r = gw.client.get(gw.at("/openapi.json")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-type"), "application/json");
+    assert_eq!(header(&r, "cache-control"), "no-cache");
+    assert_eq!(
+        header(&r, "content-security-policy"),
+        "default-src 'none'; frame-ancestors 'none'"
+    );
+    let etag = header(&r, "etag");
+    let doc: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    // What it says of a route is what the gateway does: /admin/report needs an admin token.
+    let report = &doc["paths"]["/admin/report"]["get"];
+    assert!(report["responses"]["403"].is_object(), "{report}");
+    let r = gw.client.get(gw.at("/admin/report")).send().await.unwrap();
+    assert_error(r, 401, "missing_token").await;
+
+    let again = gw
+        .client
+        .get(gw.at("/openapi.json"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    let r = gw.client.post(gw.at("/openapi.json")).send().await.unwrap();
+    assert_error(r, 405, "method_not_allowed").await;
 }

@@ -1,0 +1,137 @@
+//! The OpenAPI 3.1 document of the public API, `gateway/openapi.json`: written by hand beside
+//! the route table it describes, compiled into the binary and served at [`PATH`] by
+//! [`crate::pages`] (with its ETag, like the pages). The tests below hold it to the table.
+
+/// Where the document is served.
+pub const PATH: &str = "/openapi.json";
+
+/// The document itself.
+pub const DOCUMENT: &str = include_str!("../openapi.json");
+
+/// Paths the gateway answers itself, outside the route table.
+pub const GATEWAY_PATHS: [&str; 4] = ["/health", "/ready", "/metrics", "/ws"];
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::routes::{Access, Match, RouteTable};
+    use serde_json::Value;
+
+    const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+    fn document() -> Value {
+        serde_json::from_str(DOCUMENT).expect("openapi.json is JSON")
+    }
+
+    /// Every (path, method, operation) of the document.
+    fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+        let mut ops = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in METHODS {
+                if let Some(op) = item.get(method) {
+                    ops.push((path.clone(), method.to_owned(), op.clone()));
+                }
+            }
+        }
+        ops
+    }
+
+    /// A concrete path for a template: `{name}` becomes `name`.
+    fn concrete(template: &str) -> String {
+        template.replace(['{', '}'], "")
+    }
+
+    fn needs_token(doc: &Value, op: &Value) -> bool {
+        let security = op.get("security").unwrap_or(&doc["security"]);
+        security.as_array().is_some_and(|s| !s.is_empty())
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_for_this_version() {
+        let doc = document();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."));
+        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+        assert!(doc["components"]["schemas"]["Error"].is_object());
+    }
+
+    #[test]
+    fn every_route_of_the_table_is_described_with_each_of_its_methods() {
+        let doc = document();
+        let ops = operations(&doc);
+        for route in RouteTable::defaults().routes() {
+            for method in &route.methods {
+                let method = method.to_ascii_lowercase();
+                let described = ops.iter().any(|(path, m, _)| {
+                    *m == method
+                        && match route.matching {
+                            Match::Exact => *path == route.path,
+                            Match::Prefix => {
+                                *path == route.path || path.starts_with(&format!("{}/", route.path))
+                            }
+                        }
+                });
+                assert!(described, "{method} {} is not described", route.path);
+            }
+        }
+    }
+
+    #[test]
+    fn every_described_operation_is_routed_with_the_access_it_states() {
+        let doc = document();
+        let table = RouteTable::defaults();
+        let pages: Vec<&str> = crate::pages::ASSETS.iter().map(|a| a.url).collect();
+        for (path, method, op) in operations(&doc) {
+            assert!(!path.starts_with("/internal"), "{path} is internal");
+            let served_here = GATEWAY_PATHS.contains(&path.as_str())
+                || path == PATH
+                || pages.contains(&path.as_str());
+            if served_here {
+                assert_eq!(method, "get", "{method} {path}");
+                continue;
+            }
+            let route = table
+                .lookup(&concrete(&path))
+                .unwrap_or_else(|| panic!("{method} {path} is not in the route table"));
+            assert!(
+                route.allows(&method),
+                "{method} {path}: the table does not allow it"
+            );
+            assert_eq!(
+                needs_token(&doc, &op),
+                route.access != Access::Public,
+                "{method} {path}: security does not match the table's access"
+            );
+            let responses = &op["responses"];
+            if route.access != Access::Public {
+                assert!(responses["401"].is_object(), "{method} {path}: no 401");
+            }
+            if route.access == Access::Admin {
+                assert!(responses["403"].is_object(), "{method} {path}: no 403");
+            }
+        }
+    }
+
+    #[test]
+    fn every_schema_reference_resolves() {
+        let doc = document();
+        fn walk(v: &Value, doc: &Value, refs: &mut usize) {
+            match v {
+                Value::Object(map) => {
+                    if let Some(Value::String(r)) = map.get("$ref") {
+                        let pointer = r.strip_prefix('#').expect("a local reference");
+                        assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
+                        *refs += 1;
+                    }
+                    map.values().for_each(|v| walk(v, doc, refs));
+                }
+                Value::Array(items) => items.iter().for_each(|v| walk(v, doc, refs)),
+                _ => {}
+            }
+        }
+        let mut refs = 0;
+        walk(&doc, &doc, &mut refs);
+        assert!(refs > 0);
+    }
+}
