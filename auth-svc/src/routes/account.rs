@@ -63,8 +63,14 @@ pub async fn login(
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, AuthError> {
     let (username, password) = body.into_inner().require()?;
-    let name = username.clone();
-    let user = state.db.run(move |c| users::find_by_name(c, &name)).await?;
+    // A name registration would refuse cannot be a user's: no lookup, the same refusal on
+    // both databases (PostgreSQL would refuse a NUL in the query, SQLite would not).
+    let user = if validate::username(&username).is_ok() {
+        let name = username.clone();
+        state.db.run(move |c| users::find_by_name(c, &name)).await?
+    } else {
+        None
+    };
     let hash = user
         .as_ref()
         .map_or_else(|| state.dummy_hash.clone(), |u| u.password_hash.clone());

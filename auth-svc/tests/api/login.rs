@@ -1,4 +1,4 @@
-use crate::helpers::{PASSWORD, expect_error, jwt_segment, spawn_app};
+use crate::helpers::{PASSWORD, Store, expect_error, jwt_segment, spawn_app, spawn_app_with};
 use common::jwt::Role;
 use serde_json::json;
 
@@ -67,6 +67,26 @@ async fn an_unknown_user_is_401_like_a_wrong_password() {
     .await;
     // Indistinguishable, so the answer does not tell which names exist.
     assert_eq!(unknown, wrong);
+}
+
+#[tokio::test]
+async fn a_name_no_one_can_register_is_401_like_an_unknown_user_on_both_databases() {
+    for store in [Store::postgres(), Store::sqlite()] {
+        let app = spawn_app_with(store, None).await;
+        app.register_ok("ana", PASSWORD).await;
+        let unknown = expect_error(
+            app.login("nobody", PASSWORD).await,
+            401,
+            "invalid_credentials",
+        )
+        .await;
+        // PostgreSQL refuses a NUL in a query, SQLite does not: neither is asked.
+        for name in ["an\u{0}a", "ana\u{0}", "an a", &"a".repeat(5000)] {
+            let refused =
+                expect_error(app.login(name, PASSWORD).await, 401, "invalid_credentials").await;
+            assert_eq!(refused, unknown, "{name:?}");
+        }
+    }
 }
 
 #[tokio::test]
