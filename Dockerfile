@@ -11,7 +11,8 @@
 # library is pinned by SHA-256 to its x86_64 wheel. See docs/deploy.md.
 #
 # Stages:
-#   rust-base    the Rust toolchain plus libpq-dev / pkg-config (diesel links libpq)
+#   rust-base    the Rust toolchain plus make and perl (libpq, OpenSSL and SQLite are built
+#                from source into the binaries: no client library is installed anywhere)
 #   planner      reduces the workspace to its manifests + empty target stubs (the "recipe")
 #   builder      builds the dependencies from the recipe (a cached layer), then the real sources
 #   onnxruntime  the ONNX Runtime shared library, from PyPI's onnxruntime wheel (pinned, hashed)
@@ -33,7 +34,7 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # Debian's security updates are wanted here, so the packages are not pinned to a version.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libpq-dev pkg-config \
+    && apt-get install -y --no-install-recommends make perl \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 ENV CARGO_TERM_COLOR=never \
@@ -142,11 +143,12 @@ COPY --from=trainer /out/models/ /
 # ---------------------------------------------------------------------------------------------
 FROM ${RUNTIME_IMAGE} AS runtime
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# libpq5: diesel's PostgreSQL client library. ca-certificates: for https:// upstreams and TLS
-# to PostgreSQL (sslmode=verify-full). Unpinned on purpose, as above.
+# No client library: libpq, OpenSSL and SQLite are inside the binaries. ca-certificates: the
+# system's CAs, for TLS to PostgreSQL (sslmode=verify-full&sslrootcert=system). Unpinned on
+# purpose, as above.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates libpq5 \
+    && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 10001 predictloop \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
