@@ -63,17 +63,18 @@ impl Settings {
     }
 }
 
-/// The running system.
+/// The running system. Each service is `None` until it has started, so that a start that fails
+/// part-way can stop what it had started.
 pub struct System {
     /// The gateway's port, the only public one.
     pub port: u16,
     memory: Option<String>,
-    gateway: ServerHandle,
-    notify: notify_svc::RunningApp,
-    retrain: retrain_worker::RunningApp,
-    feedback: feedback_svc::RunningApp,
-    predict: ServerHandle,
-    auth: ServerHandle,
+    gateway: Option<ServerHandle>,
+    notify: Option<notify_svc::RunningApp>,
+    retrain: Option<retrain_worker::RunningApp>,
+    feedback: Option<feedback_svc::RunningApp>,
+    predict: Option<ServerHandle>,
+    auth: Option<ServerHandle>,
 }
 
 fn local_url(port: u16) -> String {
@@ -81,8 +82,29 @@ fn local_url(port: u16) -> String {
 }
 
 impl System {
-    /// Starts every service: auth-svc first (the others fetch its keys), the gateway last.
+    /// Starts every service: auth-svc first (the others fetch its keys), the gateway last. If
+    /// one fails to start, those already started are stopped before the error is returned.
     pub async fn start(settings: Settings) -> anyhow::Result<System> {
+        let mut system = System {
+            port: 0,
+            memory: None,
+            gateway: None,
+            notify: None,
+            retrain: None,
+            feedback: None,
+            predict: None,
+            auth: None,
+        };
+        match system.start_services(settings).await {
+            Ok(()) => Ok(system),
+            Err(e) => {
+                system.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_services(&mut self, settings: Settings) -> anyhow::Result<()> {
         let mut vars = settings.vars.clone();
         let data_dir = PathBuf::from(settings.get("DATA_DIR").unwrap_or("data"));
         if settings.get("APP_ENV").is_none() {
@@ -100,20 +122,17 @@ impl System {
             }
         };
         vars.insert("DATABASE_URL".into(), database_url.clone());
-        let memory = match settings.get("REDIS_URL") {
-            Some(_) => None,
-            None => {
-                if mode != Mode::Development {
-                    bail!(
-                        "REDIS_URL is required outside development mode: the in-process bus, queue and stores share nothing with other processes and keep nothing across a restart"
-                    );
-                }
-                let name = format!("predictloop-{}", uuid::Uuid::new_v4());
-                let (_, url) = MemoryInfra::register(&name);
-                vars.insert("REDIS_URL".into(), url);
-                Some(name)
+        if settings.get("REDIS_URL").is_none() {
+            if mode != Mode::Development {
+                bail!(
+                    "REDIS_URL is required outside development mode: the in-process bus, queue and stores share nothing with other processes and keep nothing across a restart"
+                );
             }
-        };
+            let name = format!("predictloop-{}", uuid::Uuid::new_v4());
+            let (_, url) = MemoryInfra::register(&name);
+            vars.insert("REDIS_URL".into(), url);
+            self.memory = Some(name);
+        }
         let public_bind = settings
             .get("BIND_ADDR")
             .unwrap_or(DEFAULT_BIND_ADDR)
@@ -133,7 +152,7 @@ impl System {
             format!("{auth_url}/.well-known/jwks.json"),
         );
         vars.insert("AUTH_URL".into(), auth_url);
-        let auth = auth.spawn();
+        self.auth = Some(auth.spawn());
 
         let predict = predict_svc::build(
             predict_svc::Config::from_env(env(&vars)).context("predict-svc's configuration")?,
@@ -141,7 +160,7 @@ impl System {
         .await
         .context("starting predict-svc")?;
         vars.insert("PREDICT_URL".into(), local_url(predict.port));
-        let predict = predict.spawn();
+        self.predict = Some(predict.spawn());
 
         let feedback = feedback_svc::build(
             feedback_svc::Config::from_env(env(&vars)).context("feedback-svc's configuration")?,
@@ -149,7 +168,7 @@ impl System {
         .await
         .context("starting feedback-svc")?;
         vars.insert("FEEDBACK_URL".into(), local_url(feedback.port));
-        let feedback = feedback.spawn();
+        self.feedback = Some(feedback.spawn());
 
         let notify = notify_svc::build(
             notify_svc::Config::from_env(env(&vars)).context("notify-svc's configuration")?,
@@ -157,7 +176,7 @@ impl System {
         .await
         .context("starting notify-svc")?;
         vars.insert("NOTIFY_URL".into(), local_url(notify.port));
-        let notify = notify.spawn();
+        self.notify = Some(notify.spawn());
 
         let retrain = retrain_worker::build(
             retrain_worker::Config::from_env(env(&vars))
@@ -166,7 +185,7 @@ impl System {
         .await
         .context("starting retrain-worker")?;
         vars.insert("RETRAIN_URL".into(), local_url(retrain.port));
-        let retrain = retrain.spawn();
+        self.retrain = Some(retrain.spawn());
 
         vars.insert("BIND_ADDR".into(), public_bind);
         let gateway = gateway::build(
@@ -175,7 +194,8 @@ impl System {
         .await
         .context("starting the gateway")?;
         let port = gateway.port;
-        let gateway = gateway.spawn();
+        self.port = port;
+        self.gateway = Some(gateway.spawn());
         tracing::info!(
             url = %local_url(port),
             database = %common::db::redact_url(&database_url),
@@ -184,16 +204,7 @@ impl System {
                 .map_or_else(|| "in-process".to_owned(), common::db::redact_url),
             "predictloop is running (all-in-one)"
         );
-        Ok(System {
-            port,
-            memory,
-            gateway,
-            notify,
-            retrain,
-            feedback,
-            predict,
-            auth,
-        })
+        Ok(())
     }
 
     /// The gateway's base URL.
@@ -213,19 +224,41 @@ impl System {
     /// go away, so the gateway's drain does not wait on them), then the gateway (no new
     /// requests), then the services behind it, auth-svc and predict-svc last (the others call
     /// them while they drain).
+    /// Only the services that started are stopped.
     pub async fn stop(self) {
         let deadline = tokio::time::Instant::now() + STOP_BUDGET;
-        self.retrain.begin_stop();
-        self.notify.hub.shutdown();
-        bounded("gateway", deadline, self.gateway.stop(true)).await;
+        if let Some(retrain) = &self.retrain {
+            retrain.begin_stop();
+        }
+        if let Some(notify) = &self.notify {
+            notify.hub.shutdown();
+        }
+        let server = |handle: Option<ServerHandle>| async move {
+            if let Some(handle) = handle {
+                handle.stop(true).await;
+            }
+        };
+        bounded("gateway", deadline, server(self.gateway)).await;
         tokio::join!(
-            bounded("notify-svc", deadline, self.notify.stop()),
-            bounded("retrain-worker", deadline, self.retrain.stop()),
-            bounded("feedback-svc", deadline, self.feedback.stop()),
+            bounded("notify-svc", deadline, async {
+                if let Some(notify) = self.notify {
+                    notify.stop().await;
+                }
+            }),
+            bounded("retrain-worker", deadline, async {
+                if let Some(retrain) = self.retrain {
+                    retrain.stop().await;
+                }
+            }),
+            bounded("feedback-svc", deadline, async {
+                if let Some(feedback) = self.feedback {
+                    feedback.stop().await;
+                }
+            }),
         );
         tokio::join!(
-            bounded("predict-svc", deadline, self.predict.stop(true)),
-            bounded("auth-svc", deadline, self.auth.stop(true)),
+            bounded("predict-svc", deadline, server(self.predict)),
+            bounded("auth-svc", deadline, server(self.auth)),
         );
         if let Some(name) = self.memory {
             MemoryInfra::unregister(&name);

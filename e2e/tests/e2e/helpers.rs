@@ -80,57 +80,31 @@ impl System {
         redis: Option<&str>,
         configure: impl FnOnce(predictloop::Settings) -> predictloop::Settings,
     ) -> System {
-        let signing_key = SigningKeyPair::generate().unwrap();
-        let data = TempDir::new();
-        // Each service reads its configuration as in production, from variables.
-        let mut settings = predictloop::Settings::default()
-            .set("APP_ENV", "development")
-            .set("BIND_ADDR", "127.0.0.1:0")
-            .set("DATA_DIR", data.0.display().to_string())
-            .set("SHUTDOWN_TIMEOUT_SECS", "5")
-            .set("JWT_SIGNING_KEY", signing_key.to_pem())
-            .set("ADMIN_USERNAME", ADMIN.0)
-            .set("ADMIN_PASSWORD", ADMIN.1)
-            .set("BCRYPT_COST", "4")
-            .set(
-                "ORT_DYLIB_PATH",
-                path_from_env(
-                    "ORT_DYLIB_PATH",
-                    "assets/onnxruntime/libonnxruntime.so.1.31.1",
-                ),
-            )
-            .set("MODEL_DIR", path_from_env("MODEL_DIR", "data/models"))
-            .set("MNIST_DIR", path_from_env("MNIST_DIR", "assets/mnist"))
-            .set("WEB_DIR", repo_root().join("web").display().to_string())
-            .set("RETRAIN_RECLAIM_IDLE_SECS", "10")
-            // Real limits, counted in the rate-limit store, high enough for the suites' traffic.
-            .set("RATE_LIMIT_DEFAULT", "100000/day")
-            .set(
-                "RATE_LIMIT_ROUTES",
-                "/api/v1/predict=100000/day; /api/v2/predict=100000/day",
-            )
-            .set("RATE_LIMIT_EXEMPT", "/health,/ready");
-        let db = match (backend, redis) {
-            (Backend::Postgres, Some(redis)) => {
-                let db = TestDatabase::create();
-                settings = settings
-                    .set("DATABASE_URL", db.url.clone())
-                    .set("REDIS_URL", redis)
-                    .set("REDIS_PREFIX", redis_prefix());
-                Some(db)
-            }
-            _ => None,
-        };
+        let (settings, prepared) = Prepared::new(backend, redis);
         let system = predictloop::System::start(configure(settings))
             .await
             .unwrap();
         System {
             gateway: system.url(),
             client: reqwest::Client::new(),
-            signing_key,
+            signing_key: prepared.signing_key,
             _system: system,
-            _db: db,
-            _data: data,
+            _db: prepared.db,
+            _data: prepared.data,
+        }
+    }
+
+    /// Tries to start the system (on the backend of [`Backend::from_env`]) with a configuration
+    /// that must fail; returns the error.
+    pub async fn start_failing(
+        configure: impl FnOnce(predictloop::Settings) -> predictloop::Settings,
+    ) -> anyhow::Error {
+        let backend = Backend::from_env();
+        let redis = (backend == Backend::Postgres).then(redis_url);
+        let (settings, _prepared) = Prepared::new(backend, redis.as_deref());
+        match predictloop::System::start(configure(settings)).await {
+            Ok(_) => panic!("the system started"),
+            Err(e) => e,
         }
     }
 
@@ -196,5 +170,68 @@ impl System {
             .send()
             .await
             .unwrap()
+    }
+}
+
+/// What a started system's settings point at, kept for as long as the system runs.
+struct Prepared {
+    signing_key: SigningKeyPair,
+    db: Option<TestDatabase>,
+    data: TempDir,
+}
+
+impl Prepared {
+    /// The tests' settings on `backend`, with a fresh data folder and, on PostgreSQL, a fresh
+    /// database and Redis prefix.
+    fn new(backend: Backend, redis: Option<&str>) -> (predictloop::Settings, Prepared) {
+        let signing_key = SigningKeyPair::generate().unwrap();
+        let data = TempDir::new();
+        // Each service reads its configuration as in production, from variables.
+        let mut settings = predictloop::Settings::default()
+            .set("APP_ENV", "development")
+            .set("BIND_ADDR", "127.0.0.1:0")
+            .set("DATA_DIR", data.0.display().to_string())
+            .set("SHUTDOWN_TIMEOUT_SECS", "5")
+            .set("JWT_SIGNING_KEY", signing_key.to_pem())
+            .set("ADMIN_USERNAME", ADMIN.0)
+            .set("ADMIN_PASSWORD", ADMIN.1)
+            .set("BCRYPT_COST", "4")
+            .set(
+                "ORT_DYLIB_PATH",
+                path_from_env(
+                    "ORT_DYLIB_PATH",
+                    "assets/onnxruntime/libonnxruntime.so.1.31.1",
+                ),
+            )
+            .set("MODEL_DIR", path_from_env("MODEL_DIR", "data/models"))
+            .set("MNIST_DIR", path_from_env("MNIST_DIR", "assets/mnist"))
+            .set("WEB_DIR", repo_root().join("web").display().to_string())
+            .set("RETRAIN_RECLAIM_IDLE_SECS", "10")
+            // Real limits, counted in the rate-limit store, high enough for the suites' traffic.
+            .set("RATE_LIMIT_DEFAULT", "100000/day")
+            .set(
+                "RATE_LIMIT_ROUTES",
+                "/api/v1/predict=100000/day; /api/v2/predict=100000/day",
+            )
+            .set("RATE_LIMIT_EXEMPT", "/health,/ready");
+        let db = match (backend, redis) {
+            (Backend::Postgres, Some(redis)) => {
+                let db = TestDatabase::create();
+                settings = settings
+                    .set("DATABASE_URL", db.url.clone())
+                    .set("REDIS_URL", redis)
+                    .set("REDIS_PREFIX", redis_prefix());
+                Some(db)
+            }
+            _ => None,
+        };
+        (
+            settings,
+            Prepared {
+                signing_key,
+                db,
+                data,
+            },
+        )
     }
 }

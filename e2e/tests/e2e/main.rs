@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod all_in_one;
 mod bad_input;
 mod feedback;
 mod helpers;
