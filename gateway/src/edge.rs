@@ -1,12 +1,13 @@
 //! What every answer of the gateway gets, whatever the route: CORS by allowlist, security
-//! headers, and limits on the request line and headers (checked before any routing).
+//! headers, an `X-Request-Id`, and limits on the request line and headers (checked before any
+//! routing).
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
 use common::ApiError;
 use common::config::Env;
 
@@ -156,6 +157,10 @@ pub async fn check(
         None
     };
 
+    let request_id = crate::proxy::request_id(req.request());
+    req.extensions_mut()
+        .insert(crate::proxy::RequestId(request_id.clone()));
+
     let mut response = match early {
         Some(answer) => req.into_response(answer).map_into_right_body(),
         None => next.call(req).await?.map_into_left_body(),
@@ -166,6 +171,12 @@ pub async fn check(
         if !headers.contains_key(&name) {
             headers.insert(name, HeaderValue::from_static(value));
         }
+    }
+    // Every answer, the gateway's own refusals included, names the request it answers.
+    if !headers.contains_key(crate::proxy::REQUEST_ID)
+        && let Ok(value) = HeaderValue::from_str(&request_id)
+    {
+        headers.insert(HeaderName::from_static(crate::proxy::REQUEST_ID), value);
     }
     if let Some(origin) = allowed_origin
         && let Ok(value) = HeaderValue::from_str(&origin)

@@ -41,8 +41,16 @@ fn is_identity_header(name: &str) -> bool {
         || name == "x-real-ip"
 }
 
+/// The request's id, chosen once per request by [`crate::edge::check`], which also puts it on
+/// the answer, whoever answers.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 /// A request id from the client is kept when it is short and plain; otherwise a new one.
 pub fn request_id(req: &HttpRequest) -> String {
+    if let Some(RequestId(id)) = req.extensions().get::<RequestId>() {
+        return id.clone();
+    }
     req.headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())

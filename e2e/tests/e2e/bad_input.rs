@@ -136,8 +136,6 @@ impl Case {
 
 struct Answer {
     status: u16,
-    /// The gateway stamps `x-request-id` on what it relays; its own errors do not carry one.
-    proxied: bool,
     body: Vec<u8>,
 }
 
@@ -175,13 +173,8 @@ async fn send(system: &System, case: &Case) -> Result<Answer, String> {
     }
     let response = request.send().await.map_err(|e| format!("{e:?}"))?;
     let status = response.status().as_u16();
-    let proxied = response.headers().contains_key("x-request-id");
     let body = response.bytes().await.map_err(|e| e.to_string())?.to_vec();
-    Ok(Answer {
-        status,
-        proxied,
-        body,
-    })
+    Ok(Answer { status, body })
 }
 
 /// One HTTP/1.1 exchange over a fresh TCP connection, the request written exactly as given.
@@ -314,11 +307,7 @@ fn parse_response(bytes: &[u8]) -> Result<Answer, String> {
     } else {
         rest.to_vec()
     };
-    Ok(Answer {
-        status,
-        proxied: header_value(&headers, "x-request-id").is_some(),
-        body,
-    })
+    Ok(Answer { status, body })
 }
 
 /// A WebSocket upgrade that must be refused: the refusal as an answer.
@@ -327,7 +316,6 @@ async fn ws_attempt(url: &str) -> Result<Answer, String> {
         Ok(_) => Err("the WebSocket was opened".into()),
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Ok(Answer {
             status: r.status().as_u16(),
-            proxied: r.headers().contains_key("x-request-id"),
             body: r.body().clone().unwrap_or_default(),
         }),
         Err(e) => Err(format!("no HTTP refusal: {e}")),
@@ -424,14 +412,9 @@ impl Run {
         *self.by_group.entry(group).or_default() += 1;
         let shown = match &answer {
             Ok(a) => format!(
-                "{} {:?} [answered by {}]",
+                "{} {:?}",
                 a.status,
-                shorten(&String::from_utf8_lossy(&a.body)),
-                if a.proxied {
-                    "the upstream"
-                } else {
-                    "the gateway"
-                }
+                shorten(&String::from_utf8_lossy(&a.body))
             ),
             Err(e) => e.clone(),
         };
@@ -2524,13 +2507,8 @@ async fn bad_input_gets_a_4xx_json_error_everywhere_and_the_system_stays_healthy
 async fn send_builder(request: reqwest::RequestBuilder) -> Result<Answer, String> {
     let r = request.send().await.map_err(|e| e.to_string())?;
     let status = r.status().as_u16();
-    let proxied = r.headers().contains_key("x-request-id");
     let body = r.bytes().await.map_err(|e| e.to_string())?.to_vec();
-    Ok(Answer {
-        status,
-        proxied,
-        body,
-    })
+    Ok(Answer { status, body })
 }
 
 #[test]

@@ -68,6 +68,49 @@ async fn a_request_id_is_made_when_the_client_sends_none_or_a_bad_one() {
 }
 
 #[tokio::test]
+async fn the_gateways_own_answers_carry_the_request_id_too() {
+    let gw = spawn_gateway().await;
+    let user = gw.user_token().await;
+    let requests = [
+        ("health", gw.client.get(gw.at("/health"))),
+        ("unknown path", gw.client.get(gw.at("/nope"))),
+        ("no token", gw.client.get(gw.at("/me"))),
+        (
+            "not an admin",
+            gw.client.get(gw.at("/admin/report")).bearer_auth(&user),
+        ),
+        ("wrong method", gw.client.get(gw.at("/login"))),
+        ("a page", gw.client.get(gw.at("/"))),
+        (
+            "a refused preflight",
+            gw.client
+                .request(reqwest::Method::OPTIONS, gw.at("/login"))
+                .header("Origin", "https://evil.example.com")
+                .header("Access-Control-Request-Method", "POST"),
+        ),
+    ];
+    for (what, request) in requests {
+        // The client's own id comes back...
+        let r = request
+            .try_clone()
+            .unwrap()
+            .header("X-Request-Id", "support-ticket-7")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["x-request-id"], "support-ticket-7", "{what}");
+        // ...and without one, a new id, once.
+        let r = request.send().await.unwrap();
+        let ids: Vec<_> = r.headers().get_all("x-request-id").iter().collect();
+        assert_eq!(ids.len(), 1, "{what}");
+        assert!(
+            uuid::Uuid::parse_str(ids[0].to_str().unwrap()).is_ok(),
+            "{what}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn bodies_stream_through_up_to_the_route_limit() {
     let gw = spawn_gateway().await;
     let user = gw.user_token().await;
