@@ -751,6 +751,7 @@ predictloop is up: {url}
 
 In a browser: {url}/ to draw a digit and see both models' answers, and {url}/dashboard
 (as the admin) for the live feedback, the report, retraining and the model versions.
+The API itself is described at {url}/openapi.json (OpenAPI 3.1).
 
 Walk-through with curl (in another terminal, from this folder):
   # 1. register a user and log in (the answer also holds a refresh_token)
