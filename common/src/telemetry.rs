@@ -228,10 +228,16 @@ pub async fn trace_http(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    // Which service answers: its own `service.name` when it runs alone, an attribute that
+    // tells them apart in the all-in-one process (one `service.name` for all).
+    let service = req
+        .app_data::<actix_web::web::Data<crate::metrics::ServiceName>>()
+        .map_or("", |s| s.0);
     let span = tracing::info_span!(
         "http.request",
         otel.name = format!("{method} {route}").as_str(),
         otel.kind = "server",
+        predictloop.service = service,
         http.request.method = method,
         http.route = route.as_str(),
         http.response.status_code = tracing::field::Empty,

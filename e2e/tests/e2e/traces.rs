@@ -61,6 +61,18 @@ async fn one_feedback_is_one_trace_from_the_gateway_through_the_outbox_to_the_ad
         "the gateway's span continues the client's"
     );
     assert_eq!(service.parent_span_id, gateway.span_context.span_id());
+    // Each says which service it is, though the process has one `service.name`.
+    let component = |attributes: &[opentelemetry::KeyValue]| {
+        attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == "predictloop.service")
+            .map(|kv| kv.value.to_string())
+    };
+    assert_eq!(component(&gateway.attributes).as_deref(), Some("gateway"));
+    assert_eq!(
+        component(&service.attributes).as_deref(),
+        Some("feedback-svc")
+    );
     // The relay continues from feedback-svc's request (through the outbox row), and the push
     // from the relay (through the bus event).
     let publish = by_name("outbox.publish")[0];
