@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Validates the deployment files offline: the Dockerfile, docker-compose.yml with .env.example,
 # the Kubernetes kustomizations (rendered, then checked against the Kubernetes API schemas),
-# the shell scripts in deploy/, and the consistency between them and the README.
+# the shell scripts in deploy/, and the consistency between them and the README; and the
+# gateway's OpenAPI document against the OpenAPI 3.1 schema.
 #
 #   bash deploy/validate.sh
 #
@@ -75,6 +76,12 @@ check() { # check NAME COMMAND...: runs one check, records a failure, never stop
         echo "FAILED: $name" >&2
         failed+=("$name")
     fi
+}
+
+# The API description the gateway serves, against the OpenAPI 3.1 specification's schema
+# (its consistency with the route table is checked by the gateway's tests).
+openapi_document() {
+    "$(bin openapi-spec-validator)" gateway/openapi.json
 }
 
 hadolint_dockerfile() {
@@ -176,6 +183,7 @@ for overlay in dev prod; do
         kustomize_overlay "$overlay"
 done
 check "k8s/secrets.example.yaml" secret_template
+check "gateway/openapi.json (OpenAPI 3.1)" openapi_document
 
 if ((${#failed[@]})); then
     printf '\n%d deployment check(s) failed:\n' "${#failed[@]}" >&2
