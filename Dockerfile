@@ -144,8 +144,9 @@ COPY --from=trainer /out/models/ /
 FROM ${RUNTIME_IMAGE} AS runtime
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # No client library: libpq, OpenSSL and SQLite are inside the binaries. ca-certificates: the
-# system's CAs, for TLS to PostgreSQL (sslmode=verify-full&sslrootcert=system). Unpinned on
-# purpose, as above.
+# system's CAs, for TLS to PostgreSQL (sslmode=verify-full&sslrootcert=system; the built-in
+# OpenSSL is pointed at them by .cargo/config.toml and, below, SSL_CERT_FILE/SSL_CERT_DIR).
+# Unpinned on purpose, as above.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
@@ -169,7 +170,9 @@ COPY --from=builder /out/bin/gateway /out/bin/auth-svc /out/bin/predict-svc \
 ENV ORT_DYLIB_PATH=/opt/onnxruntime/lib/libonnxruntime.so.1.31.1 \
     MODEL_DIR=/opt/predictloop/models \
     MNIST_DIR=/opt/predictloop/mnist \
-    WEB_DIR=/opt/predictloop/web
+    WEB_DIR=/opt/predictloop/web \
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    SSL_CERT_DIR=/etc/ssl/certs
 
 LABEL org.opencontainers.image.title="predictloop" \
       org.opencontainers.image.description="predictloop services: gateway, auth-svc, predict-svc, feedback-svc, notify-svc, retrain-worker" \
