@@ -402,6 +402,14 @@ impl HttpMetrics {
 #[derive(Clone, Copy)]
 pub struct ServiceName(pub &'static str);
 
+impl ServiceName {
+    /// The name of the service whose `App` took this request, if it registered one.
+    pub fn of(req: &actix_web::dev::ServiceRequest) -> Option<&'static str> {
+        req.app_data::<actix_web::web::Data<ServiceName>>()
+            .map(|s| s.0)
+    }
+}
+
 /// What every service's `App` gets: `GET /metrics` and the name its HTTP metrics carry.
 /// Add the [`track`] middleware with `App::wrap(from_fn(common::metrics::track))`.
 pub fn service(name: &'static str) -> impl Fn(&mut actix_web::web::ServiceConfig) + Clone {
@@ -443,9 +451,7 @@ pub async fn track(
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     use actix_web::HttpMessage;
     let started = std::time::Instant::now();
-    let service = req
-        .app_data::<actix_web::web::Data<ServiceName>>()
-        .map_or("unknown", |s| s.0);
+    let service = ServiceName::of(&req).unwrap_or("unknown");
     let method = method_label(req.method()).to_owned();
     let pattern = req.match_pattern();
     let response = next.call(req).await?;

@@ -230,14 +230,11 @@ pub async fn trace_http(
         .to_owned();
     // Which service answers: its own `service.name` when it runs alone, an attribute that
     // tells them apart in the all-in-one process (one `service.name` for all).
-    let service = req
-        .app_data::<actix_web::web::Data<crate::metrics::ServiceName>>()
-        .map_or("", |s| s.0);
     let span = tracing::info_span!(
         "http.request",
         otel.name = format!("{method} {route}").as_str(),
         otel.kind = "server",
-        predictloop.service = service,
+        predictloop.service = tracing::field::Empty,
         http.request.method = method,
         http.route = route.as_str(),
         http.response.status_code = tracing::field::Empty,
@@ -250,6 +247,9 @@ pub async fn trace_http(
         .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    if let Some(service) = crate::metrics::ServiceName::of(&req) {
+        span.record("predictloop.service", service);
+    }
     set_parent(&span, parent.as_deref());
     record_span_ids(&span);
     let response = next.call(req).instrument(span.clone()).await?;

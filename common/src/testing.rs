@@ -74,14 +74,17 @@ impl Drop for TestDatabase {
         let admin_url = self.admin_url.clone();
         let name = self.name.clone();
         // Blocking work off the async runtime's thread.
-        let _ = std::thread::spawn(move || {
-            if let Ok(mut admin) = crate::db::establish_postgres(&admin_url) {
-                let _ = admin
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
-            }
-        })
-        .join();
+        let _ = std::thread::spawn(move || drop_database(&admin_url, &name)).join();
     }
+}
+
+/// Drops the database `name` of the server at `admin_url`, ending the connections to it
+/// (blocking: from async code, call it through `spawn_blocking`).
+pub fn drop_database(admin_url: &str, name: &str) -> Result<(), String> {
+    let mut admin = crate::db::establish_postgres(admin_url).map_err(|e| e.to_string())?;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .map_err(|e| e.to_string())
 }
 
 /// Serves `keys` as a JWKS document on a free port, as auth-svc would; returns its URL.

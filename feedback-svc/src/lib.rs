@@ -81,6 +81,8 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     )
     .await?;
     let infra = Infra::connect(&config.redis_url, &config.redis_prefix)?;
+    // Everything that can fail before the relay starts, so that a failure leaves nothing running.
+    let predictions = predictions::PredictClient::new(&config.predict_url)?;
     let relay_wakeup = Arc::new(Notify::new());
     let relay = config.outbox.relay_enabled.then(|| {
         OutboxRelay::new(
@@ -95,7 +97,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     });
     let state = web::Data::new(state::AppState {
         db: db.clone(),
-        predictions: predictions::PredictClient::new(&config.predict_url)?,
+        predictions,
         relay_wakeup,
     });
     let verifier = web::Data::new(JwtVerifier::remote(&config.jwt));

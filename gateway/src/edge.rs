@@ -160,6 +160,8 @@ pub async fn check(
     let request_id = crate::proxy::request_id(req.request());
     req.extensions_mut()
         .insert(crate::proxy::RequestId(request_id.clone()));
+    // The request's span (trace_http's, around this middleware) logs the id the answer carries.
+    tracing::Span::current().record("request_id", request_id.as_str());
 
     let mut response = match early {
         Some(answer) => req.into_response(answer).map_into_right_body(),

@@ -98,6 +98,11 @@ pub const BUILT_IN: [(&str, &str, &str); 1] = [(
     "application/json",
 )];
 
+/// Every URL answered here: the pages' files, then what the binary holds.
+pub fn urls() -> impl Iterator<Item = &'static str> {
+    ASSETS.iter().map(|a| a.url).chain(BUILT_IN.map(|b| b.0))
+}
+
 /// Path prefixes of the web pages, for the rate limiter's default exempt list (`/` itself is
 /// answered here, never by the rate-limited proxy).
 pub const EXEMPT_PREFIXES: [&str; 3] = ["/dashboard", "/static", "/vendor"];
@@ -178,8 +183,7 @@ fn etag(body: &[u8]) -> String {
 /// The routes of [`ASSETS`] and [`BUILT_IN`]: GET and HEAD; any other method is 405.
 pub fn configure(assets: web::Data<WebAssets>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        let urls = ASSETS.iter().map(|a| a.url).chain(BUILT_IN.map(|b| b.0));
-        for url in urls {
+        for url in urls() {
             cfg.service(
                 web::resource(url)
                     .app_data(assets.clone())
@@ -292,8 +296,7 @@ mod tests {
     #[test]
     fn web_urls_are_not_api_routes() {
         let table = crate::routes::RouteTable::defaults();
-        let urls = ASSETS.iter().map(|a| a.url).chain(BUILT_IN.map(|b| b.0));
-        for url in urls {
+        for url in urls() {
             assert!(table.lookup(url).is_none(), "{url} clashes");
         }
     }

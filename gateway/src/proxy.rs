@@ -194,7 +194,6 @@ pub async fn forward(
         None => format!("{base}{path}"),
     };
     let request_id = request_id(&req);
-    tracing::Span::current().record("request_id", request_id.as_str());
 
     let reqwest_method = reqwest::Method::from_bytes(method.as_str().as_bytes()).map_err(|_| {
         GatewayError::MethodNotAllowed {

@@ -65,7 +65,8 @@ pub async fn login(
     let (username, password) = body.into_inner().require()?;
     // A name registration would refuse cannot be a user's: no lookup, the same refusal on
     // both databases (PostgreSQL would refuse a NUL in the query, SQLite would not).
-    let user = if validate::username(&username).is_ok() {
+    let plausible = validate::username(&username).is_ok();
+    let user = if plausible {
         let name = username.clone();
         state.db.run(move |c| users::find_by_name(c, &name)).await?
     } else {
@@ -76,7 +77,15 @@ pub async fn login(
         .map_or_else(|| state.dummy_hash.clone(), |u| u.password_hash.clone());
     let matches = verify_password(password, hash).await?;
     let Some(user) = user.filter(|_| matches) else {
-        tracing::info!(username = %username, "login refused");
+        if plausible {
+            tracing::info!(username = %username, "login refused");
+        } else {
+            // Not a name anyone can have: not logged (it could be long, or made to mislead).
+            tracing::info!(
+                username_chars = username.chars().count(),
+                "login refused: impossible user name"
+            );
+        }
         return Err(AuthError::InvalidCredentials);
     };
     let st = state.clone();

@@ -1,7 +1,6 @@
 //! Liveness, readiness and the JSON 404.
 
 use crate::helpers::{expect_error, spawn_app};
-use diesel::connection::SimpleConnection;
 
 #[tokio::test]
 async fn health_answers_the_seed_body() {
@@ -28,14 +27,10 @@ async fn ready_reports_the_database_and_turns_503_when_it_goes_away() {
     let (base, name) = url.rsplit_once('/').unwrap();
     let admin_url = format!("{base}/postgres");
     let name = name.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut admin = common::db::establish_postgres(&admin_url).unwrap();
-        admin
-            .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-            .unwrap();
-    })
-    .await
-    .unwrap();
+    tokio::task::spawn_blocking(move || common::testing::drop_database(&admin_url, &name))
+        .await
+        .unwrap()
+        .unwrap();
 
     let resp = app.client.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 503);

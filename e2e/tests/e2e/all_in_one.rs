@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 /// The inodes of this process's listening TCP sockets (Linux: its descriptors' sockets that
-/// `/proc/net/tcp` and `tcp6` list in state LISTEN).
+/// `/proc/net/tcp` and `tcp6` list in state LISTEN). The whole process's: this relies on
+/// nextest's one process per test (`cargo xtask test`), where no other test opens servers
+/// beside this one.
 fn listening_sockets() -> HashSet<String> {
     let own: HashSet<String> = std::fs::read_dir("/proc/self/fd")
         .unwrap()

@@ -82,6 +82,11 @@ async fn the_gateways_own_answers_carry_the_request_id_too() {
         ("wrong method", gw.client.get(gw.at("/login"))),
         ("a page", gw.client.get(gw.at("/"))),
         (
+            "a request target too long",
+            gw.client
+                .get(gw.at(&format!("/me?q={}", "x".repeat(9 * 1024)))),
+        ),
+        (
             "a refused preflight",
             gw.client
                 .request(reqwest::Method::OPTIONS, gw.at("/login"))

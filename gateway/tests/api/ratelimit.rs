@@ -193,3 +193,28 @@ async fn with_redis_unreachable_the_gateway_fails_open_or_closed_as_configured()
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn a_refusal_names_the_request_it_refuses() {
+    let gateway =
+        spawn_limited_gateway(Some(redis_url()), redis_prefix(), config("1/hour", "")).await;
+    let first = gateway
+        .client
+        .get(gateway.at("/v2/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let refused = gateway
+        .client
+        .get(gateway.at("/v2/health/live"))
+        .header("X-Request-Id", "support-ticket-429")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(
+        header(&refused, "x-request-id").as_deref(),
+        Some("support-ticket-429")
+    );
+}
