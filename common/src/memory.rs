@@ -243,26 +243,72 @@ impl JobQueue for MemoryQueue {
 /// A value and when it expires.
 type Stored = (Vec<u8>, Option<Instant>);
 
-/// Keyed values with expiry, in one process.
-#[derive(Clone, Default)]
+/// Keyed values with expiry, in one process, at most [`MemoryKv::max_entries`] of them.
+#[derive(Clone)]
 pub struct MemoryKv {
     values: Arc<Mutex<HashMap<String, Stored>>>,
     writes: Arc<std::sync::atomic::AtomicU64>,
+    max_entries: usize,
+}
+
+impl Default for MemoryKv {
+    fn default() -> Self {
+        Self::with_max_entries(DEFAULT_MAX_ENTRIES)
+    }
 }
 
 /// Expired values are dropped on reading them, and all at once every this many writes, so a
 /// long-running process does not keep what nobody reads again.
 const SWEEP_EVERY: u64 = 1024;
 
+/// How many values the store keeps by default (the all-in-one mode's served predictions, about
+/// 1.5 KiB each: 150 MiB at most): past it, those closest to expiring go first.
+pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
+
 impl MemoryKv {
-    /// Counts a write; every [`SWEEP_EVERY`] writes, removes every expired value.
+    pub fn with_max_entries(max_entries: usize) -> Self {
+        MemoryKv {
+            values: Arc::default(),
+            writes: Arc::default(),
+            max_entries: max_entries.max(1),
+        }
+    }
+
+    /// The most values it keeps.
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
+    /// Counts a write; every [`SWEEP_EVERY`] writes, removes every expired value. Past
+    /// [`Self::max_entries`], it also removes the values closest to expiring (the oldest, for
+    /// values stored with one lifetime) down to nine tenths of it, so that this costly step
+    /// comes once in many writes.
     fn after_write(&self, values: &mut HashMap<String, Stored>) {
         let n = self
             .writes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if (n + 1).is_multiple_of(SWEEP_EVERY) {
+        let full = values.len() > self.max_entries;
+        if full || (n + 1).is_multiple_of(SWEEP_EVERY) {
             let now = Instant::now();
             values.retain(|_, (_, until)| until.is_none_or(|t| t > now));
+        }
+        if values.len() > self.max_entries {
+            let keep = self.max_entries - self.max_entries / 10;
+            // Values that never expire sort last, so they are the last to go.
+            let mut by_expiry: Vec<(Option<Instant>, String)> = values
+                .iter()
+                .map(|(key, (_, until))| (*until, key.clone()))
+                .collect();
+            by_expiry.sort_by(|a, b| match (a.0, b.0) {
+                (Some(x), Some(y)) => x.cmp(&y),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            });
+            let excess = values.len() - keep;
+            for (_, key) in by_expiry.into_iter().take(excess) {
+                values.remove(&key);
+            }
         }
     }
 
@@ -460,6 +506,25 @@ mod tests {
         assert_eq!(kv.incr_in_window("c", 3, window).await.unwrap(), 5);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(kv.incr_in_window("c", 1, window).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn past_its_capacity_the_store_drops_the_values_closest_to_expiring() {
+        let kv = MemoryKv::with_max_entries(100);
+        kv.set("forever", b"f", None).await.unwrap();
+        for i in 0..250 {
+            kv.set(&format!("p-{i}"), b"x", Some(Duration::from_secs(3600)))
+                .await
+                .unwrap();
+            assert!(kv.len() <= 100, "{} values after {i}", kv.len());
+        }
+        // The newest stay, the oldest went, and what never expires was kept.
+        assert_eq!(kv.get("p-249").await.unwrap(), Some(b"x".to_vec()));
+        assert_eq!(kv.get("p-200").await.unwrap(), Some(b"x".to_vec()));
+        assert_eq!(kv.get("p-0").await.unwrap(), None);
+        assert_eq!(kv.get("p-100").await.unwrap(), None);
+        assert_eq!(kv.get("forever").await.unwrap(), Some(b"f".to_vec()));
+        assert_eq!(MemoryKv::default().max_entries(), DEFAULT_MAX_ENTRIES);
     }
 
     #[tokio::test]
