@@ -294,21 +294,20 @@ impl MemoryKv {
         }
         if values.len() > self.max_entries {
             let keep = self.max_entries - self.max_entries / 10;
-            // Values that never expire sort last, so they are the last to go.
-            let mut by_expiry: Vec<(Option<Instant>, String)> = values
-                .iter()
-                .map(|(key, (_, until))| (*until, key.clone()))
-                .collect();
-            by_expiry.sort_by(|a, b| match (a.0, b.0) {
-                (Some(x), Some(y)) => x.cmp(&y),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => std::cmp::Ordering::Equal,
-            });
             let excess = values.len() - keep;
-            for (_, key) in by_expiry.into_iter().take(excess) {
-                values.remove(&key);
-            }
+            // Ordered by expiry, those that never expire last; the cut-off found in linear
+            // time, without copying any key.
+            let order = |until: &Option<Instant>| (until.is_none(), *until);
+            let mut expiries: Vec<_> = values.values().map(|(_, until)| order(until)).collect();
+            let cutoff = *expiries.select_nth_unstable(excess - 1).1;
+            // Everything before the cut-off goes, then as many at it as are still needed.
+            values.retain(|_, (_, until)| order(until) >= cutoff);
+            let mut at_cutoff = excess.saturating_sub(expiries.len() - values.len());
+            values.retain(|_, (_, until)| {
+                let drop = at_cutoff > 0 && order(until) == cutoff;
+                at_cutoff -= usize::from(drop);
+                !drop
+            });
         }
     }
 
@@ -517,6 +516,7 @@ mod tests {
                 .await
                 .unwrap();
             assert!(kv.len() <= 100, "{} values after {i}", kv.len());
+            assert!(kv.len() >= (i + 2).min(90), "{} values after {i}", kv.len());
         }
         // The newest stay, the oldest went, and what never expires was kept.
         assert_eq!(kv.get("p-249").await.unwrap(), Some(b"x".to_vec()));
@@ -525,6 +525,13 @@ mod tests {
         assert_eq!(kv.get("p-100").await.unwrap(), None);
         assert_eq!(kv.get("forever").await.unwrap(), Some(b"f".to_vec()));
         assert_eq!(MemoryKv::default().max_entries(), DEFAULT_MAX_ENTRIES);
+
+        // Values alike in expiry (here: none) are dropped just as far as needed.
+        let kv = MemoryKv::with_max_entries(100);
+        for i in 0..150 {
+            kv.set(&format!("f-{i}"), b"x", None).await.unwrap();
+        }
+        assert!((90..=100).contains(&kv.len()), "{}", kv.len());
     }
 
     #[tokio::test]
