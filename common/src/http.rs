@@ -1,4 +1,5 @@
-//! Request-parsing configuration that turns every extractor failure into a JSON 4xx.
+//! Request-parsing configuration that turns every extractor failure into a JSON 4xx, and the
+//! JSON answer to a request no route takes.
 
 use crate::error::ApiError;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
@@ -58,13 +59,20 @@ pub fn configure_extractors(cfg: &mut web::ServiceConfig) {
         .app_data(path_config());
 }
 
-/// The default service: 404 JSON for every unknown path.
-pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    actix_web::ResponseError::error_response(&ApiError::not_found(format!(
-        "No route for {} {}.",
-        req.method(),
-        req.path()
-    )))
+/// The default service. The method guards sit on the resources, so a request reaches it both
+/// for a path no route has (404) and for a known path asked with a method none of its routes
+/// takes (405); both as JSON.
+pub async fn no_route(req: HttpRequest) -> HttpResponse {
+    let error = if req.resource_map().has_resource(req.path()) {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{} is not allowed on {}.", req.method(), req.path()),
+        )
+    } else {
+        ApiError::not_found(format!("No route for {} {}.", req.method(), req.path()))
+    };
+    actix_web::ResponseError::error_response(&error)
 }
 
 #[cfg(test)]
@@ -88,7 +96,7 @@ mod tests {
             App::new()
                 .configure(configure_extractors)
                 .route("/", web::post().to(echo))
-                .default_service(web::to(not_found)),
+                .default_service(web::to(no_route)),
         )
         .await;
         let cases: &[(&str, &str, u16, &str)] = &[
@@ -111,5 +119,12 @@ mod tests {
         let resp =
             test::call_service(&app, test::TestRequest::get().uri("/nope").to_request()).await;
         assert_eq!(resp.status().as_u16(), 404);
+        let b: crate::error::ErrorBody = test::read_body_json(resp).await;
+        assert_eq!(b.error, "not_found");
+        // The route exists, for POST only.
+        let resp = test::call_service(&app, test::TestRequest::get().uri("/").to_request()).await;
+        assert_eq!(resp.status().as_u16(), 405);
+        let b: crate::error::ErrorBody = test::read_body_json(resp).await;
+        assert_eq!(b.error, "method_not_allowed");
     }
 }

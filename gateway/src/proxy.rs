@@ -152,6 +152,13 @@ pub async fn forward(
         return Err(GatewayError::InvalidPath);
     }
     let Some(route) = state.routes.lookup(&path) else {
+        // A path the gateway answers itself (`/health`, `/ws`, ...), with another method.
+        if req.resource_map().has_resource(&path) {
+            return Err(GatewayError::MethodNotAllowed {
+                method: method.to_string(),
+                path,
+            });
+        }
         return Err(GatewayError::NotFound {
             method: method.to_string(),
             path,

@@ -204,7 +204,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
             .configure(common::http::configure_extractors)
             .configure(common::health::configure(readiness.clone()))
             .configure(api::configure)
-            .default_service(web::to(common::http::not_found))
+            .default_service(web::to(common::http::no_route))
     });
     let server = match server {
         Ok(server) => server,
