@@ -24,7 +24,7 @@ const MIGRATION_LOCK: i64 = 0x7072_6564_6c6f_6f70; // "predloop"
 /// libpq would otherwise initialise it first, and with that clean-up, which frees OpenSSL's
 /// global state while the process ends, under the threads (a pool's, a server's) that may still
 /// be inside a TLS connection to PostgreSQL: a crash at exit. Idempotent and cheap.
-pub fn prepare_tls() {
+fn prepare_tls() {
     openssl_sys::init();
 }
 
@@ -40,7 +40,8 @@ pub fn establish_postgres(url: &str) -> diesel::ConnectionResult<PgConnection> {
 pub use connection::DbConnection;
 
 mod connection {
-    // The derived `establish` is reached only through a `Db`'s pool, after `prepare_tls`.
+    // The derived `establish` is reached only through a `Db`'s pool, built after its probe
+    // connection (`establish_postgres`) has prepared OpenSSL.
     #![allow(clippy::disallowed_methods)]
     use diesel::{PgConnection, SqliteConnection};
 
@@ -192,7 +193,6 @@ impl Db {
         let backend = Backend::of_url(url)?;
         let (conn_url, attach) = match backend {
             Backend::Postgres => {
-                prepare_tls();
                 if options.create_database {
                     ensure_postgres_database(url)?;
                 }

@@ -8,9 +8,6 @@ pub const PATH: &str = "/openapi.json";
 /// The document itself.
 pub const DOCUMENT: &str = include_str!("../openapi.json");
 
-/// Paths the gateway answers itself, outside the route table.
-pub const GATEWAY_PATHS: [&str; 4] = ["/health", "/ready", "/metrics", "/ws"];
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,6 +17,9 @@ mod tests {
     use serde_json::Value;
 
     const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+    /// Paths the gateway answers itself, outside the route table and the pages.
+    const GATEWAY_PATHS: [&str; 4] = ["/health", "/ready", "/metrics", "/ws"];
 
     fn document() -> Value {
         serde_json::from_str(DOCUMENT).expect("openapi.json is JSON")

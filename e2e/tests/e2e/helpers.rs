@@ -39,6 +39,12 @@ impl Backend {
             Ok(other) => panic!("PREDICTLOOP_TEST_BACKEND={other}: expected postgres or embedded"),
         }
     }
+
+    /// [`Backend::from_env`], with the tests' Redis server on PostgreSQL.
+    pub fn from_env_with_redis() -> (Backend, Option<String>) {
+        let backend = Backend::from_env();
+        (backend, (backend == Backend::Postgres).then(redis_url))
+    }
 }
 
 /// The whole system as the all-in-one process runs it (`predictloop`): every service, the
@@ -62,12 +68,8 @@ impl System {
     pub async fn start_configured(
         configure: impl FnOnce(predictloop::Settings) -> predictloop::Settings,
     ) -> System {
-        match Backend::from_env() {
-            Backend::Postgres => {
-                Self::start_with(Backend::Postgres, Some(&redis_url()), configure).await
-            }
-            Backend::Embedded => Self::start_with(Backend::Embedded, None, configure).await,
-        }
+        let (backend, redis) = Backend::from_env_with_redis();
+        Self::start_with(backend, redis.as_deref(), configure).await
     }
 
     /// The system on PostgreSQL and the Redis server at `redis`.
@@ -99,8 +101,7 @@ impl System {
     pub async fn start_failing(
         configure: impl FnOnce(predictloop::Settings) -> predictloop::Settings,
     ) -> anyhow::Error {
-        let backend = Backend::from_env();
-        let redis = (backend == Backend::Postgres).then(redis_url);
+        let (backend, redis) = Backend::from_env_with_redis();
         let (settings, _prepared) = Prepared::new(backend, redis.as_deref());
         match predictloop::System::start(configure(settings)).await {
             Ok(_) => panic!("the system started"),
