@@ -255,17 +255,33 @@ pub struct JwtConfig {
     pub jwks_url: String,
     pub issuer: String,
     pub audience: String,
+    /// How long fetched signing keys are trusted before they are fetched again
+    /// (`JWKS_REFRESH_SECS`): a key removed from auth-svc's set is refused after at most this.
+    pub jwks_refresh: std::time::Duration,
 }
 
 impl JwtConfig {
     pub const DEFAULT_ISSUER: &'static str = "predictloop";
     pub const DEFAULT_AUDIENCE: &'static str = "predictloop-api";
+    pub const DEFAULT_JWKS_REFRESH: std::time::Duration = std::time::Duration::from_secs(300);
 
     pub fn read(env: &mut Env) -> Self {
+        let jwks_url = env.required("AUTH_JWKS_URL");
+        Self::read_with_url(env, jwks_url)
+    }
+
+    /// The settings with the JWKS URL already decided (the gateway derives its default).
+    pub fn read_with_url(env: &mut Env, jwks_url: String) -> Self {
+        let refresh_secs = env.in_range(
+            "JWKS_REFRESH_SECS",
+            Self::DEFAULT_JWKS_REFRESH.as_secs(),
+            1..=86_400,
+        );
         JwtConfig {
-            jwks_url: env.required("AUTH_JWKS_URL"),
+            jwks_url,
             issuer: env.or("JWT_ISSUER", Self::DEFAULT_ISSUER.to_owned()),
             audience: env.or("JWT_AUDIENCE", Self::DEFAULT_AUDIENCE.to_owned()),
+            jwks_refresh: std::time::Duration::from_secs(refresh_secs),
         }
     }
 }

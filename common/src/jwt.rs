@@ -1,5 +1,7 @@
 //! JSON Web Tokens: the claims, Ed25519 signing keys with their JWKS form, and the verifier
-//! every service uses (EdDSA only; keys from a JWKS URL, cached, re-fetched on an unknown `kid`).
+//! every service uses (EdDSA only; keys from a JWKS URL, cached, re-fetched on an unknown `kid`
+//! and once they are older than the refresh period, so a key removed from the set stops being
+//! trusted within that period).
 
 use crate::error::ApiError;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
@@ -12,7 +14,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::RwLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Tokio's clock (the system's monotonic clock outside tests) so that tests can move it forward.
+use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -263,8 +267,13 @@ pub struct JwtVerifier {
     source: KeySource,
     keys: RwLock<HashMap<String, DecodingKey>>,
     validation: Validation,
+    /// When a fetch was last tried; held while one runs.
     refresh: tokio::sync::Mutex<Option<Instant>>,
     min_refresh_interval: Duration,
+    /// When the keys held were fetched.
+    fetched_at: RwLock<Option<Instant>>,
+    /// Keys older than this are fetched again before a token is verified with them.
+    max_key_age: Duration,
 }
 
 impl JwtVerifier {
@@ -295,6 +304,8 @@ impl JwtVerifier {
             // At most one fetch a second: a flood of made-up `kid`s cannot hammer auth-svc,
             // while a real key rotation is picked up at once.
             min_refresh_interval: Duration::from_secs(1),
+            fetched_at: RwLock::new(None),
+            max_key_age: config.jwks_refresh,
         }
     }
 
@@ -305,6 +316,9 @@ impl JwtVerifier {
             validation: Self::validation(issuer, audience),
             refresh: tokio::sync::Mutex::new(None),
             min_refresh_interval: Duration::ZERO,
+            fetched_at: RwLock::new(None),
+            // Given keys are never fetched again.
+            max_key_age: Duration::MAX,
         };
         verifier.install(keys);
         verifier
@@ -334,10 +348,45 @@ impl JwtVerifier {
 
     /// Fetches the JWKS again, at most once per interval however many callers ask.
     pub async fn refresh_keys(&self) -> Result<usize, TokenError> {
+        if !matches!(self.source, KeySource::Remote { .. }) {
+            return Ok(0);
+        }
+        let mut last = self.refresh.lock().await;
+        self.fetch(&mut last).await
+    }
+
+    /// Whether the keys held are older than the refresh period.
+    fn keys_expired(&self) -> bool {
+        matches!(self.source, KeySource::Remote { .. })
+            && self
+                .fetched_at
+                .read()
+                .ok()
+                .and_then(|at| *at)
+                .is_some_and(|at| at.elapsed() >= self.max_key_age)
+    }
+
+    /// The periodic re-fetch, before verifying with keys older than the refresh period. When
+    /// another request is fetching already, this one goes on with the keys held. When the
+    /// fetch fails (auth-svc restarting), the keys held stay in use, and are asked for again
+    /// at most once per minimum interval: an outage of the key endpoint does not refuse every
+    /// token.
+    async fn refresh_expired_keys(&self) {
+        let Ok(mut last) = self.refresh.try_lock() else {
+            return;
+        };
+        // Another request may have fetched them between the check and the lock.
+        if self.keys_expired() {
+            let _ = self.fetch(&mut last).await;
+        }
+    }
+
+    /// One fetch of the JWKS (with `last`, the time of the last try, locked), unless the
+    /// last try was less than the minimum interval ago.
+    async fn fetch(&self, last: &mut Option<Instant>) -> Result<usize, TokenError> {
         let KeySource::Remote { url, client } = &self.source else {
             return Ok(0);
         };
-        let mut last = self.refresh.lock().await;
         // With no key at all, always try: nothing could be verified otherwise.
         let have_keys = self.keys.read().is_ok_and(|k| !k.is_empty());
         if let Some(at) = *last
@@ -362,6 +411,9 @@ impl JwtVerifier {
             TokenError::KeysUnavailable
         })?;
         let n = self.install(&set);
+        if let Ok(mut at) = self.fetched_at.write() {
+            *at = Some(Instant::now());
+        }
         tracing::info!(keys = n, "signing keys refreshed");
         Ok(n)
     }
@@ -372,6 +424,9 @@ impl JwtVerifier {
             return Err(TokenError::Algorithm);
         }
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        if self.keys_expired() {
+            self.refresh_expired_keys().await;
+        }
         let key = match self.key(&kid) {
             Some(k) => k,
             None => {

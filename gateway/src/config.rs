@@ -50,11 +50,8 @@ impl Config {
             upstreams.insert(upstream, url.trim_end_matches('/').to_owned());
         }
         let auth = upstreams.get(&Upstream::Auth).cloned().unwrap_or_default();
-        let jwt = JwtConfig {
-            jwks_url: env.or("AUTH_JWKS_URL", format!("{auth}/.well-known/jwks.json")),
-            issuer: env.or("JWT_ISSUER", JwtConfig::DEFAULT_ISSUER.to_owned()),
-            audience: env.or("JWT_AUDIENCE", JwtConfig::DEFAULT_AUDIENCE.to_owned()),
-        };
+        let jwks_url = env.or("AUTH_JWKS_URL", format!("{auth}/.well-known/jwks.json"));
+        let jwt = JwtConfig::read_with_url(&mut env, jwks_url);
         let routes = match env.raw("GATEWAY_ROUTES_FILE").map(str::to_owned) {
             None => RouteTable::defaults(),
             Some(path) => match RouteTable::from_file(&path) {

@@ -208,6 +208,7 @@ pub async fn spawn_gateway_serving(
             jwks_url: format!("{auth_url}/.well-known/jwks.json"),
             issuer: JwtConfig::DEFAULT_ISSUER.into(),
             audience: JwtConfig::DEFAULT_AUDIENCE.into(),
+            jwks_refresh: JwtConfig::DEFAULT_JWKS_REFRESH,
         },
         upstreams,
         routes: RouteTable::defaults(),

@@ -166,6 +166,7 @@ async fn a_rotated_key_is_fetched_once_on_its_first_unknown_kid() {
             jwks_url: format!("{auth_url}/.well-known/jwks.json"),
             issuer: JwtConfig::DEFAULT_ISSUER.into(),
             audience: JwtConfig::DEFAULT_AUDIENCE.into(),
+            jwks_refresh: JwtConfig::DEFAULT_JWKS_REFRESH,
         },
         upstreams: HashMap::from([(Upstream::Auth, auth_url)]),
         routes: RouteTable::defaults(),

@@ -37,6 +37,7 @@ impl WsWorld {
             jwks_url,
             issuer: JwtConfig::DEFAULT_ISSUER.into(),
             audience: JwtConfig::DEFAULT_AUDIENCE.into(),
+            jwks_refresh: JwtConfig::DEFAULT_JWKS_REFRESH,
         };
         let prefix = redis_prefix();
         let (notify, notify_url) = if with_notify {

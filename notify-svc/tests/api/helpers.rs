@@ -114,6 +114,7 @@ impl World {
                 jwks_url: self.auth.jwks_url.clone(),
                 issuer: JwtConfig::DEFAULT_ISSUER.into(),
                 audience: JwtConfig::DEFAULT_AUDIENCE.into(),
+                jwks_refresh: JwtConfig::DEFAULT_JWKS_REFRESH,
             },
             ws,
         }

@@ -68,6 +68,7 @@ pub fn config(backing: &Backing, batch: BatchConfig) -> predict_svc::Config {
             jwks_url: backing.jwks_url.clone(),
             issuer: JwtConfig::DEFAULT_ISSUER.into(),
             audience: JwtConfig::DEFAULT_AUDIENCE.into(),
+            jwks_refresh: JwtConfig::DEFAULT_JWKS_REFRESH,
         },
         ort_dylib_path: ort_dylib(),
         model_dir: model_dir(),
