@@ -60,3 +60,17 @@ pub fn revoke_all_of_user(conn: &mut DbConnection, user_id: &str) -> Result<usiz
     .set(rt::revoked_at.eq(Some(super::now())))
     .execute(conn)?)
 }
+
+/// The family of a refresh token, when that token is the given user's.
+pub fn family_of_user(
+    conn: &mut DbConnection,
+    hash: &str,
+    user_id: &str,
+) -> Result<Option<String>, DbError> {
+    Ok(rt::table
+        .filter(rt::token_hash.eq(hash))
+        .filter(rt::user_id.eq(user_id))
+        .select(rt::family_id)
+        .first(conn)
+        .optional()?)
+}

@@ -8,5 +8,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/login", web::post().to(account::login))
         .route("/me", web::get().to(account::me))
         .route("/token/refresh", web::post().to(tokens::refresh))
+        .route("/logout", web::post().to(tokens::logout))
         .route("/.well-known/jwks.json", web::get().to(tokens::jwks));
 }

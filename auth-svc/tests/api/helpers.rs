@@ -159,6 +159,27 @@ impl TestApp {
             .await
     }
 
+    /// `POST /logout` with the given bearer token (none when `None`) and JSON body.
+    pub async fn logout(&self, token: Option<&str>, body: &Value) -> Response {
+        let mut req = self.client.post(self.url("/logout")).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Logs a session out (its access token, its refresh token): must be 204 with no body.
+    pub async fn logout_ok(&self, pair: &TokenPair) {
+        let resp = self
+            .logout(
+                Some(&pair.access_token),
+                &json!({"refresh_token": pair.refresh_token}),
+            )
+            .await;
+        assert_eq!(resp.status().as_u16(), 204, "logging out");
+        assert!(resp.text().await.unwrap().is_empty(), "a 204 has no body");
+    }
+
     /// `GET /me` with the given bearer token (none when `None`).
     pub async fn me(&self, token: Option<&str>) -> Response {
         let mut req = self.client.get(self.url("/me"));
