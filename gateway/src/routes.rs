@@ -129,6 +129,7 @@ impl RouteTable {
             Route::new("/register", Exact, Auth, Public, &["POST"]),
             Route::new("/login", Exact, Auth, Public, &["POST"]),
             Route::new("/token/refresh", Exact, Auth, Public, &["POST"]),
+            Route::new("/logout", Exact, Auth, User, &["POST"]),
             Route::new("/.well-known/jwks.json", Exact, Auth, Public, &["GET"]),
             Route::new("/me", Exact, Auth, User, &["GET"]),
             Route::new("/api/v1/predict", Exact, Predict, User, &["POST"]).upload(),
@@ -197,6 +198,7 @@ mod tests {
         let t = RouteTable::defaults();
         let up = |p: &str| t.lookup(p).map(|r| (r.upstream, r.access));
         assert_eq!(up("/login"), Some((Upstream::Auth, Access::Public)));
+        assert_eq!(up("/logout"), Some((Upstream::Auth, Access::User)));
         assert_eq!(
             up("/api/v1/predict"),
             Some((Upstream::Predict, Access::User))

@@ -1069,6 +1069,63 @@ fn auth_cases(refresh: &str) -> Vec<Case> {
     cases
 }
 
+/// `POST /logout` with bad bodies and bad credentials. No case carries a real refresh token, so
+/// none could end a login even if it were wrongly accepted (a 204 fails the case all the same).
+fn logout_cases(user: &str) -> Vec<Case> {
+    let route = "/logout";
+    let mut cases = Vec::new();
+    for (name, body) in broken_json() {
+        cases.push(
+            post("broken JSON", format!("{route}: {name}"), route)
+                .bearer(user)
+                .json(body),
+        );
+    }
+    cases.push(
+        post("broken JSON", format!("{route}: an empty body"), route)
+            .bearer(user)
+            .json("")
+            .expect(400),
+    );
+    for (name, body, status) in [
+        ("no refresh_token", json!({}), 400),
+        ("an empty refresh_token", json!({"refresh_token": ""}), 400),
+        ("a null refresh_token", json!({"refresh_token": null}), 400),
+        ("a number as refresh_token", json!({"refresh_token": 5}), 422),
+    ] {
+        cases.push(
+            post("missing fields", format!("{route}: {name}"), route)
+                .bearer(user)
+                .json(body.to_string())
+                .expect(status),
+        );
+    }
+    let valid = json!({"refresh_token": "not-a-refresh-token"}).to_string();
+    cases.push(
+        post(
+            "wrong Content-Type",
+            format!("{route}: JSON sent as text/plain"),
+            route,
+        )
+        .bearer(user)
+        .body(Some("text/plain"), valid.clone())
+        .expect(415),
+    );
+    for (name, authorization) in [
+        ("no token", None),
+        ("a garbage token", Some("Bearer garbage".to_owned())),
+        ("a Basic credential", Some("Basic YTpi".to_owned())),
+    ] {
+        cases.push(
+            post("bad tokens", format!("POST {route}: {name}"), route)
+                .authorization(authorization)
+                .json(valid.clone())
+                .expect(401),
+        );
+    }
+    cases
+}
+
 fn feedback_cases(user: &str) -> Vec<Case> {
     let fb = |group: &'static str, name: &str, body: Vec<u8>| {
         post(group, format!("/feedback: {name}"), "/feedback")
@@ -2203,6 +2260,7 @@ fn wrong_method_cases(user: &str, admin: &str) -> Vec<Case> {
         m("GET", "/register"),
         m("PUT", "/login").json(r#"{"username": "x", "password": "y"}"#),
         m("GET", "/token/refresh"),
+        m("GET", "/logout").bearer(user),
         m("POST", "/.well-known/jwks.json"),
         m("DELETE", "/me").bearer(user),
         m("POST", "/me").bearer(user),
@@ -2369,6 +2427,7 @@ async fn bad_input_gets_a_4xx_json_error_everywhere_and_the_system_stays_healthy
 
     run.check_all(&system, forbidden_cases(&user)).await;
     run.check_all(&system, auth_cases(&refresh)).await;
+    run.check_all(&system, logout_cases(&user)).await;
     run.check_all(&system, feedback_cases(&user)).await;
     run.check_all(&system, predict_cases(&user, &png)).await;
     run.check_all(&system, inference_cases(&user)).await;
