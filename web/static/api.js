@@ -44,6 +44,7 @@ function saveSession(tokens) {
   );
 }
 
+/** Forgets the stored tokens (this browser only: see `logOut` for the server's side). */
 export function signOut() {
   localStorage.removeItem(SESSION_KEY);
 }
@@ -215,6 +216,23 @@ export async function freshToken() {
   if (!s) throw new ApiError('Please sign in first.', { status: 401, code: 'signed_out' });
   if (lasts(s.access_token)) return s.access_token;
   return refreshSession(s.access_token);
+}
+
+/**
+ * "Sign out": asks the server to end the login (`POST /logout` revokes its refresh tokens, so
+ * the stored one stops working even if it was copied), then forgets the tokens here. An access
+ * token that has expired is refreshed first, as for any call; the login ends all the same. When
+ * the server cannot be reached the tokens are forgotten anyway: the person asked to sign out.
+ */
+export async function logOut() {
+  const s = session();
+  try {
+    if (s?.refresh_token) await call('/logout', { method: 'POST', json: { refresh_token: s.refresh_token } });
+  } catch {
+    // Signed out here in any case; the refresh token then lapses at its expiry.
+  } finally {
+    signOut();
+  }
 }
 
 export async function signIn(username, password) {

@@ -1,7 +1,7 @@
 // The admin dashboard: the live feedback feed, the report as charts, retraining with live
 // progress, and the model versions with promotion and roll-back.
 
-import { call, currentUser, say, sentenceOf, signOut } from './api.js';
+import { call, currentUser, logOut, say, sentenceOf } from './api.js';
 import {
   COLOURS,
   addEpoch,
@@ -628,8 +628,9 @@ async function start() {
   // The token's role only decides what to show; the server refuses non-admins in any case.
   if (user.role !== 'admin') return sendBack('admin_only');
   $('who').textContent = `Signed in as ${user.name} (admin)`;
-  $('sign-out').addEventListener('click', () => {
-    signOut();
+  $('sign-out').addEventListener('click', async () => {
+    $('sign-out').disabled = true;
+    await logOut();
     location.assign('/');
   });
   state.charts.accuracy = barChart($('accuracy-chart'), { label: 'accuracy (%)', max: 100 });

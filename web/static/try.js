@@ -1,7 +1,7 @@
 // The "Try it" page: sign in, draw or drop a digit, see both models' answers with every class's
 // probability, and say whether they were right.
 
-import { call, currentUser, register, say, sentenceOf, signIn, signOut } from './api.js';
+import { call, currentUser, logOut, register, say, sentenceOf, signIn } from './api.js';
 import { probabilityChart, showProbabilities } from './charts.js';
 import { DrawingPad, decodeImage, gridFromPixels, gridInput, gridPng, pixelsOfGrid } from './digit.js';
 
@@ -297,8 +297,9 @@ function start() {
   for (const [id, mode] of [['register', 'register'], ['sign-in', 'login']]) {
     for (const type of ['pointerdown', 'focus']) $(id).addEventListener(type, () => passwordPurpose(mode));
   }
-  $('sign-out').addEventListener('click', () => {
-    signOut();
+  $('sign-out').addEventListener('click', async () => {
+    $('sign-out').disabled = true;
+    await logOut();
     location.assign('/');
   });
   const code = new URLSearchParams(location.search).get('notice');

@@ -489,6 +489,25 @@ async function aUserCannotOpenTheDashboard(browser, scenario) {
   check(!notice.includes('{'), `the refusal shows raw JSON: ${notice}`);
 }
 
+async function signOutEndsTheLoginOnTheServer(browser, scenario) {
+  const { page } = await openPage(browser, DESKTOP, scenario);
+  await registerThroughPage(page, uniqueName('leaver'));
+  const stored = () => page.evaluate(() => JSON.parse(localStorage.getItem('predictloop.session') ?? 'null'));
+  const refreshToken = (await stored())?.refresh_token;
+  check(refreshToken, 'no refresh token is stored after signing in');
+  const logouts = [];
+  page.on('response', (r) => {
+    if (new URL(r.url()).pathname === '/logout') logouts.push(`${r.request().method()} ${r.status()}`);
+  });
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('button', { name: 'Sign in' }).waitFor({ timeout: 15_000 });
+  check(JSON.stringify(logouts) === '["POST 204"]', `Sign out asked the server: ${JSON.stringify(logouts)}`);
+  check((await stored()) === null, 'the tokens are still stored after signing out');
+  // A copy of the refresh token taken before signing out is of no use any more.
+  const answer = await page.request.post('/token/refresh', { data: { refresh_token: refreshToken } });
+  check(answer.status() === 401, `the signed-out refresh token is answered ${answer.status()}, not 401`);
+}
+
 async function startARetrainAndSeeProgress(browser, scenario) {
   // While the live feed is up, the job is followed by its events alone: reading its record
   // would spend the admin's rate limit on /admin/retrain, which "Start retraining" needs.
@@ -572,6 +591,7 @@ const SCENARIOS = [
   ['draw a digit and get an answer', drawAndGetAnAnswer],
   ['feedback arrives on an admin dashboard', feedbackReachesTheDashboard],
   ['a user cannot open the dashboard', aUserCannotOpenTheDashboard],
+  ['sign out ends the login on the server', signOutEndsTheLoginOnTheServer],
   ['start a retrain and see progress', startARetrainAndSeeProgress],
 ];
 
