@@ -63,7 +63,10 @@ fn serve_keys(keys: &[&SigningKeyPair]) -> (Arc<KeyServer>, String) {
     .unwrap()
     .run();
     tokio::spawn(running);
-    (server, format!("http://127.0.0.1:{port}/.well-known/jwks.json"))
+    (
+        server,
+        format!("http://127.0.0.1:{port}/.well-known/jwks.json"),
+    )
 }
 
 const PERIOD: Duration = Duration::from_secs(300);
@@ -95,13 +98,14 @@ async fn a_key_removed_from_the_set_is_refused_once_the_refresh_period_has_passe
     let (keys, url) = serve_keys(&[&a, &b]);
     let verifier = verifier(url);
     // A route behind the verifier, as every service has.
-    let app = test::init_service(App::new().app_data(verifier.clone()).route(
-        "/me",
-        web::get().to(|Authenticated(c): Authenticated| async move {
-            HttpResponse::Ok().body(c.name)
-        }),
-    ))
-    .await;
+    let app =
+        test::init_service(App::new().app_data(verifier.clone()).route(
+            "/me",
+            web::get().to(|Authenticated(c): Authenticated| async move {
+                HttpResponse::Ok().body(c.name)
+            }),
+        ))
+        .await;
     let status = |token: String| {
         let req = test::TestRequest::get()
             .uri("/me")
@@ -119,7 +123,11 @@ async fn a_key_removed_from_the_set_is_refused_once_the_refresh_period_has_passe
     // Within the period the cached keys are used as they are: no fetch, A still trusted.
     advance(PERIOD - Duration::from_secs(1)).await;
     assert_eq!(status(signed_by_a.clone()).await, 200);
-    assert_eq!(keys.fetches(), 1, "keys younger than the period are not fetched");
+    assert_eq!(
+        keys.fetches(),
+        1,
+        "keys younger than the period are not fetched"
+    );
     // Past the period the set is fetched again before verifying: A is gone, its token refused.
     advance(Duration::from_secs(2)).await;
     assert_eq!(status(signed_by_a.clone()).await, 401);

@@ -100,7 +100,12 @@ async fn logout_needs_a_valid_access_token() {
     let pair = app.signup("ana").await;
     let body = json!({"refresh_token": pair.refresh_token});
     expect_error(app.logout(None, &body).await, 401, "missing_token").await;
-    expect_error(app.logout(Some("garbage"), &body).await, 401, "invalid_token").await;
+    expect_error(
+        app.logout(Some("garbage"), &body).await,
+        401,
+        "invalid_token",
+    )
+    .await;
     // The refresh token is not an access token.
     expect_error(
         app.logout(Some(&pair.refresh_token), &body).await,
@@ -142,7 +147,9 @@ async fn a_malformed_logout_body_is_a_4xx_json_error() {
             .send()
     };
     expect_error(
-        send("application/json", "{\"refresh_token\":").await.unwrap(),
+        send("application/json", "{\"refresh_token\":")
+            .await
+            .unwrap(),
         400,
         "invalid_json",
     )

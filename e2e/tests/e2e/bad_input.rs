@@ -1091,7 +1091,11 @@ fn logout_cases(user: &str) -> Vec<Case> {
         ("no refresh_token", json!({}), 400),
         ("an empty refresh_token", json!({"refresh_token": ""}), 400),
         ("a null refresh_token", json!({"refresh_token": null}), 400),
-        ("a number as refresh_token", json!({"refresh_token": 5}), 422),
+        (
+            "a number as refresh_token",
+            json!({"refresh_token": 5}),
+            422,
+        ),
     ] {
         cases.push(
             post("missing fields", format!("{route}: {name}"), route)

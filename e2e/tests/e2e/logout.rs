@@ -10,7 +10,10 @@ type Pair = (String, String);
 
 fn pair_of(body: &Value) -> Pair {
     (
-        body["access_token"].as_str().expect("an access token").to_owned(),
+        body["access_token"]
+            .as_str()
+            .expect("an access token")
+            .to_owned(),
         body["refresh_token"]
             .as_str()
             .expect("a refresh token")
@@ -126,7 +129,11 @@ async fn logout_needs_the_callers_token_a_refresh_token_and_ends_only_their_own_
         (401, Some("invalid_token")),
         "{body}"
     );
-    for bad in [json!({}), json!({"refresh_token": ""}), json!({"refresh": ana.1})] {
+    for bad in [
+        json!({}),
+        json!({"refresh_token": ""}),
+        json!({"refresh": ana.1}),
+    ] {
         let (status, body) = post(&system, "/logout", Some(&ana.0), &bad).await;
         assert_eq!(
             (status, body["error"].as_str()),
