@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Validates the deployment files offline: the Dockerfile, docker-compose.yml with .env.example,
 # the Kubernetes kustomizations (rendered, then checked against the Kubernetes API schemas),
-# the shell scripts in deploy/, and the consistency between them and the README; and the
-# gateway's OpenAPI document against the OpenAPI 3.1 schema.
+# the shell scripts in deploy/, and the consistency between them and docs/configuration.md;
+# and the gateway's OpenAPI document against the OpenAPI 3.1 schema.
 #
 #   bash deploy/validate.sh
 #
@@ -106,25 +106,25 @@ compose_config() {
     "$(bin docker-compose)" --env-file "$work/compose.env" -f docker-compose.yml config --quiet
 }
 
-# .env.example must list every variable of the README's Configuration table (set, or commented
+# .env.example must list every variable of the table in docs/configuration.md (set, or commented
 # out with the reason), and define every variable docker-compose.yml interpolates.
 env_example_complete() {
-    "$(bin python)" - README.md .env.example docker-compose.yml <<'PY'
+    "$(bin python)" - docs/configuration.md .env.example docker-compose.yml <<'PY'
 import re
 import sys
 
-readme, env_example, compose = (open(p, encoding="utf-8").read() for p in sys.argv[1:])
+configuration, env_example, compose = (open(p, encoding="utf-8").read() for p in sys.argv[1:])
 
-section = re.search(r"^## Configuration\n(.*?)(?=^## )", readme, re.S | re.M)
+section = re.search(r"^## Environment variables\n(.*?)(?=^## |\Z)", configuration, re.S | re.M)
 if not section:
-    sys.exit("README.md: no '## Configuration' section")
+    sys.exit("docs/configuration.md: no '## Environment variables' section")
 documented = set()
 for line in section.group(1).splitlines():
     if line.startswith("| `"):
         first_cell = line.split("|")[1]
         documented.update(re.findall(r"`([A-Z][A-Z0-9_]+)`", first_cell))
 if len(documented) < 20:
-    sys.exit(f"README.md: only {len(documented)} variables found in the Configuration table")
+    sys.exit(f"docs/configuration.md: only {len(documented)} variables found in its table")
 
 listed = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", env_example, re.M))
 defined = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", env_example, re.M))
@@ -132,13 +132,13 @@ used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", compose))
 
 problems = []
 for name in sorted(documented - listed):
-    problems.append(f".env.example: README variable {name} is not listed (add it, or a "
+    problems.append(f".env.example: {name} (docs/configuration.md) is not listed (add it, or a "
                     f"commented-out line saying why it does not apply to the containers)")
 for name in sorted(used - defined):
     problems.append(f".env.example: docker-compose.yml uses ${{{name}}}, which is not set here")
 for problem in problems:
     print(problem, file=sys.stderr)
-print(f"{len(documented)} README variables listed, {len(used)} compose variables defined")
+print(f"{len(documented)} documented variables listed, {len(used)} compose variables defined")
 sys.exit(1 if problems else 0)
 PY
 }
