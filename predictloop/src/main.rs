@@ -1,5 +1,5 @@
 //! `predictloop`: the whole system in one process (the all-in-one mode). Configured like the
-//! services, from the environment; see the README's all-in-one section.
+//! services, from the environment; see docs/configuration.md and docs/running.md.
 
 use common::server::main_wrapper;
 
