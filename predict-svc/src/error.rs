@@ -52,7 +52,10 @@ fn image_message(e: &digits::PreprocessError) -> String {
     let text = e.to_string();
     let mut chars = text.chars();
     match chars.next() {
-        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+        Some(first) => {
+            let stop = if text.ends_with('.') { "" } else { "." };
+            format!("{}{}{stop}", first.to_uppercase(), chars.as_str())
+        }
         None => text,
     }
 }
