@@ -62,17 +62,28 @@ pub struct Decision {
 #[async_trait]
 pub trait RateLimitStore: Send + Sync {
     /// Counts one request under `key` against every limit, if all of them allow it.
-    async fn acquire(&self, key: &str, limits: &[Limit]) -> Result<Decision, StoreError>;
+    async fn acquire(&self, key: &str, limits: &[Limit]) -> Result<Decision, StoreError> {
+        self.acquire_n(key, limits, 1).await
+    }
+
+    /// Counts `cost` requests at once (an inference request carrying `cost` images), all or
+    /// nothing: if any limit has fewer left, none is counted.
+    async fn acquire_n(
+        &self,
+        key: &str,
+        limits: &[Limit],
+        cost: u32,
+    ) -> Result<Decision, StoreError>;
 }
 
 /// GCRA for several limits at once, in plain arithmetic: the reference the Lua script follows.
-fn decide(tats: &[Option<u64>], limits: &[Limit], now: u64) -> (Decision, Vec<u64>) {
+fn decide(tats: &[Option<u64>], limits: &[Limit], now: u64, cost: u32) -> (Decision, Vec<u64>) {
     let mut allowed = true;
     let mut retry_after = 0u64;
     let mut starts = Vec::with_capacity(limits.len());
     for (tat, limit) in tats.iter().zip(limits) {
         let tat = tat.unwrap_or(now).max(now);
-        let next = tat + limit.interval_ms();
+        let next = tat + limit.interval_ms() * u64::from(cost);
         // The request fits if the new TAT runs at most `tolerance` ahead of now.
         if next > now + limit.tolerance_ms() {
             allowed = false;
@@ -106,20 +117,22 @@ fn decide(tats: &[Option<u64>], limits: &[Limit], now: u64) -> (Decision, Vec<u6
     )
 }
 
-/// KEYS: one per limit. ARGV: for each limit, its interval and tolerance in milliseconds.
+/// KEYS: one per limit. ARGV: for each limit, its interval and tolerance in milliseconds; then
+/// the cost (how many requests this one counts as).
 /// Returns {allowed, retry_after_ms, then per limit: remaining, reset_ms}.
 const SCRIPT: &str = r#"
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local allowed = 1
 local retry = 0
+local cost = tonumber(ARGV[2 * #KEYS + 1])
 local tats = {}
 for i = 1, #KEYS do
   local interval = tonumber(ARGV[2 * i - 1])
   local tolerance = tonumber(ARGV[2 * i])
   local tat = tonumber(redis.call('GET', KEYS[i]) or now)
   if tat < now then tat = now end
-  local nxt = tat + interval
+  local nxt = tat + interval * cost
   if nxt > now + tolerance then
     allowed = 0
     if nxt - tolerance - now > retry then retry = nxt - tolerance - now end
@@ -170,7 +183,12 @@ impl RedisRateLimiter {
 
 #[async_trait]
 impl RateLimitStore for RedisRateLimiter {
-    async fn acquire(&self, key: &str, limits: &[Limit]) -> Result<Decision, StoreError> {
+    async fn acquire_n(
+        &self,
+        key: &str,
+        limits: &[Limit],
+        cost: u32,
+    ) -> Result<Decision, StoreError> {
         if limits.is_empty() {
             return Ok(Decision {
                 allowed: true,
@@ -185,6 +203,7 @@ impl RateLimitStore for RedisRateLimiter {
                 .arg(limit.interval_ms())
                 .arg(limit.tolerance_ms());
         }
+        invocation.arg(cost);
         let reply: Vec<i64> = invocation.invoke_async(&mut self.redis.conn()).await?;
         if reply.len() != 2 + 2 * limits.len() {
             return Err(StoreError::Decode(format!(
@@ -238,7 +257,12 @@ impl MemoryRateLimiter {
 
 #[async_trait]
 impl RateLimitStore for MemoryRateLimiter {
-    async fn acquire(&self, key: &str, limits: &[Limit]) -> Result<Decision, StoreError> {
+    async fn acquire_n(
+        &self,
+        key: &str,
+        limits: &[Limit],
+        cost: u32,
+    ) -> Result<Decision, StoreError> {
         let now = (self.clock)();
         let mut tats = self
             .tats
@@ -252,7 +276,7 @@ impl RateLimitStore for MemoryRateLimiter {
             .iter()
             .map(|limit| tats.get(&(key.to_owned(), *limit)).copied())
             .collect();
-        let (decision, stored) = decide(&current, limits, now);
+        let (decision, stored) = decide(&current, limits, now, cost);
         if decision.allowed {
             for (limit, tat) in limits.iter().zip(stored) {
                 tats.insert((key.to_owned(), *limit), tat);
@@ -339,16 +363,31 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_request_of_many_counts_as_many_all_or_nothing() {
+        let (limiter, _now) = limiter();
+        let limits = [Limit::new(10, Duration::from_secs(86_400))];
+        let d = limiter.acquire_n("k", &limits, 7).await.unwrap();
+        assert!(d.allowed);
+        assert_eq!(d.states[0].remaining, 3);
+        // Four do not fit in the three left, and refusing them counts none.
+        assert!(!limiter.acquire_n("k", &limits, 4).await.unwrap().allowed);
+        let d = limiter.acquire_n("k", &limits, 3).await.unwrap();
+        assert!(d.allowed);
+        assert_eq!(d.states[0].remaining, 0);
+        assert!(!limiter.acquire("k", &limits).await.unwrap().allowed);
+    }
+
     #[test]
     fn a_quota_that_does_not_divide_the_window_still_allows_the_whole_burst() {
         let limit = Limit::new(3, Duration::from_millis(1000));
         let mut tat = None;
         for expected in [2, 1, 0] {
-            let (d, stored) = decide(&[tat], &[limit], 5_000);
+            let (d, stored) = decide(&[tat], &[limit], 5_000, 1);
             assert!(d.allowed);
             assert_eq!(d.states[0].remaining, expected);
             tat = Some(stored[0]);
         }
-        assert!(!decide(&[tat], &[limit], 5_000).0.allowed);
+        assert!(!decide(&[tat], &[limit], 5_000, 1).0.allowed);
     }
 }

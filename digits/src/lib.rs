@@ -6,6 +6,7 @@
 //! graph alike, so a caller cannot get normalisation wrong.
 
 pub mod augment;
+pub mod bombs;
 pub mod encode;
 pub mod idx;
 pub mod preprocess;

@@ -41,8 +41,9 @@ pub enum PreprocessError {
         format: &'static str,
         reason: String,
     },
-    /// Beyond the decoding limits: a guard against decompression bombs (a service answers 413).
-    #[error("the image is too large: {0}")]
+    /// Beyond the decoding budget ([`DecodeLimits`]): a guard against decompression bombs. The
+    /// text is a whole sentence for the client (a service answers 400 `image_too_large`).
+    #[error("{0}")]
     TooLarge(String),
     /// Decodes fine but shows no digit: blank, or too faint (a service answers 400).
     #[error("the image is blank: no digit found")]
@@ -61,21 +62,29 @@ impl PreprocessError {
     }
 }
 
-/// Limits applied while decoding.
+/// The decoding budget of one image, checked against the file's header before any pixel is
+/// decoded, and handed to the decoder as its allocation limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLimits {
-    pub max_width: u32,
-    pub max_height: u32,
-    /// Most bytes the decoder may allocate at once.
-    pub max_alloc: u64,
+    /// Longest side in pixels (for a GIF, of its logical screen: the canvas every frame is
+    /// drawn on, which is what gets allocated).
+    pub max_side: u32,
+    /// Most bytes the decoded image may take (width × height × bytes per pixel, as decoded:
+    /// 16-bit and alpha channels count), and the most the decoder may allocate beside it.
+    pub max_bytes: u64,
+}
+
+impl DecodeLimits {
+    pub const DEFAULT_MAX_SIDE: u32 = 4096;
+    pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 }
 
 impl Default for DecodeLimits {
+    /// 4096 pixels and 64 MiB: a phone camera's photo of a digit (4032×3024, RGB, 35 MiB) fits.
     fn default() -> Self {
         Self {
-            max_width: 8192,
-            max_height: 8192,
-            max_alloc: 512 * 1024 * 1024,
+            max_side: Self::DEFAULT_MAX_SIDE,
+            max_bytes: Self::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -104,20 +113,37 @@ fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, Preproces
         Some(format) if FORMATS.contains(&format) => format,
         _ => return Err(PreprocessError::NotAnImage),
     };
-    let mut decode_limits = image::Limits::default();
-    decode_limits.max_image_width = Some(limits.max_width);
-    decode_limits.max_image_height = Some(limits.max_height);
-    decode_limits.max_alloc = Some(limits.max_alloc);
-    reader.limits(decode_limits);
     let fail = |err| classify(err, format);
+    // Only the header is read here; the decoders allocate within `max_bytes` from the start.
+    let mut header_limits = image::Limits::default();
+    header_limits.max_alloc = Some(limits.max_bytes);
+    reader.limits(header_limits);
     let mut decoder = reader.into_decoder().map_err(fail)?;
     let (width, height) = decoder.dimensions();
-    if width > limits.max_width || height > limits.max_height {
+    if width.max(height) > limits.max_side {
         return Err(PreprocessError::TooLarge(format!(
-            "{width}×{height} pixels, at most {}×{} allowed",
-            limits.max_width, limits.max_height
+            "The {} image is {width}×{height} pixels; at most {} pixels on its longest side are accepted.",
+            format_name(format),
+            limits.max_side
         )));
     }
+    let decoded = decoder.total_bytes();
+    if decoded > limits.max_bytes {
+        return Err(PreprocessError::TooLarge(format!(
+            "The {} image would take {} MiB once decoded ({width}×{height} pixels of {} bytes); \
+             at most {} MiB are accepted.",
+            format_name(format),
+            decoded.div_ceil(1024 * 1024),
+            decoder.color_type().bytes_per_pixel(),
+            limits.max_bytes / (1024 * 1024)
+        )));
+    }
+    // `into_decoder` + `from_decoder` never count the output buffer against the allocation
+    // limit (`ImageReader::decode` does): reserve it here, so that what the decoder allocates
+    // beside it (a GIF's frame, say) stays within the same budget, and set the strict sides.
+    let mut budget = image_limits(limits);
+    budget.reserve(decoded).map_err(fail)?;
+    decoder.set_limits(budget).map_err(fail)?;
     // A photo's EXIF orientation says which way is up; a digit upside down is another digit.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(fail)?;
@@ -128,9 +154,20 @@ fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, Preproces
     Ok(image)
 }
 
+fn image_limits(limits: &DecodeLimits) -> image::Limits {
+    let mut image_limits = image::Limits::default();
+    image_limits.max_image_width = Some(limits.max_side);
+    image_limits.max_image_height = Some(limits.max_side);
+    image_limits.max_alloc = Some(limits.max_bytes);
+    image_limits
+}
+
 fn classify(err: ImageError, format: ImageFormat) -> PreprocessError {
     match err {
-        ImageError::Limits(limit) => PreprocessError::TooLarge(limit.to_string()),
+        ImageError::Limits(limit) => PreprocessError::TooLarge(format!(
+            "The {} image is beyond the decoding limits ({limit}).",
+            format_name(format)
+        )),
         ImageError::Unsupported(_) => PreprocessError::NotAnImage,
         other => PreprocessError::Corrupt {
             format: format_name(format),

@@ -111,12 +111,14 @@ fn client_address(state: &GatewayState, req: &HttpRequest) -> Option<std::net::I
     )
 }
 
-/// Counts the request against its route's limits; the headers to send with the answer.
+/// Counts the request as `cost` against the limits of `route` (see
+/// [`crate::ratelimit::RateLimiter::quota_route`]); the headers to send with the answer.
 async fn rate_limit(
     state: &GatewayState,
     req: &HttpRequest,
-    route: &Route,
+    route: &str,
     path: &str,
+    (cost, images): (u32, u32),
 ) -> Result<Vec<(&'static str, String)>, GatewayError> {
     let client = match req.extensions().get::<common::jwt::Claims>() {
         Some(claims) => format!("user:{}", claims.sub),
@@ -125,7 +127,11 @@ async fn rate_limit(
             client_address(state, req).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
         ),
     };
-    match state.rate_limiter.check(&route.path, path, &client).await {
+    match state
+        .rate_limiter
+        .check_n(route, path, &client, cost, images)
+        .await
+    {
         Verdict::Unlimited => Ok(vec![]),
         Verdict::Allowed(headers) => Ok(headers),
         Verdict::Refused {
@@ -173,7 +179,16 @@ pub async fn forward(
     req.extensions_mut()
         .insert(common::metrics::RouteLabel(route.path.clone()));
     authorize(&state, &req, route).await?;
-    let limit_headers = rate_limit(&state, &req, route, &path).await?;
+    // An infer request counts once per image it carries, against its model's predict quota:
+    // one here, so that a client with nothing left is refused before sending its body; the
+    // rest once the body's shape is read, before it is forwarded.
+    let infer = method == actix_web::http::Method::POST
+        && crate::ratelimit::oip_infer_model(&path).is_some();
+    let quota_route = state
+        .rate_limiter
+        .quota_route(&route.path, &path)
+        .to_owned();
+    let mut limit_headers = rate_limit(&state, &req, &quota_route, &path, (1, 1)).await?;
 
     let limit = match route.body {
         BodyKind::Upload => state.max_upload_bytes,
@@ -235,7 +250,22 @@ pub async fn forward(
 
     let exceeded = Arc::new(AtomicBool::new(false));
     let stalled = Arc::new(AtomicBool::new(false));
-    if has_body {
+    if infer && has_body {
+        let body = read_body(
+            payload,
+            BodyLimits {
+                bytes: limit,
+                idle: state.body_timeout,
+            },
+        )
+        .await?;
+        let images = oip_images(&body);
+        if images > 1 {
+            limit_headers =
+                rate_limit(&state, &req, &quota_route, &path, (images - 1, images)).await?;
+        }
+        outgoing = outgoing.body(body);
+    } else if has_body {
         outgoing = outgoing.body(reqwest::Body::wrap_stream(stream_body(
             payload,
             BodyLimits {
@@ -306,6 +336,61 @@ fn upstream_error(name: &'static str, e: &reqwest::Error, request_id: &str) -> G
     }
 }
 
+/// How many images an infer body carries: the sum of its inputs' first dimensions, read without
+/// keeping the data (an unknown field is skipped, not stored). A body that shows no shape counts
+/// as one; predict-svc refuses it.
+pub fn oip_images(body: &[u8]) -> u32 {
+    #[derive(serde::Deserialize)]
+    struct Request {
+        inputs: Vec<Input>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Input {
+        shape: Vec<i64>,
+    }
+    match serde_json::from_slice::<Request>(body) {
+        Ok(request) => request
+            .inputs
+            .iter()
+            .map(|input| {
+                input
+                    .shape
+                    .first()
+                    .copied()
+                    .unwrap_or(1)
+                    .clamp(1, i64::from(u32::MAX)) as u32
+            })
+            .fold(0_u32, u32::saturating_add)
+            .max(1),
+        Err(_) => 1,
+    }
+}
+
+/// The whole body, within the route's limit and the idle timeout.
+async fn read_body(mut payload: web::Payload, limits: BodyLimits) -> Result<Bytes, GatewayError> {
+    let mut body = bytes::BytesMut::new();
+    loop {
+        match tokio::time::timeout(limits.idle, payload.next()).await {
+            Err(_) => return Err(GatewayError::BodyTimeout(limits.idle)),
+            Ok(None) => return Ok(body.freeze()),
+            Ok(Some(Err(e))) => {
+                tracing::debug!(error = %e, "client body failed");
+                return Err(GatewayError::PayloadTooLarge {
+                    limit: limits.bytes,
+                });
+            }
+            Ok(Some(Ok(chunk))) => {
+                if body.len() + chunk.len() > limits.bytes {
+                    return Err(GatewayError::PayloadTooLarge {
+                        limit: limits.bytes,
+                    });
+                }
+                body.extend_from_slice(&chunk);
+            }
+        }
+    }
+}
+
 struct BodyLimits {
     bytes: usize,
     /// The longest pause allowed between two pieces of the body.
@@ -363,7 +448,22 @@ fn stream_body(
 
 #[cfg(test)]
 mod tests {
-    use super::path_is_clean;
+    use super::{oip_images, path_is_clean};
+
+    #[test]
+    fn an_infer_body_counts_its_images() {
+        let body = |shape: &str| {
+            format!(
+                r#"{{"id":"x","inputs":[{{"name":"input","data":[0,0],"shape":{shape},"datatype":"FP32"}}]}}"#
+            )
+        };
+        assert_eq!(oip_images(body("[7,784]").as_bytes()), 7);
+        assert_eq!(oip_images(body("[3,1,28,28]").as_bytes()), 3);
+        assert_eq!(oip_images(body("[-5,784]").as_bytes()), 1);
+        assert_eq!(oip_images(body("[]").as_bytes()), 1);
+        assert_eq!(oip_images(body("[99999999999,784]").as_bytes()), u32::MAX);
+        assert_eq!(oip_images(b"{not json"), 1);
+    }
 
     #[test]
     fn suspicious_paths_are_refused() {

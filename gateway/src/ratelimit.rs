@@ -27,6 +27,10 @@ pub struct RateLimitConfig {
     pub timeout: Duration,
     /// Proxies in front of the gateway whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<Cidr>,
+    /// Open Inference Protocol models and the predict route whose limits their infer requests
+    /// count against, one per image (`RATE_LIMIT_OIP_QUOTAS`); a model not listed counts
+    /// against the `/v2/models` route's limits, also per image.
+    pub oip_quotas: Vec<(String, String)>,
 }
 
 impl RateLimitConfig {
@@ -38,6 +42,8 @@ impl RateLimitConfig {
         "/health, /ready, /metrics, /.well-known/jwks.json, /v2/health, ",
         "/dashboard, /static, /vendor"
     );
+    pub const DEFAULT_OIP_QUOTAS: &'static str =
+        "mnist-mlp=/api/v1/predict; mnist-cnn=/api/v2/predict";
 
     pub fn read(env: &mut Env) -> Self {
         let enabled = env.or("RATE_LIMIT_ENABLED", true);
@@ -93,6 +99,15 @@ impl RateLimitConfig {
                 }
             })
             .collect();
+        let oip_quotas = match parse_oip_quotas(
+            &env.or("RATE_LIMIT_OIP_QUOTAS", Self::DEFAULT_OIP_QUOTAS.to_owned()),
+        ) {
+            Ok(quotas) => quotas,
+            Err(e) => {
+                env.problem(format!("RATE_LIMIT_OIP_QUOTAS: {e}"));
+                vec![]
+            }
+        };
         RateLimitConfig {
             enabled,
             default,
@@ -101,6 +116,7 @@ impl RateLimitConfig {
             fail_open,
             timeout,
             trusted_proxies,
+            oip_quotas,
         }
     }
 
@@ -114,8 +130,36 @@ impl RateLimitConfig {
             fail_open: true,
             timeout: Duration::from_millis(250),
             trusted_proxies: vec![],
+            oip_quotas: vec![],
         }
     }
+}
+
+/// `"mnist-mlp=/api/v1/predict; mnist-cnn=/api/v2/predict"`.
+pub fn parse_oip_quotas(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|entry| {
+            let (model, route) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("`{entry}` is not like `mnist-cnn=/api/v2/predict`"))?;
+            let (model, route) = (model.trim(), route.trim());
+            if model.is_empty() || model.contains('/') {
+                return Err(format!("`{model}` is not a model name"));
+            }
+            if !route.starts_with('/') {
+                return Err(format!("`{route}` is not a path"));
+            }
+            Ok((model.to_owned(), route.to_owned()))
+        })
+        .collect()
+}
+
+/// The model of an Open Inference Protocol infer path, `/v2/models/{name}/infer`.
+pub fn oip_infer_model(path: &str) -> Option<&str> {
+    let name = path.strip_prefix("/v2/models/")?.strip_suffix("/infer")?;
+    (!name.is_empty() && !name.contains('/')).then_some(name)
 }
 
 /// `"200/day, 50/hour"`, also `"100 per day"` as the prototype wrote them, and `"5/10s"`.
@@ -302,9 +346,30 @@ impl RateLimiter {
             .map_or(&self.config.default, |(_, limits)| limits)
     }
 
+    /// The route whose limits a request counts against: its own, but an infer request of a
+    /// model listed in `oip_quotas` counts against that model's predict route.
+    pub fn quota_route<'a>(&'a self, route: &'a str, path: &str) -> &'a str {
+        oip_infer_model(path)
+            .and_then(|model| self.config.oip_quotas.iter().find(|(m, _)| m == model))
+            .map_or(route, |(_, quota)| quota.as_str())
+    }
+
     /// Counts a request of `client` (`user:<sub>` or `ip:<address>`) on `route`.
     pub async fn check(&self, route: &str, path: &str, client: &str) -> Verdict {
-        let verdict = self.decide(route, path, client).await;
+        self.check_n(route, path, client, 1, 1).await
+    }
+
+    /// Counts `cost` requests at once, all or nothing: what is still to count of a request
+    /// carrying `images` images (the refusal's sentence names those).
+    pub async fn check_n(
+        &self,
+        route: &str,
+        path: &str,
+        client: &str,
+        cost: u32,
+        images: u32,
+    ) -> Verdict {
+        let verdict = self.decide(route, path, client, cost, images).await;
         let decision = match &verdict {
             Verdict::Unlimited => None,
             Verdict::Allowed(_) => Some("allowed"),
@@ -317,13 +382,21 @@ impl RateLimiter {
         verdict
     }
 
-    async fn decide(&self, route: &str, path: &str, client: &str) -> Verdict {
+    async fn decide(
+        &self,
+        route: &str,
+        path: &str,
+        client: &str,
+        cost: u32,
+        images: u32,
+    ) -> Verdict {
         let limits = self.limits_for(route, path);
         let Some(store) = self.store.as_ref().filter(|_| !limits.is_empty()) else {
             return Verdict::Unlimited;
         };
         let key = format!("{route}:{client}");
-        let result = tokio::time::timeout(self.config.timeout, store.acquire(&key, limits)).await;
+        let result =
+            tokio::time::timeout(self.config.timeout, store.acquire_n(&key, limits, cost)).await;
         let decision = match result {
             Ok(Ok(decision)) => decision,
             Ok(Err(e)) => return self.store_failed(&e.to_string()),
@@ -336,17 +409,27 @@ impl RateLimiter {
             let exhausted = decision
                 .states
                 .iter()
-                .filter(|s| s.remaining == 0)
+                .filter(|s| s.remaining < cost)
                 .map(|s| describe(&s.limit))
                 .collect::<Vec<_>>()
                 .join(" and ");
             let wait = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            let message = match limits.iter().find(|l| l.quota < images) {
+                Some(limit) => format!(
+                    "Too many images: this request carries {images}, more than the limit of {} on {route} allows at once.",
+                    describe(limit)
+                ),
+                None if images > 1 => format!(
+                    "Too many requests: this request carries {images} images, more than are left of the limit of {exhausted} on {route}; try again in {wait} s."
+                ),
+                None => format!(
+                    "Too many requests: the limit of {exhausted} on {route} is reached; try again in {wait} s."
+                ),
+            };
             Verdict::Refused {
                 headers,
                 retry_after: decision.retry_after,
-                message: format!(
-                    "Too many requests: the limit of {exhausted} on {route} is reached; try again in {wait} s."
-                ),
+                message,
             }
         }
     }
@@ -466,6 +549,17 @@ mod tests {
         for bad in ["0/day", "ten/day", "5/fortnight", "5", "5/0s"] {
             assert!(parse_limits(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            parse_oip_quotas(RateLimitConfig::DEFAULT_OIP_QUOTAS).unwrap()[1],
+            ("mnist-cnn".to_owned(), "/api/v2/predict".to_owned())
+        );
+        assert!(parse_oip_quotas("mnist=api").is_err());
+        assert_eq!(
+            oip_infer_model("/v2/models/mnist-cnn/infer"),
+            Some("mnist-cnn")
+        );
+        assert_eq!(oip_infer_model("/v2/models/mnist-cnn"), None);
+        assert_eq!(oip_infer_model("/v2/models/a/b/infer"), None);
         let routes = parse_route_limits(RateLimitConfig::DEFAULT_ROUTE_LIMITS).unwrap();
         assert_eq!(routes[0].0, "/api/v1/predict");
         assert_eq!(

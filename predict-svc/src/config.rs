@@ -1,6 +1,8 @@
 use crate::engine::BatchConfig;
+use crate::gate::Preprocessing;
 use common::config::{CommonConfig, ConfigError, Env, JwtConfig, Secret};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -16,6 +18,12 @@ pub struct Config {
     /// Where the initial models trained by `cargo xtask train` are imported from.
     pub model_dir: PathBuf,
     pub max_upload_bytes: usize,
+    /// The decoding budget of an image and how many are decoded at once (`MAX_IMAGE_SIDE`,
+    /// `MAX_IMAGE_BYTES`, `PREPROCESS_CONCURRENCY`, `PREPROCESS_QUEUE`).
+    pub preprocessing: Arc<Preprocessing>,
+    /// Most images one Open Inference Protocol request may carry (`OIP_MAX_BATCH`); its body
+    /// may be at most [`crate::oip_body_limit`] of it.
+    pub oip_max_batch: usize,
     pub batch: BatchConfig,
     /// How long a served prediction stays retrievable.
     pub prediction_ttl: Duration,
@@ -43,12 +51,25 @@ impl Config {
         let model_dir: PathBuf = env.or("MODEL_DIR", "data/models".to_owned()).into();
         let max_upload_bytes =
             env.in_range("MAX_UPLOAD_BYTES", 5 * 1024 * 1024, 1024..=64 * 1024 * 1024);
-        let max_size = env.in_range("BATCH_MAX_SIZE", 32, 1..=256);
-        let max_wait_ms = env.in_range("BATCH_MAX_WAIT_MS", 2, 0..=1000);
-        let default_sessions = std::thread::available_parallelism()
+        let max_side = env.in_range(
+            "MAX_IMAGE_SIDE",
+            digits::DecodeLimits::DEFAULT_MAX_SIDE,
+            28..=16_384,
+        );
+        let max_image_bytes = env.in_range(
+            "MAX_IMAGE_BYTES",
+            digits::DecodeLimits::DEFAULT_MAX_BYTES,
+            1024 * 1024..=1024 * 1024 * 1024,
+        );
+        let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
-        let sessions = env.in_range("INFERENCE_SESSIONS", default_sessions, 1..=64);
+        let concurrency = env.in_range("PREPROCESS_CONCURRENCY", cores, 1..=256);
+        let queue = env.in_range("PREPROCESS_QUEUE", 4 * concurrency, 0..=4096);
+        let oip_max_batch = env.in_range("OIP_MAX_BATCH", 256, 1..=1024);
+        let max_size = env.in_range("BATCH_MAX_SIZE", 32, 1..=256);
+        let max_wait_ms = env.in_range("BATCH_MAX_WAIT_MS", 2, 0..=1000);
+        let sessions = env.in_range("INFERENCE_SESSIONS", cores, 1..=64);
         let ttl = env.in_range(
             "PREDICTION_TTL_SECS",
             7 * 24 * 3600,
@@ -65,6 +86,15 @@ impl Config {
             ort_dylib_path,
             model_dir,
             max_upload_bytes,
+            preprocessing: Preprocessing::new(
+                digits::DecodeLimits {
+                    max_side,
+                    max_bytes: max_image_bytes,
+                },
+                concurrency,
+                queue,
+            ),
+            oip_max_batch,
             batch: BatchConfig {
                 max_size,
                 max_wait: Duration::from_millis(max_wait_ms),

@@ -25,6 +25,17 @@ pub enum PredictError {
     #[error("{0}")]
     InvalidTensor(String),
     #[error("{0}")]
+    BodyTooLarge(String),
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("The body must be JSON, sent with `Content-Type: application/json`.")]
+    NotJson,
+    #[error(
+        "Too many images are being processed; try again in {} s.",
+        retry_after.as_secs().max(1)
+    )]
+    Overloaded { retry_after: std::time::Duration },
+    #[error("{0}")]
     InvalidArtifact(String),
     #[error("The model `{0}` is not loaded yet.")]
     ModelUnavailable(String),
@@ -41,7 +52,10 @@ fn image_message(e: &digits::PreprocessError) -> String {
     let text = e.to_string();
     let mut chars = text.chars();
     match chars.next() {
-        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+        Some(first) => {
+            let stop = if text.ends_with('.') { "" } else { "." };
+            format!("{}{}{stop}", first.to_uppercase(), chars.as_str())
+        }
         None => text,
     }
 }
@@ -59,7 +73,6 @@ impl From<&PredictError> for ApiError {
             Image(e) => {
                 let status = match e {
                     digits::PreprocessError::NotAnImage => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    digits::PreprocessError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                     _ => StatusCode::BAD_REQUEST,
                 };
                 ApiError::new(status, e.code(), msg)
@@ -67,6 +80,16 @@ impl From<&PredictError> for ApiError {
             Multipart(_) => ApiError::bad_request("invalid_multipart", msg),
             UnknownModel(_) | UnknownVersion(..) | UnknownPrediction(_) => ApiError::not_found(msg),
             InvalidTensor(_) => ApiError::bad_request("invalid_tensor", msg),
+            InvalidJson(_) => ApiError::bad_request("invalid_json", msg),
+            BodyTooLarge(_) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", msg)
+            }
+            NotJson => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                msg,
+            ),
+            Overloaded { .. } => ApiError::unavailable("overloaded", msg),
             InvalidArtifact(_) => ApiError::unprocessable("invalid_artifact", msg),
             ModelUnavailable(_) => ApiError::unavailable("model_unavailable", msg),
             StoreUnavailable => ApiError::unavailable("store_unavailable", msg),
@@ -81,7 +104,14 @@ impl ResponseError for PredictError {
         ApiError::from(self).status()
     }
     fn error_response(&self) -> HttpResponse {
-        ApiError::from(self).error_response()
+        let mut response = ApiError::from(self).error_response();
+        if let PredictError::Overloaded { retry_after } = self {
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from(retry_after.as_secs().max(1)),
+            );
+        }
+        response
     }
 }
 

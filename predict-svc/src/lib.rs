@@ -5,6 +5,7 @@ pub mod config;
 pub mod db;
 pub mod engine;
 mod error;
+pub mod gate;
 pub mod registry;
 mod routes;
 mod state;
@@ -12,6 +13,7 @@ pub mod store;
 
 pub use config::Config;
 pub use error::PredictError;
+pub use routes::oip_body_limit;
 
 use actix_web::{App, web};
 use common::bus::DEFAULT_HISTORY_MAXLEN;
@@ -48,6 +50,8 @@ pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
         store: store::PredictionStore::new(infra.kv(), config.prediction_ttl),
         bus,
         max_upload_bytes: config.max_upload_bytes,
+        preprocessing: config.preprocessing.clone(),
+        oip_max_batch: config.oip_max_batch,
     });
     let verifier = web::Data::new(JwtVerifier::remote(&config.jwt));
     let readiness = infra.ready_check(Readiness::new().with(DbCheck(db)));

@@ -10,4 +10,6 @@ pub struct AppState {
     pub store: PredictionStore,
     pub bus: Arc<dyn EventBus>,
     pub max_upload_bytes: usize,
+    pub preprocessing: Arc<crate::gate::Preprocessing>,
+    pub oip_max_batch: usize,
 }

@@ -76,13 +76,28 @@ fn dimensions_beyond_the_limits_are_refused_before_decoding() {
     )
     .unwrap();
     let small = DecodeLimits {
-        max_width: 100,
-        max_height: 100,
+        max_side: 100,
         ..DecodeLimits::default()
     };
     let err = preprocess_with_limits(&png, &small).unwrap_err();
     assert!(matches!(err, PreprocessError::TooLarge(_)), "{err:?}");
     assert_eq!(err.code(), "image_too_large");
+    assert_eq!(
+        err.to_string(),
+        "The PNG image is 280×280 pixels; at most 100 pixels on its longest side are accepted."
+    );
+    // The same image within a budget that fits it still decodes.
+    let fits = DecodeLimits {
+        max_side: 280,
+        max_bytes: 280 * 280 * 4,
+    };
+    assert!(preprocess_with_limits(&png, &fits).is_ok());
+    let tight = DecodeLimits {
+        max_side: 280,
+        max_bytes: 280 * 280 - 1,
+    };
+    let err = preprocess_with_limits(&png, &tight).unwrap_err();
+    assert!(err.to_string().contains("once decoded"), "{err}");
 
     // A decompression bomb: a tiny file whose header claims 100,000 × 100,000 pixels.
     let bomb = with_png_size(&png_of_first_digit(), 100_000, 100_000);
@@ -115,4 +130,48 @@ fn crc32(bytes: &[u8]) -> u32 {
         }
     }
     !crc
+}
+
+#[test]
+fn a_gif_whose_canvas_is_huge_is_refused_from_its_header() {
+    let bomb = digits::bombs::gif_canvas(8192);
+    assert_eq!(bomb.len(), 35);
+    let err = preprocess(&bomb).unwrap_err();
+    assert_eq!(err.code(), "image_too_large", "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "The GIF image is 8192×8192 pixels; at most 4096 pixels on its longest side are accepted."
+    );
+    // Within the side limit, the canvas still counts against the decoded size: 4096² RGBA is
+    // 64 MiB, refused by a budget of 32 MiB.
+    let limits = DecodeLimits {
+        max_side: 4096,
+        max_bytes: 32 * 1024 * 1024,
+    };
+    let err = preprocess_with_limits(&digits::bombs::gif_canvas(4096), &limits).unwrap_err();
+    assert_eq!(err.code(), "image_too_large", "{err:?}");
+    assert!(err.to_string().contains("64 MiB once decoded"), "{err}");
+}
+
+#[test]
+fn sixteen_bit_and_rgba_pngs_are_refused_by_their_decoded_size() {
+    use digits::bombs::{PngPixels, png_zeros};
+    // 2048² is within the side limit; as 16-bit grey it takes 8 MiB, as RGBA 16 MiB.
+    let limits = DecodeLimits {
+        max_side: 4096,
+        max_bytes: 8 * 1024 * 1024 - 1,
+    };
+    for pixels in [PngPixels::Grey16, PngPixels::Rgba8] {
+        let png = png_zeros(2048, pixels).unwrap();
+        let err = preprocess_with_limits(&png, &limits).unwrap_err();
+        assert_eq!(err.code(), "image_too_large", "{pixels:?}: {err:?}");
+        assert!(err.to_string().contains("once decoded"), "{err}");
+    }
+    // The 8192² ones of the issue, with the default limits.
+    for pixels in [PngPixels::Grey16, PngPixels::Rgba8] {
+        let png = png_zeros(8192, pixels).unwrap();
+        assert!(png.len() < 1024 * 1024, "{pixels:?}: {} bytes", png.len());
+        let err = preprocess(&png).unwrap_err();
+        assert_eq!(err.code(), "image_too_large", "{pixels:?}: {err:?}");
+    }
 }

@@ -1500,6 +1500,39 @@ fn predict_cases(user: &str, png: &[u8]) -> Vec<Case> {
             up("no body at all"),
         ]);
     }
+    // Decompression bombs (issue 15): refused from their header, 400 image_too_large.
+    let bombs = [
+        (
+            "a 35-byte GIF with an 8192² canvas",
+            "bomb.gif",
+            digits::bombs::gif_canvas(8192),
+        ),
+        (
+            "a 16-bit 8192² PNG",
+            "bomb16.png",
+            digits::bombs::png_zeros(8192, digits::bombs::PngPixels::Grey16).unwrap(),
+        ),
+        (
+            "an RGBA 8192² PNG",
+            "bomba.png",
+            digits::bombs::png_zeros(8192, digits::bombs::PngPixels::Rgba8).unwrap(),
+        ),
+    ];
+    for version in ["v1", "v2"] {
+        let route = format!("/api/{version}/predict");
+        for (name, file, bytes) in &bombs {
+            cases.push(
+                post(
+                    "decompression bombs",
+                    format!("{route}: {name}"),
+                    route.clone(),
+                )
+                .bearer(user)
+                .multipart(file_form(file, bytes))
+                .expect(400),
+            );
+        }
+    }
     let mut six_mib = png.to_vec();
     six_mib.resize(6 * MIB, 0);
     cases.push(
@@ -1779,6 +1812,16 @@ fn inference_cases(user: &str) -> Vec<Case> {
                 .body(ct, ok.clone()),
         );
     }
+    cases.push(
+        post(
+            "oversize",
+            format!("{infer}: 5 million zeros, 10 MB"),
+            infer,
+        )
+        .bearer(user)
+        .json(fp32(json!([1, 784]), json!(vec![0; 5_000_000])))
+        .expect(413),
+    );
     cases.push(
         post(
             "oversize",

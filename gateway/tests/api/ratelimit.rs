@@ -16,6 +16,8 @@ fn config(default: &str, routes: &str) -> RateLimitConfig {
         fail_open: true,
         timeout: Duration::from_millis(500),
         trusted_proxies: vec![],
+        oip_quotas: gateway::ratelimit::parse_oip_quotas(RateLimitConfig::DEFAULT_OIP_QUOTAS)
+            .unwrap(),
     }
 }
 
@@ -216,5 +218,71 @@ async fn a_refusal_names_the_request_it_refuses() {
     assert_eq!(
         header(&refused, "x-request-id").as_deref(),
         Some("support-ticket-429")
+    );
+}
+
+fn infer_body(images: usize) -> serde_json::Value {
+    json!({"inputs": [{
+        "name": "input", "datatype": "FP32", "shape": [images, 784], "data": vec![0; images * 784],
+    }]})
+}
+
+#[tokio::test]
+async fn an_infer_request_counts_against_its_models_predict_quota_once_per_image() {
+    let limits = config("100/hour", "/api/v2/predict=10/day; /api/v1/predict=3/day");
+    let gateway = spawn_limited_gateway(Some(redis_url()), redis_prefix(), limits).await;
+    let token = gateway.user_token().await;
+    let infer = |model: &str, images: usize| {
+        gateway
+            .client
+            .post(gateway.at(&format!("/v2/models/{model}/infer")))
+            .bearer_auth(&token)
+            .json(&infer_body(images))
+            .send()
+    };
+    // Seven images of mnist-cnn: seven of /api/v2/predict's ten.
+    let r = infer("mnist-cnn", 7).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "ratelimit").as_deref(),
+        Some("\"day\";r=3;t=60480")
+    );
+    // Four more do not fit in the three left: refused whole, and only the edge's one counted.
+    let r = infer("mnist-cnn", 4).await.unwrap();
+    assert!(header(&r, "retry-after").is_some());
+    let body = assert_error(r, 429, "rate_limited").await;
+    assert!(
+        body["msg"].as_str().unwrap().contains("carries 4 images"),
+        "{body}"
+    );
+    // Two are left, for an upload as for an infer request.
+    let upload = gateway
+        .client
+        .post(gateway.at("/api/v2/predict"))
+        .bearer_auth(&token)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 200);
+    assert_eq!(infer("mnist-cnn", 1).await.unwrap().status(), 200);
+    assert_eq!(infer("mnist-cnn", 1).await.unwrap().status(), 429);
+    // mnist-mlp counts against /api/v1/predict's three: a batch of five can never pass.
+    let r = infer("mnist-mlp", 5).await.unwrap();
+    let body = assert_error(r, 429, "rate_limited").await;
+    assert!(
+        body["msg"]
+            .as_str()
+            .unwrap()
+            .contains("more than the limit of 3 per day"),
+        "{body}"
+    );
+    assert_eq!(infer("mnist-mlp", 2).await.unwrap().status(), 200);
+    // A model with no predict quota counts per image against /v2/models' (the default) limits.
+    let r = infer("other", 30).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "ratelimit").as_deref(),
+        Some("\"hour\";r=70;t=1080")
     );
 }

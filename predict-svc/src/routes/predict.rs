@@ -70,9 +70,11 @@ async fn serve(
     form: Multipart,
 ) -> Result<Served, PredictError> {
     let bytes = read_file(form, state.max_upload_bytes).await?;
-    let grid = web::block(move || digits::preprocess(&bytes))
-        .await
-        .map_err(|e| PredictError::Internal(e.to_string()))??;
+    let limits = state.preprocessing.limits;
+    let grid = state
+        .preprocessing
+        .run(move || digits::preprocess_with_limits(&bytes, &limits))
+        .await??;
     let model = state
         .models
         .get(model_name)

@@ -73,6 +73,8 @@ pub fn config(backing: &Backing, batch: BatchConfig) -> predict_svc::Config {
         ort_dylib_path: ort_dylib(),
         model_dir: model_dir(),
         max_upload_bytes: 5 * 1024 * 1024,
+        preprocessing: predict_svc::gate::Preprocessing::new(Default::default(), 2, 8),
+        oip_max_batch: 256,
         batch,
         prediction_ttl: Duration::from_secs(24 * 3600),
         registry_sync: Duration::from_secs(30),
