@@ -1,6 +1,7 @@
 //! auth-svc: users (bcrypt), EdDSA-signed access tokens with rotating refresh tokens, JWKS.
 
 mod bootstrap;
+pub mod clients;
 pub mod config;
 pub mod db;
 mod error;

@@ -8,6 +8,7 @@ mod helpers;
 mod login;
 mod refresh;
 mod register;
+mod service_tokens;
 mod shutdown;
 mod sqlite;
 mod tokens;
