@@ -145,6 +145,11 @@ pub async fn require<B: MessageBody>(
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    // Defence in depth behind `split_planes`: never on the public port.
+    if req.request().conn_data::<crate::server::Plane>() == Some(&crate::server::Plane::Public) {
+        let error = ApiError::not_found(format!("No route for {} {}.", req.method(), req.path()));
+        return Ok(req.error_response(error).map_into_right_body());
+    }
     let Some(verifier) = req.app_data::<web::Data<JwtVerifier>>().cloned() else {
         let error = ApiError::internal("JwtVerifier missing from app data");
         return Ok(req.error_response(error).map_into_right_body());

@@ -3,7 +3,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
+use common::service_auth::{ServiceCallError, ServiceTokens};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +14,11 @@ pub enum ClientError {
     Unreachable {
         service: &'static str,
         source: reqwest::Error,
+    },
+    #[error("no service token for {service}: {source}")]
+    Token {
+        service: &'static str,
+        source: common::service_auth::ServiceTokenError,
     },
     #[error("{service} answered {status}: {body}")]
     Status {
@@ -56,13 +63,19 @@ pub struct Clients {
     predict_url: String,
     feedback_url: String,
     http: reqwest::Client,
+    /// This worker's service tokens for the `/internal/` routes.
+    tokens: Arc<ServiceTokens>,
 }
 
 const PREDICT: &str = "predict-svc";
 const FEEDBACK: &str = "feedback-svc";
 
 impl Clients {
-    pub fn new(predict_url: &str, feedback_url: &str) -> reqwest::Result<Self> {
+    pub fn new(
+        predict_url: &str,
+        feedback_url: &str,
+        tokens: Arc<ServiceTokens>,
+    ) -> reqwest::Result<Self> {
         Ok(Clients {
             predict_url: predict_url.trim_end_matches('/').to_owned(),
             feedback_url: feedback_url.trim_end_matches('/').to_owned(),
@@ -70,25 +83,32 @@ impl Clients {
                 .connect_timeout(Duration::from_secs(2))
                 .timeout(Duration::from_secs(60))
                 .build()?,
+            tokens,
         })
     }
 
     async fn json(
+        &self,
         service: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<Value, ClientError> {
-        Self::answer(service, request).await.map(|(_, body)| body)
+        self.answer(service, request).await.map(|(_, body)| body)
     }
 
     /// The status and JSON body of a successful answer.
     async fn answer(
+        &self,
         service: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<(u16, Value), ClientError> {
-        let response = common::telemetry::inject(request)
-            .send()
+        let response = self
+            .tokens
+            .send(request)
             .await
-            .map_err(|source| ClientError::Unreachable { service, source })?;
+            .map_err(|e| match e {
+                ServiceCallError::Http(source) => ClientError::Unreachable { service, source },
+                ServiceCallError::Token(source) => ClientError::Token { service, source },
+            })?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
@@ -106,7 +126,7 @@ impl Clients {
     }
 
     pub async fn active_model(&self, model: &str) -> Result<ActiveModel, ClientError> {
-        let body = Self::json(
+        let body = self.json(
             PREDICT,
             self.http.get(format!(
                 "{}/internal/models/{model}/active",
@@ -140,7 +160,7 @@ impl Clients {
         metrics: &Value,
         job_id: &str,
     ) -> Result<Registered, ClientError> {
-        let (status, body) = Self::answer(
+        let (status, body) = self.answer(
             PREDICT,
             self.http
                 .post(format!(
@@ -177,7 +197,7 @@ impl Clients {
         version: i32,
         if_active: i32,
     ) -> Result<Result<(), Option<i32>>, ClientError> {
-        let result = Self::answer(
+        let result = self.answer(
             PREDICT,
             self.http
                 .post(format!(
@@ -219,7 +239,7 @@ impl Clients {
         let mut examples = Vec::new();
         let mut after = 0_i64;
         loop {
-            let page = Self::json(
+            let page = self.json(
                 FEEDBACK,
                 self.http.get(format!(
                     "{}/internal/feedback/labelled?after={after}&limit=1000",
