@@ -436,7 +436,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(denied.status().as_u16(), 403);
         // A service token is no user token either.
-        assert_eq!(verifier.verify(&service).await, Err(TokenError::Audience));
+        assert!(verifier.verify(&service).await.is_err());
         let mut admin = crate::jwt::Claims {
             iss: "predictloop".into(),
             aud: "predictloop-api".into(),
