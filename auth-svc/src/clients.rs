@@ -227,11 +227,20 @@ mod tests {
         assert!(err.contains("at least 32"), "{err}");
         assert!(!err.contains("short"), "{err}");
         assert!(read("x:short=models:read", Mode::Development).is_ok());
-        let err = read(&format!("x:{}=models:fly", "b".repeat(40)), Mode::Production).unwrap_err();
+        let err = read(
+            &format!("x:{}=models:fly", "b".repeat(40)),
+            Mode::Production,
+        )
+        .unwrap_err();
         assert!(err.contains("unknown scope `models:fly`"), "{err}");
         assert!(read("nonsense", Mode::Development).is_err());
         let mut env = Env::from_map(Default::default());
         let _ = ServiceClients::read(&mut env, Mode::Production);
-        assert!(env.finish().unwrap_err().to_string().contains("SERVICE_CLIENTS is required"));
+        assert!(
+            env.finish()
+                .unwrap_err()
+                .to_string()
+                .contains("SERVICE_CLIENTS is required")
+        );
     }
 }

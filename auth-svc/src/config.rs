@@ -1,6 +1,6 @@
+use crate::clients::ServiceClients;
 use common::config::{CommonConfig, Env, JwtConfig, Mode, Secret, WELL_KNOWN_SECRETS};
 use common::jwt::SigningKeyPair;
-use crate::clients::ServiceClients;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -190,8 +190,7 @@ fn read_admin(env: &mut Env, mode: Mode) -> Option<AdminBootstrap> {
 mod tests {
     use super::*;
 
-    const SERVICE_CLIENTS: &str =
-        "feedback-svc:0123456789abcdef0123456789abcdef=predictions:read";
+    const SERVICE_CLIENTS: &str = "feedback-svc:0123456789abcdef0123456789abcdef=predictions:read";
 
     fn env(pairs: &[(&str, &str)]) -> Env {
         Env::from_map(

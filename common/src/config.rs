@@ -259,7 +259,10 @@ impl CommonConfig {
 
     /// `MANAGEMENT_BIND_ADDR`, by default the public address's IP with the port
     /// [`MANAGEMENT_PORT_OFFSET`](Self::MANAGEMENT_PORT_OFFSET) above (0 stays 0: any free port).
-    fn read_management_addr(env: &mut Env, bind_addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    fn read_management_addr(
+        env: &mut Env,
+        bind_addr: std::net::SocketAddr,
+    ) -> std::net::SocketAddr {
         let default_port = match bind_addr.port() {
             0 => Some(0),
             port => port.checked_add(Self::MANAGEMENT_PORT_OFFSET),
@@ -354,7 +357,12 @@ mod tests {
         assert!(e.finish().unwrap_err().to_string().contains("another port"));
         let mut e = env(&[("BIND_ADDR", "0.0.0.0:65000")]);
         let _ = CommonConfig::read(&mut e, 8082);
-        assert!(e.finish().unwrap_err().to_string().contains("MANAGEMENT_BIND_ADDR"));
+        assert!(
+            e.finish()
+                .unwrap_err()
+                .to_string()
+                .contains("MANAGEMENT_BIND_ADDR")
+        );
     }
 
     #[test]

@@ -157,7 +157,9 @@ pub async fn require<B: MessageBody>(
     match authorize(&verifier, req.request(), scope).await {
         Ok(claims) => {
             req.extensions_mut().insert(claims);
-            next.call(req).await.map(ServiceResponse::map_into_left_body)
+            next.call(req)
+                .await
+                .map(ServiceResponse::map_into_left_body)
         }
         Err(error) => Ok(req.error_response(error).map_into_right_body()),
     }
@@ -386,9 +388,15 @@ pub fn generate_secret() -> Result<String, getrandom::Error> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// Development mode's credentials: a fresh secret for each of [`CALLERS`]; returns auth-svc's
-/// `SERVICE_CLIENTS` value and each caller's (id, secret).
-pub fn development_clients() -> Result<(String, Vec<(&'static str, String)>), getrandom::Error> {
+/// Development mode's credentials: a fresh secret for each of [`CALLERS`].
+pub struct DevelopmentClients {
+    /// auth-svc's `SERVICE_CLIENTS`.
+    pub service_clients: String,
+    /// Each caller's client id and secret.
+    pub secrets: Vec<(&'static str, String)>,
+}
+
+pub fn development_clients() -> Result<DevelopmentClients, getrandom::Error> {
     let mut entries = Vec::new();
     let mut secrets = Vec::new();
     for (id, scopes) in CALLERS {
@@ -396,7 +404,10 @@ pub fn development_clients() -> Result<(String, Vec<(&'static str, String)>), ge
         entries.push(format!("{id}:{secret}={}", scopes.join(",")));
         secrets.push((*id, secret));
     }
-    Ok((entries.join(";"), secrets))
+    Ok(DevelopmentClients {
+        service_clients: entries.join(";"),
+        secrets,
+    })
 }
 
 #[cfg(test)]
@@ -477,7 +488,10 @@ mod tests {
 
     #[test]
     fn development_clients_cover_every_caller() {
-        let (clients, secrets) = development_clients().unwrap();
+        let DevelopmentClients {
+            service_clients: clients,
+            secrets,
+        } = development_clients().unwrap();
         assert_eq!(secrets.len(), CALLERS.len());
         for (id, secret) in &secrets {
             assert!(clients.contains(&format!("{id}:{secret}=")), "{clients}");

@@ -115,10 +115,7 @@ pub fn serve_jwks(keys: crate::jwt::JwkSet) -> String {
 /// `GET /.well-known/jwks.json` serves `key`'s public key; `POST /token` runs the
 /// client-credentials grant for `clients` (id, secret, scopes) with HTTP Basic authentication,
 /// issuing real service tokens signed by `key` with every scope the client is allowed.
-pub fn serve_auth(
-    key: &crate::jwt::SigningKeyPair,
-    clients: &[(&str, &str, &[&str])],
-) -> String {
+pub fn serve_auth(key: &crate::jwt::SigningKeyPair, clients: &[(&str, &str, &[&str])]) -> String {
     use actix_web::{App, HttpRequest, HttpResponse, web};
     type Clients = Vec<(String, String, Vec<&'static str>)>;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
@@ -153,9 +150,10 @@ pub fn serve_auth(
             .and_then(|v| v.strip_prefix("Basic "))
             .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
             .and_then(|b| String::from_utf8(b).ok());
-        let client = basic.as_deref().and_then(|b| b.split_once(':')).and_then(|(id, secret)| {
-            clients.iter().find(|(i, s, _)| i == id && s == secret)
-        });
+        let client = basic
+            .as_deref()
+            .and_then(|b| b.split_once(':'))
+            .and_then(|(id, secret)| clients.iter().find(|(i, s, _)| i == id && s == secret));
         let Some((id, _, scopes)) = client else {
             return HttpResponse::Unauthorized().json(serde_json::json!({
                 "error": "invalid_client", "msg": "Unknown client or wrong secret.",

@@ -89,7 +89,10 @@ mod tests {
     }
 
     const BASE: [(&str, &str); 4] = [
-        ("SERVICE_CLIENT_SECRET", "feedback-secret-0123456789abcdef0123"),
+        (
+            "SERVICE_CLIENT_SECRET",
+            "feedback-secret-0123456789abcdef0123",
+        ),
         ("DATABASE_URL", "postgres://u@127.0.0.1/db"),
         ("REDIS_URL", "redis://127.0.0.1:6379"),
         (

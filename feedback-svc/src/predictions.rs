@@ -65,21 +65,17 @@ impl PredictClient {
     /// `id` must already be a plain token (letters, digits, `-`, `_`): it goes into the path.
     pub async fn get(&self, id: &str) -> Result<Option<ServedPrediction>, FeedbackError> {
         let url = format!("{}/internal/predictions/{id}", self.base_url);
-        let resp = self
-            .tokens
-            .send(self.client.get(&url))
-            .await
-            .map_err(|e| {
-                match &e {
-                    ServiceCallError::Http(e) => {
-                        tracing::warn!(error = %e, "predict-svc unreachable")
-                    }
-                    ServiceCallError::Token(e) => {
-                        tracing::error!(error = %e, "no service token for predict-svc")
-                    }
+        let resp = self.tokens.send(self.client.get(&url)).await.map_err(|e| {
+            match &e {
+                ServiceCallError::Http(e) => {
+                    tracing::warn!(error = %e, "predict-svc unreachable")
                 }
-                FeedbackError::PredictUnavailable
-            })?;
+                ServiceCallError::Token(e) => {
+                    tracing::error!(error = %e, "no service token for predict-svc")
+                }
+            }
+            FeedbackError::PredictUnavailable
+        })?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);

@@ -150,10 +150,10 @@ impl System {
         let env = |vars: &HashMap<String, String>| Env::from_map(vars.clone());
         // The services' credentials for each other's /internal/ routes: generated at each
         // start, they never leave this process.
-        let (clients, secrets) = common::service_auth::development_clients()
+        let credentials = common::service_auth::development_clients()
             .context("generating the service credentials")?;
-        vars.insert("SERVICE_CLIENTS".into(), clients);
-        let secrets: HashMap<&str, String> = secrets.into_iter().collect();
+        vars.insert("SERVICE_CLIENTS".into(), credentials.service_clients);
+        let secrets: HashMap<&str, String> = credentials.secrets.into_iter().collect();
         let as_client = |vars: &mut HashMap<String, String>, id: &str| {
             vars.insert("SERVICE_CLIENT_ID".into(), id.to_owned());
             vars.insert(
@@ -224,7 +224,11 @@ impl System {
         vars.insert("RETRAIN_URL".into(), local_url(retrain.port));
         self.services
             .insert("retrain-worker", (retrain.port, retrain.management_port));
-        for name in ["SERVICE_CLIENTS", "SERVICE_CLIENT_ID", "SERVICE_CLIENT_SECRET"] {
+        for name in [
+            "SERVICE_CLIENTS",
+            "SERVICE_CLIENT_ID",
+            "SERVICE_CLIENT_SECRET",
+        ] {
             vars.remove(name);
         }
         self.retrain = Some(retrain.spawn());

@@ -2,8 +2,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde::Deserialize;
 use common::service_auth::{ServiceCallError, ServiceTokens};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,14 +101,10 @@ impl Clients {
         service: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<(u16, Value), ClientError> {
-        let response = self
-            .tokens
-            .send(request)
-            .await
-            .map_err(|e| match e {
-                ServiceCallError::Http(source) => ClientError::Unreachable { service, source },
-                ServiceCallError::Token(source) => ClientError::Token { service, source },
-            })?;
+        let response = self.tokens.send(request).await.map_err(|e| match e {
+            ServiceCallError::Http(source) => ClientError::Unreachable { service, source },
+            ServiceCallError::Token(source) => ClientError::Token { service, source },
+        })?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
@@ -126,14 +122,15 @@ impl Clients {
     }
 
     pub async fn active_model(&self, model: &str) -> Result<ActiveModel, ClientError> {
-        let body = self.json(
-            PREDICT,
-            self.http.get(format!(
-                "{}/internal/models/{model}/active",
-                self.predict_url
-            )),
-        )
-        .await?;
+        let body = self
+            .json(
+                PREDICT,
+                self.http.get(format!(
+                    "{}/internal/models/{model}/active",
+                    self.predict_url
+                )),
+            )
+            .await?;
         let invalid = |detail: &str| ClientError::Invalid {
             service: PREDICT,
             detail: detail.to_owned(),
@@ -160,20 +157,21 @@ impl Clients {
         metrics: &Value,
         job_id: &str,
     ) -> Result<Registered, ClientError> {
-        let (status, body) = self.answer(
-            PREDICT,
-            self.http
-                .post(format!(
-                    "{}/internal/models/{model}/versions",
-                    self.predict_url
-                ))
-                .json(&json!({
-                    "artifact": STANDARD.encode(artifact),
-                    "metrics": metrics,
-                    "source_job_id": job_id,
-                })),
-        )
-        .await?;
+        let (status, body) = self
+            .answer(
+                PREDICT,
+                self.http
+                    .post(format!(
+                        "{}/internal/models/{model}/versions",
+                        self.predict_url
+                    ))
+                    .json(&json!({
+                        "artifact": STANDARD.encode(artifact),
+                        "metrics": metrics,
+                        "source_job_id": job_id,
+                    })),
+            )
+            .await?;
         let version =
             body["version"]
                 .as_i64()
@@ -197,16 +195,17 @@ impl Clients {
         version: i32,
         if_active: i32,
     ) -> Result<Result<(), Option<i32>>, ClientError> {
-        let result = self.answer(
-            PREDICT,
-            self.http
-                .post(format!(
-                    "{}/internal/models/{model}/versions/{version}/promote",
-                    self.predict_url
-                ))
-                .json(&json!({"if_active": if_active})),
-        )
-        .await;
+        let result = self
+            .answer(
+                PREDICT,
+                self.http
+                    .post(format!(
+                        "{}/internal/models/{model}/versions/{version}/promote",
+                        self.predict_url
+                    ))
+                    .json(&json!({"if_active": if_active})),
+            )
+            .await;
         match result {
             Ok(_) => Ok(Ok(())),
             Err(ClientError::Status {
@@ -239,14 +238,15 @@ impl Clients {
         let mut examples = Vec::new();
         let mut after = 0_i64;
         loop {
-            let page = self.json(
-                FEEDBACK,
-                self.http.get(format!(
-                    "{}/internal/feedback/labelled?after={after}&limit=1000",
-                    self.feedback_url
-                )),
-            )
-            .await?;
+            let page = self
+                .json(
+                    FEEDBACK,
+                    self.http.get(format!(
+                        "{}/internal/feedback/labelled?after={after}&limit=1000",
+                        self.feedback_url
+                    )),
+                )
+                .await?;
             let page: Page = serde_json::from_value(page).map_err(|e| ClientError::Invalid {
                 service: FEEDBACK,
                 detail: e.to_string(),

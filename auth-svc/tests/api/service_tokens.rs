@@ -13,7 +13,10 @@ async fn oauth_error(resp: Response, status: u16, code: &str) -> Value {
     assert_eq!(resp.headers()["cache-control"], "no-store");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], code, "{body}");
-    assert!(body["msg"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["msg"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     assert_eq!(body["msg"], body["error_description"]);
     body
 }
@@ -108,7 +111,12 @@ async fn bad_token_requests_get_their_rfc_6749_errors() {
         "invalid_client",
     )
     .await;
-    oauth_error(app.post_raw("/token", FORM, grant).await, 401, "invalid_client").await;
+    oauth_error(
+        app.post_raw("/token", FORM, grant).await,
+        401,
+        "invalid_client",
+    )
+    .await;
     // The digest itself is not the secret.
     let digest = common::digest::sha256_hex(FEEDBACK_SECRET.as_bytes());
     oauth_error(
@@ -118,7 +126,10 @@ async fn bad_token_requests_get_their_rfc_6749_errors() {
     )
     .await;
     // Grant types other than client credentials, or none.
-    for form in ["grant_type=password&username=a&password=b", "grant_type=refresh_token"] {
+    for form in [
+        "grant_type=password&username=a&password=b",
+        "grant_type=refresh_token",
+    ] {
         oauth_error(
             token_with_basic(&app, "retrain-worker", RETRAIN_SECRET, form).await,
             400,
@@ -127,7 +138,13 @@ async fn bad_token_requests_get_their_rfc_6749_errors() {
         .await;
     }
     oauth_error(
-        token_with_basic(&app, "retrain-worker", RETRAIN_SECRET, "scope=models%3Aread").await,
+        token_with_basic(
+            &app,
+            "retrain-worker",
+            RETRAIN_SECRET,
+            "scope=models%3Aread",
+        )
+        .await,
         400,
         "invalid_request",
     )

@@ -16,7 +16,12 @@ struct Route {
     body: Option<Value>,
 }
 
-async fn send(system: &System, route: &Route, url: String, token: Option<&str>) -> reqwest::Response {
+async fn send(
+    system: &System,
+    route: &Route,
+    url: String,
+    token: Option<&str>,
+) -> reqwest::Response {
     let mut request = system.client.request(route.method.clone(), url);
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -65,7 +70,9 @@ async fn every_internal_route_needs_a_service_token_with_its_scope_on_the_manage
             method: reqwest::Method::POST,
             path: "/internal/models/mnist-mlp/versions".into(),
             scope: scopes::MODELS_REGISTER,
-            body: Some(json!({"artifact": STANDARD.encode(&artifact), "source_job_id": "e2e-plane"})),
+            body: Some(
+                json!({"artifact": STANDARD.encode(&artifact), "source_job_id": "e2e-plane"}),
+            ),
         },
         Route {
             service: "predict-svc",
@@ -92,7 +99,13 @@ async fn every_internal_route_needs_a_service_token_with_its_scope_on_the_manage
     for route in &routes {
         let what = format!("{} {} on {}", route.method, route.path, route.service);
         let url = system.management(route.service, &route.path);
-        expect(send(&system, route, url.clone(), None).await, 401, "missing_token", &what).await;
+        expect(
+            send(&system, route, url.clone(), None).await,
+            401,
+            "missing_token",
+            &what,
+        )
+        .await;
         expect(
             send(&system, route, url.clone(), Some("e30.e30.e30")).await,
             401,
@@ -101,8 +114,13 @@ async fn every_internal_route_needs_a_service_token_with_its_scope_on_the_manage
         )
         .await;
         for token in [&user, &admin] {
-            expect(send(&system, route, url.clone(), Some(token)).await, 403, "forbidden", &what)
-                .await;
+            expect(
+                send(&system, route, url.clone(), Some(token)).await,
+                403,
+                "forbidden",
+                &what,
+            )
+            .await;
         }
         let others: Vec<&str> = scopes::ALL
             .iter()
@@ -110,11 +128,23 @@ async fn every_internal_route_needs_a_service_token_with_its_scope_on_the_manage
             .filter(|s| *s != route.scope)
             .collect();
         let wrong = system.service_token(&others);
-        expect(send(&system, route, url.clone(), Some(&wrong)).await, 403, "forbidden", &what).await;
+        expect(
+            send(&system, route, url.clone(), Some(&wrong)).await,
+            403,
+            "forbidden",
+            &what,
+        )
+        .await;
         let right = system.service_token(&[route.scope]);
         // Not on the public port, even with the right token; nor through the gateway.
         let public = system.public(route.service, &route.path);
-        expect(send(&system, route, public, Some(&right)).await, 404, "not_found", &what).await;
+        expect(
+            send(&system, route, public, Some(&right)).await,
+            404,
+            "not_found",
+            &what,
+        )
+        .await;
         expect(
             send(&system, route, system.at(&route.path), Some(&right)).await,
             404,
@@ -131,9 +161,26 @@ async fn every_internal_route_needs_a_service_token_with_its_scope_on_the_manage
         );
     }
     // /metrics: only on the management ports.
-    for service in ["gateway", "auth-svc", "predict-svc", "feedback-svc", "retrain-worker"] {
-        let public = system.client.get(system.public(service, "/metrics")).send().await.unwrap();
-        expect(public, 404, "not_found", &format!("{service}'s public /metrics")).await;
+    for service in [
+        "gateway",
+        "auth-svc",
+        "predict-svc",
+        "feedback-svc",
+        "retrain-worker",
+    ] {
+        let public = system
+            .client
+            .get(system.public(service, "/metrics"))
+            .send()
+            .await
+            .unwrap();
+        expect(
+            public,
+            404,
+            "not_found",
+            &format!("{service}'s public /metrics"),
+        )
+        .await;
         let metrics = system
             .client
             .get(system.management(service, "/metrics"))
@@ -141,6 +188,12 @@ async fn every_internal_route_needs_a_service_token_with_its_scope_on_the_manage
             .await
             .unwrap();
         assert_eq!(metrics.status(), 200, "{service}'s management /metrics");
-        assert!(metrics.text().await.unwrap().contains("http_requests_total"));
+        assert!(
+            metrics
+                .text()
+                .await
+                .unwrap()
+                .contains("http_requests_total")
+        );
     }
 }

@@ -8,8 +8,8 @@ use common::config::{Env, JwtConfig};
 use common::db::{Db, PoolOptions};
 use common::error::ErrorBody;
 use common::jwt::{JwkSet, JwtVerifier, Role, SigningKeyPair};
-use common::service_auth::{self, ServiceClaims};
 use common::kv::Redis;
+use common::service_auth::{self, ServiceClaims};
 use common::testing::{TestDatabase, redis_prefix, redis_url, serve_auth};
 use feedback_svc::db::outbox::OutboxState;
 use feedback_svc::{Config, OutboxRelay, RelayOptions, RunningApp};
@@ -72,32 +72,35 @@ impl FakePredict {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = actix_web::HttpServer::new(move || {
-            App::new().app_data(data.clone()).app_data(verifier.clone()).route(
-                "/internal/predictions/{id}",
-                web::get().to(
-                    |req: HttpRequest,
-                     verifier: web::Data<JwtVerifier>,
-                     records: web::Data<Mutex<HashMap<String, Value>>>,
-                     id: web::Path<String>| async move {
-                        if let Err(e) = service_auth::authorize(
-                            &verifier,
-                            &req,
-                            service_auth::scopes::PREDICTIONS_READ,
-                        )
-                        .await
-                        {
-                            return actix_web::ResponseError::error_response(&e);
-                        }
-                        match records.lock().unwrap().get(id.as_str()) {
-                            Some(p) => HttpResponse::Ok().json(p),
-                            None => HttpResponse::NotFound().json(json!({
-                                "error": "not_found",
-                                "msg": format!("No prediction {id}."),
-                            })),
-                        }
-                    },
-                ),
-            )
+            App::new()
+                .app_data(data.clone())
+                .app_data(verifier.clone())
+                .route(
+                    "/internal/predictions/{id}",
+                    web::get().to(
+                        |req: HttpRequest,
+                         verifier: web::Data<JwtVerifier>,
+                         records: web::Data<Mutex<HashMap<String, Value>>>,
+                         id: web::Path<String>| async move {
+                            if let Err(e) = service_auth::authorize(
+                                &verifier,
+                                &req,
+                                service_auth::scopes::PREDICTIONS_READ,
+                            )
+                            .await
+                            {
+                                return actix_web::ResponseError::error_response(&e);
+                            }
+                            match records.lock().unwrap().get(id.as_str()) {
+                                Some(p) => HttpResponse::Ok().json(p),
+                                None => HttpResponse::NotFound().json(json!({
+                                    "error": "not_found",
+                                    "msg": format!("No prediction {id}."),
+                                })),
+                            }
+                        },
+                    ),
+                )
         })
         .workers(1)
         .disable_signals()

@@ -69,7 +69,7 @@ async fn labelled_feedback_with_inputs_pages_by_cursor() {
                 &format!("/internal/feedback/labelled{bad}"),
                 Some(&app.service),
             )
-                .await,
+            .await,
             400,
             "invalid_query",
         )

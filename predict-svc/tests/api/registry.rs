@@ -216,14 +216,26 @@ async fn internal_routes_need_a_service_token_with_their_scope_on_the_management
     use common::service_auth::scopes;
     let (app, _backing) = spawn_app().await;
     let cases = [
-        ("GET", "/internal/models/mnist-mlp/active", scopes::MODELS_READ),
+        (
+            "GET",
+            "/internal/models/mnist-mlp/active",
+            scopes::MODELS_READ,
+        ),
         (
             "POST",
             "/internal/models/mnist-mlp/versions/1/promote",
             scopes::MODELS_PROMOTE,
         ),
-        ("POST", "/internal/models/mnist-mlp/versions", scopes::MODELS_REGISTER),
-        ("GET", "/internal/predictions/nope", scopes::PREDICTIONS_READ),
+        (
+            "POST",
+            "/internal/models/mnist-mlp/versions",
+            scopes::MODELS_REGISTER,
+        ),
+        (
+            "GET",
+            "/internal/predictions/nope",
+            scopes::PREDICTIONS_READ,
+        ),
     ];
     let send = |method: &str, url: String, token: Option<String>| {
         let mut request = app.client.request(method.parse().unwrap(), url);
@@ -234,12 +246,23 @@ async fn internal_routes_need_a_service_token_with_their_scope_on_the_management
     };
     for (method, path, scope) in cases {
         let url = app.internal(path);
-        assert_error(send(method, url.clone(), None).await.unwrap(), 401, "missing_token").await;
+        assert_error(
+            send(method, url.clone(), None).await.unwrap(),
+            401,
+            "missing_token",
+        )
+        .await;
         for token in [&app.user, &app.admin] {
-            let r = send(method, url.clone(), Some(token.clone())).await.unwrap();
+            let r = send(method, url.clone(), Some(token.clone()))
+                .await
+                .unwrap();
             assert_error(r, 403, "forbidden").await;
         }
-        let others: Vec<&str> = scopes::ALL.iter().copied().filter(|s| *s != scope).collect();
+        let others: Vec<&str> = scopes::ALL
+            .iter()
+            .copied()
+            .filter(|s| *s != scope)
+            .collect();
         let r = send(method, url.clone(), Some(app.service_with(&others)))
             .await
             .unwrap();
@@ -265,12 +288,19 @@ async fn internal_routes_need_a_service_token_with_their_scope_on_the_management
     }
     let r = app.client.get(app.at("/metrics")).send().await.unwrap();
     assert_error(r, 404, "not_found").await;
-    let r = app.client.get(app.internal("/metrics")).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.internal("/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     // The management port serves no public route.
     let png = digits::grid_to_png(&mnist_test().images[0]).unwrap();
-    let form = reqwest::multipart::Form::new()
-        .part("file", reqwest::multipart::Part::bytes(png).file_name("d.png"));
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(png).file_name("d.png"),
+    );
     let r = app
         .client
         .post(app.internal("/api/v1/predict"))

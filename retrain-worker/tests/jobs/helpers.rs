@@ -82,7 +82,11 @@ impl Cluster {
         let auth_url = serve_auth(
             &key,
             &[
-                ("retrain-worker", RETRAIN_SECRET, scopes_of("retrain-worker")),
+                (
+                    "retrain-worker",
+                    RETRAIN_SECRET,
+                    scopes_of("retrain-worker"),
+                ),
                 ("feedback-svc", FEEDBACK_SECRET, scopes_of("feedback-svc")),
             ],
         );
