@@ -486,6 +486,51 @@ mod tests {
         assert_eq!(refused.status().as_u16(), 401);
     }
 
+    #[tokio::test]
+    async fn a_caller_keeps_its_token_until_told_otherwise() {
+        let key = SigningKeyPair::generate().unwrap();
+        let secret = "caller-secret-0123456789abcdef0123456789";
+        let auth = crate::testing::serve_auth(
+            &key,
+            &[("feedback-svc", secret, &[scopes::PREDICTIONS_READ])],
+        );
+        let config = |secret: Option<&str>| ServiceClientConfig {
+            token_url: format!("{auth}/token"),
+            client_id: "feedback-svc".into(),
+            client_secret: secret.map(Secret::new),
+        };
+        let tokens = ServiceTokens::new(config(Some(secret))).unwrap();
+        let first = tokens.token().await.unwrap();
+        assert_eq!(tokens.token().await.unwrap(), first, "cached");
+        tokens.invalidate().await;
+        let second = tokens.token().await.unwrap();
+        assert_ne!(second, first, "a fresh token after invalidate");
+        let verifier = JwtVerifier::local(
+            &JwkSet {
+                keys: vec![key.jwk()],
+            },
+            crate::config::JwtConfig::DEFAULT_ISSUER,
+            crate::config::JwtConfig::DEFAULT_AUDIENCE,
+        );
+        let claims: ServiceClaims = verifier
+            .verify_for(&second, INTERNAL_AUDIENCE)
+            .await
+            .unwrap();
+        assert_eq!(claims.sub, "feedback-svc");
+        assert!(claims.has_scope(scopes::PREDICTIONS_READ));
+        // A wrong secret is refused by auth-svc; no secret at all never leaves the process.
+        let wrong = ServiceTokens::new(config(Some("not-the-secret"))).unwrap();
+        assert!(matches!(
+            wrong.token().await,
+            Err(ServiceTokenError::Refused { status: 401, .. })
+        ));
+        let none = ServiceTokens::new(config(None)).unwrap();
+        assert!(matches!(
+            none.token().await,
+            Err(ServiceTokenError::NotConfigured)
+        ));
+    }
+
     #[test]
     fn development_clients_cover_every_caller() {
         let DevelopmentClients {

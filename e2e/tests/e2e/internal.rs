@@ -160,6 +160,16 @@ async fn every_internal_route_needs_a_service_token_with_its_scope_on_the_manage
             ok.text().await.unwrap()
         );
     }
+    // The token endpoint is auth-svc's own: the gateway does not route it.
+    let token = system
+        .client
+        .post(system.at("/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    expect(token, 404, "not_found", "POST /token through the gateway").await;
     // /metrics: only on the management ports.
     for service in [
         "gateway",
