@@ -850,3 +850,32 @@ Press Ctrl-C to stop everything; the next start keeps the data and takes seconds
     );
     let _ = out.flush();
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn each_caller_gets_the_secret_auth_svc_lists_for_it() {
+        let credentials = ServiceCredentials::generate().unwrap();
+        let auth = credentials.vars_for("auth-svc");
+        let (_, clients) = auth.iter().find(|(n, _)| n == "SERVICE_CLIENTS").unwrap();
+        for (id, scopes) in SERVICE_CALLERS {
+            let vars = credentials.vars_for(id);
+            let get = |name: &str| vars.iter().find(|(n, _)| n == name).unwrap().1.clone();
+            assert_eq!(get("SERVICE_CLIENT_ID"), id);
+            let secret = get("SERVICE_CLIENT_SECRET");
+            assert_eq!(secret.len(), 64);
+            assert!(
+                clients
+                    .split(';')
+                    .any(|e| e == format!("{id}:{secret}={scopes}")),
+                "{clients}"
+            );
+        }
+        assert!(credentials.vars_for("gateway").is_empty());
+        let again = ServiceCredentials::generate().unwrap();
+        assert_ne!(again.secrets, credentials.secrets, "fresh per run");
+    }
+}
