@@ -101,7 +101,7 @@ compose_schema() {
 # placeholder for each secret the operator must fill (compose refuses them empty).
 compose_config() {
     sed -E \
-        -e 's/^(POSTGRES_PASSWORD|REDIS_PASSWORD|ADMIN_PASSWORD)=$/\1=validation-placeholder/' \
+        -e 's/^(POSTGRES_PASSWORD|REDIS_PASSWORD|ADMIN_PASSWORD|RETRAIN_WORKER_CLIENT_SECRET|FEEDBACK_SVC_CLIENT_SECRET)=$/\1=validation-placeholder/' \
         .env.example >"$work/compose.env" || return 1
     "$(bin docker-compose)" --env-file "$work/compose.env" -f docker-compose.yml config --quiet
 }

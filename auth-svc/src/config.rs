@@ -1,3 +1,4 @@
+use crate::clients::ServiceClients;
 use common::config::{CommonConfig, Env, JwtConfig, Mode, Secret, WELL_KNOWN_SECRETS};
 use common::jwt::SigningKeyPair;
 use std::time::Duration;
@@ -19,6 +20,10 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
     pub bcrypt_cost: u32,
     pub admin: Option<AdminBootstrap>,
+    /// The services allowed the client-credentials grant (`SERVICE_CLIENTS`).
+    pub service_clients: ServiceClients,
+    /// Lifetime of a service token.
+    pub service_token_ttl: Duration,
 }
 
 pub const DEFAULT_PORT: u16 = 8081;
@@ -45,6 +50,8 @@ impl Config {
         let min_cost = if common.mode.is_development() { 4 } else { 10 };
         let bcrypt_cost = env.in_range("BCRYPT_COST", 12, min_cost..=31);
         let admin = read_admin(&mut env, common.mode);
+        let service_clients = ServiceClients::read(&mut env, common.mode);
+        let service_ttl = env.in_range("SERVICE_TOKEN_TTL_SECS", 300, 30..=3600);
         let key = signing_key.unwrap_or_else(|| SigningKeyPair::from_seed([0; 32]));
         let config = Config {
             common,
@@ -56,6 +63,8 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(refresh),
             bcrypt_cost,
             admin,
+            service_clients,
+            service_token_ttl: Duration::from_secs(service_ttl),
         };
         env.finish()?;
         Ok(config)
@@ -181,6 +190,8 @@ fn read_admin(env: &mut Env, mode: Mode) -> Option<AdminBootstrap> {
 mod tests {
     use super::*;
 
+    const SERVICE_CLIENTS: &str = "feedback-svc:0123456789abcdef0123456789abcdef=predictions:read";
+
     fn env(pairs: &[(&str, &str)]) -> Env {
         Env::from_map(
             pairs
@@ -219,6 +230,7 @@ mod tests {
         let c = Config::from_env(env(&[
             ("DATABASE_URL", "postgres://x@h/db"),
             ("JWT_SIGNING_KEY", &key.to_pem().replace('\n', "\\n")),
+            ("SERVICE_CLIENTS", SERVICE_CLIENTS),
         ]))
         .unwrap();
         assert_eq!(c.signing_key.kid(), key.kid());

@@ -1,6 +1,7 @@
 //! auth-svc: users (bcrypt), EdDSA-signed access tokens with rotating refresh tokens, JWKS.
 
 mod bootstrap;
+pub mod clients;
 pub mod config;
 pub mod db;
 mod error;
@@ -43,6 +44,8 @@ pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
     let readiness = Readiness::new().with(DbCheck(db));
     let server = common::server::start(&config.common, move || {
         App::new()
+            // /metrics and /internal/ only on the management port.
+            .wrap(actix_web::middleware::from_fn(common::server::split_planes))
             .wrap(actix_web::middleware::from_fn(
                 common::telemetry::trace_http,
             ))

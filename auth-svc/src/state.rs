@@ -12,6 +12,8 @@ pub struct AppState {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     pub bcrypt_cost: u32,
+    pub service_clients: crate::clients::ServiceClients,
+    pub service_ttl: Duration,
     /// Verified against when the user does not exist, so that a login for an unknown name
     /// takes as long as one with a wrong password.
     pub dummy_hash: String,
@@ -28,6 +30,8 @@ impl AppState {
             access_ttl: config.access_token_ttl,
             refresh_ttl: config.refresh_token_ttl,
             bcrypt_cost: config.bcrypt_cost,
+            service_clients: config.service_clients.clone(),
+            service_ttl: config.service_token_ttl,
             dummy_hash,
         })
     }

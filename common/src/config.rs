@@ -223,6 +223,8 @@ impl Env {
 pub struct CommonConfig {
     pub mode: Mode,
     pub bind_addr: std::net::SocketAddr,
+    /// The management port's address: `/metrics` and `/internal/…`, never the public routes.
+    pub management_addr: std::net::SocketAddr,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_timeout_secs: u64,
     pub workers: usize,
@@ -235,6 +237,7 @@ impl CommonConfig {
             "BIND_ADDR",
             std::net::SocketAddr::from(([0, 0, 0, 0], default_port)),
         );
+        let management_addr = Self::read_management_addr(env, bind_addr);
         let shutdown_timeout_secs = env.in_range("SHUTDOWN_TIMEOUT_SECS", 25, 0..=600);
         let default_workers = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -243,9 +246,45 @@ impl CommonConfig {
         CommonConfig {
             mode,
             bind_addr,
+            management_addr,
             shutdown_timeout_secs,
             workers,
         }
+    }
+}
+
+impl CommonConfig {
+    /// How far above the public port the management port is by default (8082 → 9082).
+    pub const MANAGEMENT_PORT_OFFSET: u16 = 1000;
+
+    /// `MANAGEMENT_BIND_ADDR`, by default the public address's IP with the port
+    /// [`MANAGEMENT_PORT_OFFSET`](Self::MANAGEMENT_PORT_OFFSET) above (0 stays 0: any free port).
+    fn read_management_addr(
+        env: &mut Env,
+        bind_addr: std::net::SocketAddr,
+    ) -> std::net::SocketAddr {
+        let default_port = match bind_addr.port() {
+            0 => Some(0),
+            port => port.checked_add(Self::MANAGEMENT_PORT_OFFSET),
+        };
+        let addr = match (env.optional("MANAGEMENT_BIND_ADDR"), default_port) {
+            (Some(addr), _) => addr,
+            (None, Some(port)) => std::net::SocketAddr::new(bind_addr.ip(), port),
+            (None, None) => {
+                env.problem(format!(
+                    "MANAGEMENT_BIND_ADDR is required when the public port is above {}",
+                    u16::MAX - Self::MANAGEMENT_PORT_OFFSET
+                ));
+                return bind_addr;
+            }
+        };
+        if addr.port() != 0 && addr.port() == bind_addr.port() {
+            env.problem(
+                "MANAGEMENT_BIND_ADDR must use another port than BIND_ADDR: the management \
+                 port (/metrics, /internal/) is kept apart from the public one",
+            );
+        }
+        addr
     }
 }
 
@@ -317,6 +356,29 @@ mod tests {
         assert!(e.finish().is_ok());
         assert_eq!(c.mode, Mode::Production);
         assert_eq!(c.bind_addr.port(), 8082);
+        assert_eq!(c.management_addr.port(), 9082);
+    }
+
+    #[test]
+    fn the_management_port_is_its_own() {
+        let mut e = env(&[("BIND_ADDR", "127.0.0.1:0")]);
+        let c = CommonConfig::read(&mut e, 8082);
+        assert_eq!(c.management_addr, "127.0.0.1:0".parse().unwrap());
+        let mut e = env(&[("MANAGEMENT_BIND_ADDR", "10.0.0.1:7000")]);
+        let c = CommonConfig::read(&mut e, 8082);
+        assert!(e.finish().is_ok());
+        assert_eq!(c.management_addr, "10.0.0.1:7000".parse().unwrap());
+        let mut e = env(&[("MANAGEMENT_BIND_ADDR", "0.0.0.0:8082")]);
+        let _ = CommonConfig::read(&mut e, 8082);
+        assert!(e.finish().unwrap_err().to_string().contains("another port"));
+        let mut e = env(&[("BIND_ADDR", "0.0.0.0:65000")]);
+        let _ = CommonConfig::read(&mut e, 8082);
+        assert!(
+            e.finish()
+                .unwrap_err()
+                .to_string()
+                .contains("MANAGEMENT_BIND_ADDR")
+        );
     }
 
     #[test]

@@ -450,6 +450,45 @@ impl JwtVerifier {
     }
 }
 
+impl JwtVerifier {
+    /// Verifies a token issued by the same issuer and signed by the same keys, but meant for
+    /// `audience` instead of the user tokens' one (the service tokens of the internal plane),
+    /// decoding its claims as `T`.
+    pub async fn verify_for<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<T, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Algorithm);
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let key = match self.key(&kid) {
+            Some(k) => k,
+            None => {
+                self.refresh_keys().await?;
+                self.key(&kid).ok_or(TokenError::UnknownKey)?
+            }
+        };
+        let mut validation = self.validation.clone();
+        validation.set_audience(&[audience]);
+        use jsonwebtoken::errors::ErrorKind as K;
+        jsonwebtoken::decode::<T>(token, &key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                K::ExpiredSignature => TokenError::Expired,
+                K::ImmatureSignature => TokenError::NotYetValid,
+                K::InvalidIssuer => TokenError::Issuer,
+                K::InvalidAudience => TokenError::Audience,
+                K::InvalidSignature => TokenError::Signature,
+                K::InvalidAlgorithm => TokenError::Algorithm,
+                K::MissingRequiredClaim(_) | K::Json(_) => TokenError::Claims,
+                _ => TokenError::Malformed,
+            })
+    }
+}
+
 /// The bearer token of a request: the `Authorization` header, else (for browsers opening a
 /// WebSocket) the `access_token` query parameter when `allow_query` is set.
 pub fn bearer_token(req: &HttpRequest, allow_query: bool) -> Option<String> {

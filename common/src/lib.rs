@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod queue;
 pub mod ratelimit;
 pub mod server;
+pub mod service_auth;
 pub mod telemetry;
 
 #[cfg(feature = "testing")]

@@ -4,9 +4,12 @@
 use actix_web::dev::{Server, ServerHandle};
 use std::future::Future;
 
-/// A started server: its bound port (useful with port 0) and the future that runs it.
+/// A started server: its bound ports (useful with port 0) and the future that runs it.
 pub struct RunningServer {
+    /// The public port: the service's routes, `/health`, `/ready`.
     pub port: u16,
+    /// The management port: `/metrics` and `/internal/…` (and `/health`, `/ready`).
+    pub management_port: u16,
     pub server: Server,
 }
 
@@ -91,8 +94,54 @@ where
     }
 }
 
-/// Binds the configured address (port 0 picks a free port) and builds the server with the
-/// settings every service shares: worker count, our own signal handling, bounded drain.
+/// Which of a service's two listeners a connection came in on (connection data, see
+/// [`split_planes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plane {
+    Public,
+    Management,
+}
+
+/// Whether `path` belongs to the management plane.
+pub fn is_management_path(path: &str) -> bool {
+    path == "/metrics" || path == "/internal" || path.starts_with("/internal/")
+}
+
+/// The plane a request came in on; [`Plane::Public`] when the server did not say (an `App`
+/// under test without listeners).
+pub fn plane_of(req: &actix_web::HttpRequest) -> Plane {
+    req.conn_data::<Plane>().copied().unwrap_or(Plane::Public)
+}
+
+/// Middleware every service's `App` wraps: `/metrics` and `/internal/…` answer only on the
+/// management port, and the management port answers nothing else but `/health` and `/ready`;
+/// anything else is the JSON 404 of a path with no route. The path is judged both as sent and as
+/// the router matched it (percent-decoded), so an encoded path cannot slip through.
+pub async fn split_planes<B: actix_web::body::MessageBody>(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error> {
+    let management = is_management_path(req.path())
+        || req.match_pattern().is_some_and(|p| is_management_path(&p));
+    let allowed = match plane_of(req.request()) {
+        Plane::Public => !management,
+        Plane::Management => management || matches!(req.path(), "/health" | "/ready"),
+    };
+    if allowed {
+        return next
+            .call(req)
+            .await
+            .map(actix_web::dev::ServiceResponse::map_into_left_body);
+    }
+    let error =
+        crate::ApiError::not_found(format!("No route for {} {}.", req.method(), req.path()));
+    Ok(req.error_response(error).map_into_right_body())
+}
+
+/// Binds the configured addresses (port 0 picks a free port), the public one and the
+/// management one, and builds the server with the settings every service shares: worker count,
+/// our own signal handling, bounded drain. Each connection is marked with its [`Plane`]; the
+/// service's `App` must wrap [`split_planes`].
 pub fn start<F, I, S, B>(
     config: &crate::config::CommonConfig,
     factory: F,
@@ -111,12 +160,42 @@ where
 {
     let listener = std::net::TcpListener::bind(config.bind_addr)?;
     let port = listener.local_addr()?.port();
+    let management = std::net::TcpListener::bind(config.management_addr).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "binding the management port {} (MANAGEMENT_BIND_ADDR): {e}",
+                config.management_addr
+            ),
+        )
+    })?;
+    let management_port = management.local_addr()?.port();
     let server = actix_web::HttpServer::new(factory)
+        .on_connect(move |connection, data| {
+            let local = connection
+                .downcast_ref::<actix_web::rt::net::TcpStream>()
+                .and_then(|stream| stream.local_addr().ok());
+            let plane = match local {
+                Some(addr) if addr.port() == management_port => Plane::Management,
+                _ => Plane::Public,
+            };
+            data.insert(plane);
+        })
         .workers(config.workers)
         .disable_signals()
         .shutdown_timeout(config.shutdown_timeout_secs)
         .listen(listener)?
+        .listen(management)?
         .run();
     tracing::info!(addr = %config.bind_addr, port, "listening");
-    Ok(RunningServer { port, server })
+    tracing::info!(
+        addr = %config.management_addr,
+        port = management_port,
+        "management port (/metrics, /internal/) listening"
+    );
+    Ok(RunningServer {
+        port,
+        management_port,
+        server,
+    })
 }

@@ -110,6 +110,91 @@ pub fn serve_jwks(keys: crate::jwt::JwkSet) -> String {
     format!("http://127.0.0.1:{port}/.well-known/jwks.json")
 }
 
+/// A stand-in for auth-svc's key and token endpoints, on a free port; returns its base URL.
+///
+/// `GET /.well-known/jwks.json` serves `key`'s public key; `POST /token` runs the
+/// client-credentials grant for `clients` (id, secret, scopes) with HTTP Basic authentication,
+/// issuing real service tokens signed by `key` with every scope the client is allowed.
+pub fn serve_auth(key: &crate::jwt::SigningKeyPair, clients: &[(&str, &str, &[&str])]) -> String {
+    use actix_web::{App, HttpRequest, HttpResponse, web};
+    type Clients = Vec<(String, String, Vec<&'static str>)>;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let port = listener.local_addr().expect("local address").port();
+    let keys = web::Data::new(crate::jwt::JwkSet {
+        keys: vec![key.jwk()],
+    });
+    let signing = web::Data::new(key.clone());
+    let clients: web::Data<Clients> = web::Data::new(
+        clients
+            .iter()
+            .map(|(id, secret, scopes)| {
+                let scopes = scopes
+                    .iter()
+                    .filter_map(|s| crate::service_auth::scopes::ALL.iter().find(|k| *k == s))
+                    .copied()
+                    .collect();
+                ((*id).to_owned(), (*secret).to_owned(), scopes)
+            })
+            .collect(),
+    );
+    async fn token(
+        req: HttpRequest,
+        key: web::Data<crate::jwt::SigningKeyPair>,
+        clients: web::Data<Clients>,
+    ) -> HttpResponse {
+        use base64::Engine;
+        let basic = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .and_then(|b| String::from_utf8(b).ok());
+        let client = basic
+            .as_deref()
+            .and_then(|b| b.split_once(':'))
+            .and_then(|(id, secret)| clients.iter().find(|(i, s, _)| i == id && s == secret));
+        let Some((id, _, scopes)) = client else {
+            return HttpResponse::Unauthorized().json(serde_json::json!({
+                "error": "invalid_client", "msg": "Unknown client or wrong secret.",
+            }));
+        };
+        let ttl = std::time::Duration::from_secs(300);
+        let claims = crate::service_auth::ServiceClaims::new(
+            crate::config::JwtConfig::DEFAULT_ISSUER,
+            id,
+            scopes,
+            ttl,
+        );
+        HttpResponse::Ok().json(serde_json::json!({
+            "access_token": key.sign(&claims).expect("signing"),
+            "token_type": "Bearer",
+            "expires_in": ttl.as_secs(),
+            "scope": claims.scope,
+        }))
+    }
+    let server = actix_web::HttpServer::new(move || {
+        App::new()
+            .app_data(keys.clone())
+            .app_data(signing.clone())
+            .app_data(clients.clone())
+            .route(
+                "/.well-known/jwks.json",
+                web::get().to(|k: web::Data<crate::jwt::JwkSet>| async move {
+                    HttpResponse::Ok().json(k.get_ref())
+                }),
+            )
+            .route("/token", web::post().to(token))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .expect("listen")
+    .run();
+    tokio::spawn(server);
+    format!("http://127.0.0.1:{port}")
+}
+
 /// Claims of a valid access token for the default issuer and audience.
 pub fn claims(name: &str, role: crate::jwt::Role) -> crate::jwt::Claims {
     let now = chrono::Utc::now().timestamp();

@@ -1,4 +1,5 @@
 use common::config::{CommonConfig, ConfigError, Env, JwtConfig, Secret};
+use common::service_auth::ServiceClientConfig;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -9,8 +10,11 @@ pub struct Config {
     /// Namespace of every Redis key and channel (empty in a deployment, unique per test).
     pub redis_prefix: String,
     pub jwt: JwtConfig,
-    /// predict-svc's base URL, for the predictions feedback refers to.
+    /// predict-svc's management port (`PREDICT_INTERNAL_URL`), for the predictions feedback
+    /// refers to.
     pub predict_url: String,
+    /// Who this service is to auth-svc, for its service tokens.
+    pub service_client: ServiceClientConfig,
     pub outbox: OutboxConfig,
 }
 
@@ -24,7 +28,8 @@ pub struct OutboxConfig {
 }
 
 pub const DEFAULT_PORT: u16 = 8083;
-pub const DEFAULT_PREDICT_URL: &str = "http://127.0.0.1:8082";
+/// predict-svc's management port, where its `/internal/` routes are.
+pub const DEFAULT_PREDICT_URL: &str = "http://127.0.0.1:9082";
 
 impl Config {
     pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
@@ -40,12 +45,13 @@ impl Config {
         common::config::check_url_secret(&mut env, "REDIS_URL", &redis_url, common.mode);
         let redis_prefix = env.or("REDIS_PREFIX", String::new());
         let jwt = JwtConfig::read(&mut env);
-        let predict_url = env.or("PREDICT_URL", DEFAULT_PREDICT_URL.to_owned());
+        let predict_url = env.or("PREDICT_INTERNAL_URL", DEFAULT_PREDICT_URL.to_owned());
         if !(predict_url.starts_with("http://") || predict_url.starts_with("https://")) {
             env.problem(format!(
-                "PREDICT_URL: expected an http:// or https:// URL, got `{predict_url}`"
+                "PREDICT_INTERNAL_URL: expected an http:// or https:// URL, got `{predict_url}`"
             ));
         }
+        let service_client = ServiceClientConfig::read(&mut env, common.mode, "feedback-svc");
         let outbox = OutboxConfig {
             relay_enabled: env.or("OUTBOX_RELAY_ENABLED", true),
             poll_interval: Duration::from_millis(env.in_range(
@@ -63,6 +69,7 @@ impl Config {
             redis_prefix,
             jwt,
             predict_url,
+            service_client,
             outbox,
         })
     }
@@ -81,7 +88,11 @@ mod tests {
         )
     }
 
-    const BASE: [(&str, &str); 3] = [
+    const BASE: [(&str, &str); 4] = [
+        (
+            "SERVICE_CLIENT_SECRET",
+            "feedback-secret-0123456789abcdef0123",
+        ),
         ("DATABASE_URL", "postgres://u@127.0.0.1/db"),
         ("REDIS_URL", "redis://127.0.0.1:6379"),
         (
@@ -98,19 +109,30 @@ mod tests {
         assert_eq!(c.outbox.poll_interval, Duration::from_millis(200));
         assert_eq!(c.outbox.history_maxlen, 10_000);
         assert_eq!(c.common.bind_addr.port(), DEFAULT_PORT);
+        assert_eq!(c.service_client.client_id, "feedback-svc");
+        assert_eq!(c.service_client.token_url, "http://127.0.0.1:8081/token");
+    }
+
+    #[test]
+    fn production_needs_the_service_secret() {
+        let err = Config::from_env(env(&BASE[1..])).unwrap_err().to_string();
+        assert!(err.contains("SERVICE_CLIENT_SECRET"), "{err}");
+        let mut vars = BASE[1..].to_vec();
+        vars.push(("APP_ENV", "development"));
+        assert!(Config::from_env(env(&vars)).is_ok());
     }
 
     #[test]
     fn bad_values_are_all_reported() {
         let mut vars = BASE.to_vec();
         vars.extend([
-            ("PREDICT_URL", "127.0.0.1:8082"),
+            ("PREDICT_INTERNAL_URL", "127.0.0.1:9082"),
             ("OUTBOX_RELAY_ENABLED", "maybe"),
             ("OUTBOX_POLL_INTERVAL_MS", "0"),
         ]);
         let err = Config::from_env(env(&vars)).unwrap_err().to_string();
         for name in [
-            "PREDICT_URL",
+            "PREDICT_INTERNAL_URL",
             "OUTBOX_RELAY_ENABLED",
             "OUTBOX_POLL_INTERVAL_MS",
         ] {

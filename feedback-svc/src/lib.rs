@@ -32,6 +32,8 @@ const RELAY_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The service, bound and with its relay running, ready to serve.
 pub struct Application {
     pub port: u16,
+    /// `/metrics` and `/internal/…`.
+    pub management_port: u16,
     server: RunningServer,
     relay: Option<RelayTask>,
 }
@@ -82,7 +84,9 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     .await?;
     let infra = Infra::connect(&config.redis_url, &config.redis_prefix)?;
     // Everything that can fail before the relay starts, so that a failure leaves nothing running.
-    let predictions = predictions::PredictClient::new(&config.predict_url)?;
+    let tokens = common::service_auth::ServiceTokens::new(config.service_client.clone())
+        .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?;
+    let predictions = predictions::PredictClient::new(&config.predict_url, Arc::new(tokens))?;
     let relay_wakeup = Arc::new(Notify::new());
     let relay = config.outbox.relay_enabled.then(|| {
         OutboxRelay::new(
@@ -106,6 +110,8 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     let readiness = Readiness::new().with(DbCheck(db));
     let server = common::server::start(&config.common, move || {
         App::new()
+            // /metrics and /internal/ only on the management port.
+            .wrap(actix_web::middleware::from_fn(common::server::split_planes))
             .wrap(actix_web::middleware::from_fn(
                 common::telemetry::trace_http,
             ))
@@ -129,6 +135,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     };
     Ok(Application {
         port: server.port,
+        management_port: server.management_port,
         server,
         relay,
     })

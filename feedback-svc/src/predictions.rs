@@ -3,7 +3,9 @@
 use crate::error::FeedbackError;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use common::service_auth::{ServiceCallError, ServiceTokens};
 use serde::Deserialize;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Bytes of the 28×28 grey grid a model sees.
@@ -40,10 +42,12 @@ impl ServedPrediction {
 pub struct PredictClient {
     base_url: String,
     client: reqwest::Client,
+    /// This service's tokens for predict-svc's `/internal/` routes (scope `predictions:read`).
+    tokens: Arc<ServiceTokens>,
 }
 
 impl PredictClient {
-    pub fn new(base_url: &str) -> Result<Self, FeedbackError> {
+    pub fn new(base_url: &str, tokens: Arc<ServiceTokens>) -> Result<Self, FeedbackError> {
         // Short: a feedback request waits on this call.
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(1))
@@ -53,6 +57,7 @@ impl PredictClient {
         Ok(PredictClient {
             base_url: base_url.trim_end_matches('/').to_owned(),
             client,
+            tokens,
         })
     }
 
@@ -60,13 +65,17 @@ impl PredictClient {
     /// `id` must already be a plain token (letters, digits, `-`, `_`): it goes into the path.
     pub async fn get(&self, id: &str) -> Result<Option<ServedPrediction>, FeedbackError> {
         let url = format!("{}/internal/predictions/{id}", self.base_url);
-        let resp = common::telemetry::inject(self.client.get(&url))
-            .send()
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "predict-svc unreachable");
-                FeedbackError::PredictUnavailable
-            })?;
+        let resp = self.tokens.send(self.client.get(&url)).await.map_err(|e| {
+            match &e {
+                ServiceCallError::Http(e) => {
+                    tracing::warn!(error = %e, "predict-svc unreachable")
+                }
+                ServiceCallError::Token(e) => {
+                    tracing::error!(error = %e, "no service token for predict-svc")
+                }
+            }
+            FeedbackError::PredictUnavailable
+        })?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);

@@ -50,6 +50,8 @@ pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
     let web_pages = web::Data::new(pages::WebAssets::load(&config.web));
     let server = common::server::start(&config.common, move || {
         App::new()
+            // /metrics and /internal/ only on the management port.
+            .wrap(actix_web::middleware::from_fn(common::server::split_planes))
             .wrap(actix_web::middleware::from_fn(edge::check))
             // Outermost: answers the edge refuses are counted too.
             .wrap(actix_web::middleware::from_fn(

@@ -103,6 +103,8 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     });
     let server = common::server::start(&config.common, move || {
         App::new()
+            // /metrics and /internal/ only on the management port.
+            .wrap(actix_web::middleware::from_fn(common::server::split_planes))
             .wrap(actix_web::middleware::from_fn(
                 common::telemetry::trace_http,
             ))

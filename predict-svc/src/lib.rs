@@ -57,6 +57,8 @@ pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
     let readiness = infra.ready_check(Readiness::new().with(DbCheck(db)));
     let server = common::server::start(&config.common, move || {
         App::new()
+            // /metrics and /internal/ only on the management port.
+            .wrap(actix_web::middleware::from_fn(common::server::split_planes))
             .wrap(actix_web::middleware::from_fn(
                 common::telemetry::trace_http,
             ))

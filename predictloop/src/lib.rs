@@ -68,6 +68,10 @@ impl Settings {
 pub struct System {
     /// The gateway's port, the only public one.
     pub port: u16,
+    /// The gateway's management port: its `/metrics` (every service's, in this process).
+    pub management_port: u16,
+    /// Each service's (public, management) loopback ports, by name: for tests.
+    pub services: HashMap<&'static str, (u16, u16)>,
     memory: Option<String>,
     gateway: Option<ServerHandle>,
     notify: Option<notify_svc::RunningApp>,
@@ -87,6 +91,8 @@ impl System {
     pub async fn start(settings: Settings) -> anyhow::Result<System> {
         let mut system = System {
             port: 0,
+            management_port: 0,
+            services: HashMap::new(),
             memory: None,
             gateway: None,
             notify: None,
@@ -139,7 +145,22 @@ impl System {
             .to_owned();
         // Every service but the gateway on an ephemeral loopback port.
         vars.insert("BIND_ADDR".into(), "127.0.0.1:0".into());
+        let public_management = settings.get("MANAGEMENT_BIND_ADDR").map(str::to_owned);
+        vars.insert("MANAGEMENT_BIND_ADDR".into(), "127.0.0.1:0".into());
         let env = |vars: &HashMap<String, String>| Env::from_map(vars.clone());
+        // The services' credentials for each other's /internal/ routes: generated at each
+        // start, they never leave this process.
+        let credentials = common::service_auth::development_clients()
+            .context("generating the service credentials")?;
+        vars.insert("SERVICE_CLIENTS".into(), credentials.service_clients);
+        let secrets: HashMap<&str, String> = credentials.secrets.into_iter().collect();
+        let as_client = |vars: &mut HashMap<String, String>, id: &str| {
+            vars.insert("SERVICE_CLIENT_ID".into(), id.to_owned());
+            vars.insert(
+                "SERVICE_CLIENT_SECRET".into(),
+                secrets.get(id).cloned().unwrap_or_default(),
+            );
+        };
 
         let auth = auth_svc::build(
             auth_svc::Config::from_env(env(&vars)).context("auth-svc's configuration")?,
@@ -152,6 +173,8 @@ impl System {
             format!("{auth_url}/.well-known/jwks.json"),
         );
         vars.insert("AUTH_URL".into(), auth_url);
+        self.services
+            .insert("auth-svc", (auth.port, auth.management_port));
         self.auth = Some(auth.spawn());
 
         let predict = predict_svc::build(
@@ -160,14 +183,27 @@ impl System {
         .await
         .context("starting predict-svc")?;
         vars.insert("PREDICT_URL".into(), local_url(predict.port));
+        self.services
+            .insert("predict-svc", (predict.port, predict.management_port));
+        vars.insert(
+            "PREDICT_INTERNAL_URL".into(),
+            local_url(predict.management_port),
+        );
         self.predict = Some(predict.spawn());
 
+        as_client(&mut vars, "feedback-svc");
         let feedback = feedback_svc::build(
             feedback_svc::Config::from_env(env(&vars)).context("feedback-svc's configuration")?,
         )
         .await
         .context("starting feedback-svc")?;
         vars.insert("FEEDBACK_URL".into(), local_url(feedback.port));
+        self.services
+            .insert("feedback-svc", (feedback.port, feedback.management_port));
+        vars.insert(
+            "FEEDBACK_INTERNAL_URL".into(),
+            local_url(feedback.management_port),
+        );
         self.feedback = Some(feedback.spawn());
 
         let notify = notify_svc::build(
@@ -178,6 +214,7 @@ impl System {
         vars.insert("NOTIFY_URL".into(), local_url(notify.port));
         self.notify = Some(notify.spawn());
 
+        as_client(&mut vars, "retrain-worker");
         let retrain = retrain_worker::build(
             retrain_worker::Config::from_env(env(&vars))
                 .context("retrain-worker's configuration")?,
@@ -185,9 +222,24 @@ impl System {
         .await
         .context("starting retrain-worker")?;
         vars.insert("RETRAIN_URL".into(), local_url(retrain.port));
+        self.services
+            .insert("retrain-worker", (retrain.port, retrain.management_port));
+        for name in [
+            "SERVICE_CLIENTS",
+            "SERVICE_CLIENT_ID",
+            "SERVICE_CLIENT_SECRET",
+        ] {
+            vars.remove(name);
+        }
         self.retrain = Some(retrain.spawn());
 
         vars.insert("BIND_ADDR".into(), public_bind);
+        // The gateway's management port (its /metrics): MANAGEMENT_BIND_ADDR, else its
+        // default, the public port + 1000.
+        match public_management {
+            Some(addr) => vars.insert("MANAGEMENT_BIND_ADDR".into(), addr),
+            None => vars.remove("MANAGEMENT_BIND_ADDR"),
+        };
         let gateway = gateway::build(
             gateway::Config::from_env(env(&vars)).context("the gateway's configuration")?,
         )
@@ -195,6 +247,7 @@ impl System {
         .context("starting the gateway")?;
         let port = gateway.port;
         self.port = port;
+        self.management_port = gateway.management_port;
         self.gateway = Some(gateway.spawn());
         tracing::info!(
             url = %local_url(port),

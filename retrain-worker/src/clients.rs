@@ -2,8 +2,10 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use common::service_auth::{ServiceCallError, ServiceTokens};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +14,11 @@ pub enum ClientError {
     Unreachable {
         service: &'static str,
         source: reqwest::Error,
+    },
+    #[error("no service token for {service}: {source}")]
+    Token {
+        service: &'static str,
+        source: common::service_auth::ServiceTokenError,
     },
     #[error("{service} answered {status}: {body}")]
     Status {
@@ -56,13 +63,19 @@ pub struct Clients {
     predict_url: String,
     feedback_url: String,
     http: reqwest::Client,
+    /// This worker's service tokens for the `/internal/` routes.
+    tokens: Arc<ServiceTokens>,
 }
 
 const PREDICT: &str = "predict-svc";
 const FEEDBACK: &str = "feedback-svc";
 
 impl Clients {
-    pub fn new(predict_url: &str, feedback_url: &str) -> reqwest::Result<Self> {
+    pub fn new(
+        predict_url: &str,
+        feedback_url: &str,
+        tokens: Arc<ServiceTokens>,
+    ) -> reqwest::Result<Self> {
         Ok(Clients {
             predict_url: predict_url.trim_end_matches('/').to_owned(),
             feedback_url: feedback_url.trim_end_matches('/').to_owned(),
@@ -70,25 +83,28 @@ impl Clients {
                 .connect_timeout(Duration::from_secs(2))
                 .timeout(Duration::from_secs(60))
                 .build()?,
+            tokens,
         })
     }
 
     async fn json(
+        &self,
         service: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<Value, ClientError> {
-        Self::answer(service, request).await.map(|(_, body)| body)
+        self.answer(service, request).await.map(|(_, body)| body)
     }
 
     /// The status and JSON body of a successful answer.
     async fn answer(
+        &self,
         service: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<(u16, Value), ClientError> {
-        let response = common::telemetry::inject(request)
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable { service, source })?;
+        let response = self.tokens.send(request).await.map_err(|e| match e {
+            ServiceCallError::Http(source) => ClientError::Unreachable { service, source },
+            ServiceCallError::Token(source) => ClientError::Token { service, source },
+        })?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
@@ -106,14 +122,15 @@ impl Clients {
     }
 
     pub async fn active_model(&self, model: &str) -> Result<ActiveModel, ClientError> {
-        let body = Self::json(
-            PREDICT,
-            self.http.get(format!(
-                "{}/internal/models/{model}/active",
-                self.predict_url
-            )),
-        )
-        .await?;
+        let body = self
+            .json(
+                PREDICT,
+                self.http.get(format!(
+                    "{}/internal/models/{model}/active",
+                    self.predict_url
+                )),
+            )
+            .await?;
         let invalid = |detail: &str| ClientError::Invalid {
             service: PREDICT,
             detail: detail.to_owned(),
@@ -140,20 +157,21 @@ impl Clients {
         metrics: &Value,
         job_id: &str,
     ) -> Result<Registered, ClientError> {
-        let (status, body) = Self::answer(
-            PREDICT,
-            self.http
-                .post(format!(
-                    "{}/internal/models/{model}/versions",
-                    self.predict_url
-                ))
-                .json(&json!({
-                    "artifact": STANDARD.encode(artifact),
-                    "metrics": metrics,
-                    "source_job_id": job_id,
-                })),
-        )
-        .await?;
+        let (status, body) = self
+            .answer(
+                PREDICT,
+                self.http
+                    .post(format!(
+                        "{}/internal/models/{model}/versions",
+                        self.predict_url
+                    ))
+                    .json(&json!({
+                        "artifact": STANDARD.encode(artifact),
+                        "metrics": metrics,
+                        "source_job_id": job_id,
+                    })),
+            )
+            .await?;
         let version =
             body["version"]
                 .as_i64()
@@ -177,16 +195,17 @@ impl Clients {
         version: i32,
         if_active: i32,
     ) -> Result<Result<(), Option<i32>>, ClientError> {
-        let result = Self::answer(
-            PREDICT,
-            self.http
-                .post(format!(
-                    "{}/internal/models/{model}/versions/{version}/promote",
-                    self.predict_url
-                ))
-                .json(&json!({"if_active": if_active})),
-        )
-        .await;
+        let result = self
+            .answer(
+                PREDICT,
+                self.http
+                    .post(format!(
+                        "{}/internal/models/{model}/versions/{version}/promote",
+                        self.predict_url
+                    ))
+                    .json(&json!({"if_active": if_active})),
+            )
+            .await;
         match result {
             Ok(_) => Ok(Ok(())),
             Err(ClientError::Status {
@@ -219,14 +238,15 @@ impl Clients {
         let mut examples = Vec::new();
         let mut after = 0_i64;
         loop {
-            let page = Self::json(
-                FEEDBACK,
-                self.http.get(format!(
-                    "{}/internal/feedback/labelled?after={after}&limit=1000",
-                    self.feedback_url
-                )),
-            )
-            .await?;
+            let page = self
+                .json(
+                    FEEDBACK,
+                    self.http.get(format!(
+                        "{}/internal/feedback/labelled?after={after}&limit=1000",
+                        self.feedback_url
+                    )),
+                )
+                .await?;
             let page: Page = serde_json::from_value(page).map_err(|e| ClientError::Invalid {
                 service: FEEDBACK,
                 detail: e.to_string(),

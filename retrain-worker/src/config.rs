@@ -2,6 +2,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::config::{CommonConfig, ConfigError, Env, JwtConfig, Secret};
+use common::service_auth::ServiceClientConfig;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -11,10 +12,13 @@ pub struct Config {
     /// Namespace of every Redis key and channel (empty in a deployment, unique per test).
     pub redis_prefix: String,
     pub jwt: JwtConfig,
-    /// predict-svc's internal API: the active model, registration, promotion.
+    /// predict-svc's management port (`PREDICT_INTERNAL_URL`): the active model, registration,
+    /// promotion.
     pub predict_url: String,
-    /// feedback-svc's internal API: the labelled feedback.
+    /// feedback-svc's management port (`FEEDBACK_INTERNAL_URL`): the labelled feedback.
     pub feedback_url: String,
+    /// Who this worker is to auth-svc, for its service tokens.
+    pub service_client: ServiceClientConfig,
     /// The four MNIST IDX files.
     pub mnist_dir: PathBuf,
     pub retrain: RetrainConfig,
@@ -64,8 +68,9 @@ impl Config {
         common::config::check_url_secret(&mut env, "REDIS_URL", &redis_url, common.mode);
         let redis_prefix = env.or("REDIS_PREFIX", String::new());
         let jwt = JwtConfig::read(&mut env);
-        let predict_url = env.or("PREDICT_URL", "http://127.0.0.1:8082".to_owned());
-        let feedback_url = env.or("FEEDBACK_URL", "http://127.0.0.1:8083".to_owned());
+        let predict_url = env.or("PREDICT_INTERNAL_URL", "http://127.0.0.1:9082".to_owned());
+        let feedback_url = env.or("FEEDBACK_INTERNAL_URL", "http://127.0.0.1:9083".to_owned());
+        let service_client = ServiceClientConfig::read(&mut env, common.mode, "retrain-worker");
         let mnist_dir: PathBuf = env.or("MNIST_DIR", "assets/mnist".to_owned()).into();
         let retrain = RetrainConfig {
             mnist_sample: env.in_range("RETRAIN_MNIST_SAMPLE", 60_000, 0..=60_000),
@@ -97,6 +102,7 @@ impl Config {
             jwt,
             predict_url,
             feedback_url,
+            service_client,
             mnist_dir,
             retrain,
             worker,

@@ -57,6 +57,8 @@ impl WorkerTask {
 /// The service, bound and with its worker running.
 pub struct Application {
     pub port: u16,
+    /// `/metrics` (this service has no `/internal/` routes).
+    pub management_port: u16,
     server: RunningServer,
     worker: Option<WorkerTask>,
 }
@@ -64,6 +66,7 @@ pub struct Application {
 /// A service running in the background (tests): stop it with [`RunningApp::stop`].
 pub struct RunningApp {
     pub port: u16,
+    pub management_port: u16,
     pub handle: ServerHandle,
     worker: Option<WorkerTask>,
 }
@@ -109,6 +112,7 @@ impl Application {
     pub fn spawn(self) -> RunningApp {
         RunningApp {
             port: self.port,
+            management_port: self.management_port,
             handle: self.server.spawn(),
             worker: self.worker,
         }
@@ -171,7 +175,13 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
             db: db.clone(),
             queue: queue_dyn.clone(),
             bus,
-            clients: clients::Clients::new(&config.predict_url, &config.feedback_url)?,
+            clients: clients::Clients::new(
+                &config.predict_url,
+                &config.feedback_url,
+                Arc::new(common::service_auth::ServiceTokens::new(
+                    config.service_client.clone(),
+                )?),
+            )?,
             mnist: Arc::new(mnist),
             retrain: config.retrain.clone(),
             config: config.worker.clone(),
@@ -194,6 +204,8 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     let readiness = infra.ready_check(Readiness::new().with(DbCheck(db)));
     let server = common::server::start(&config.common, move || {
         App::new()
+            // /metrics and /internal/ only on the management port.
+            .wrap(actix_web::middleware::from_fn(common::server::split_planes))
             .wrap(actix_web::middleware::from_fn(
                 common::telemetry::trace_http,
             ))
@@ -217,6 +229,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     };
     Ok(Application {
         port: server.port,
+        management_port: server.management_port,
         server,
         worker,
     })

@@ -112,7 +112,7 @@ fn predict(root: &Path) -> Result<()> {
 
     let mut all = Vec::new();
     for batching in [true, false] {
-        let mut fleet = Fleet::new(signals.clone());
+        let mut fleet = Fleet::new(signals.clone())?;
         let mut predict_env = common.clone();
         let (size, wait) = if batching { ("32", "2") } else { ("1", "0") };
         predict_env.push(("BATCH_MAX_SIZE".into(), size.into()));
@@ -409,7 +409,7 @@ fn notify(root: &Path) -> Result<()> {
         .map(|(k, v)| (k.to_owned(), v)),
     );
     // No predict-svc: the bench's feedback is not linked to a prediction.
-    let mut fleet = Fleet::new(signals.clone());
+    let mut fleet = Fleet::new(signals.clone())?;
     start_all(&mut fleet, &bin_dir, &services, &env)?;
     let gateway = addr(NOTIFY_GATEWAY.port);
     let user_token = log_in(gateway)?;
@@ -814,7 +814,7 @@ fn retrain(root: &Path) -> Result<()> {
         ]
         .map(|(k, v)| (k.to_owned(), v)),
     );
-    let mut fleet = Fleet::new(signals.clone());
+    let mut fleet = Fleet::new(signals.clone())?;
     start_all(&mut fleet, &bin_dir, &services, &env)?;
     let token = admin_token(addr(RETRAIN_AUTH.port))?;
     let bearer = format!("Bearer {token}");
@@ -948,7 +948,7 @@ fn gateway(root: &Path) -> Result<()> {
         ]
         .map(|(k, v)| (k.to_owned(), v)),
     );
-    let mut fleet = Fleet::new(signals.clone());
+    let mut fleet = Fleet::new(signals.clone())?;
     start_all(
         &mut fleet,
         &bin_dir,

@@ -175,7 +175,7 @@ fn browser_tests(root: &Path) -> Result<ExitCode> {
     .chain(asset_vars(root))
     .map(|(name, value)| (name.to_string(), value))
     .collect();
-    let mut fleet = up::Fleet::new(up::count_signals()?);
+    let mut fleet = up::Fleet::new(up::count_signals()?)?;
     let service = up::Service {
         name: "predictloop",
         port,

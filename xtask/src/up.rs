@@ -107,7 +107,7 @@ fn run_all_in_one(root: &Path, release: bool) -> Result<()> {
     });
 
     let signals = count_signals()?;
-    let mut fleet = Fleet::new(signals);
+    let mut fleet = Fleet::new(signals)?;
     let addr = fleet.start(&bin_dir, &ALL_IN_ONE, gateway_port, &defaults)?;
     fleet.wait_healthy(ALL_IN_ONE.name, addr)?;
 
@@ -146,7 +146,7 @@ fn run_services(root: &Path, release: bool) -> Result<()> {
 
     let signals = count_signals()?;
 
-    let mut fleet = Fleet::new(signals);
+    let mut fleet = Fleet::new(signals)?;
     let auth_addr = fleet.start(&bin_dir, &AUTH, AUTH.port, &defaults)?;
     fleet.wait_healthy(AUTH.name, auth_addr)?;
     let mut started = Vec::new();
@@ -437,15 +437,71 @@ pub(crate) struct Fleet {
     running: Vec<Running>,
     /// How many Ctrl-C / SIGTERM / SIGHUP we received.
     signals: Arc<AtomicUsize>,
+    /// The services' credentials for each other's /internal/ routes, made for this run.
+    credentials: ServiceCredentials,
+}
+
+/// The calling services (client id, scopes) as in `common::service_auth::CALLERS`.
+const SERVICE_CALLERS: [(&str, &str); 2] = [
+    (
+        "retrain-worker",
+        "models:read,models:register,models:promote,feedback:read",
+    ),
+    ("feedback-svc", "predictions:read"),
+];
+
+/// Development credentials for the service tokens, generated per run as auth-svc generates its
+/// development signing key: auth-svc gets `SERVICE_CLIENTS`, each caller its own secret.
+struct ServiceCredentials {
+    secrets: Vec<(&'static str, String)>,
+}
+
+impl ServiceCredentials {
+    fn generate() -> Result<Self> {
+        let secrets = SERVICE_CALLERS
+            .iter()
+            .map(|(id, _)| Ok((*id, random_hex(32)?)))
+            .collect::<Result<_>>()?;
+        Ok(ServiceCredentials { secrets })
+    }
+
+    /// What `service` gets, unless our own environment sets it.
+    fn vars_for(&self, service: &str) -> Vec<(String, String)> {
+        let mut vars = Vec::new();
+        if service == "auth-svc" {
+            let clients: Vec<String> = SERVICE_CALLERS
+                .iter()
+                .zip(&self.secrets)
+                .map(|((id, scopes), (_, secret))| format!("{id}:{secret}={scopes}"))
+                .collect();
+            vars.push(("SERVICE_CLIENTS".to_owned(), clients.join(";")));
+        }
+        if let Some((id, secret)) = self.secrets.iter().find(|(id, _)| *id == service) {
+            vars.push(("SERVICE_CLIENT_ID".to_owned(), (*id).to_owned()));
+            vars.push(("SERVICE_CLIENT_SECRET".to_owned(), secret.clone()));
+        }
+        vars.retain(|(name, _)| !is_set(name));
+        vars
+    }
+}
+
+/// `bytes` random bytes from the kernel, in hex.
+fn random_hex(bytes: usize) -> Result<String> {
+    let mut buf = vec![0u8; bytes];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .context("reading /dev/urandom for the service credentials")?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl Fleet {
     /// A fleet that stops early when `signals` (counted by the Ctrl-C handler) goes up.
-    pub(crate) fn new(signals: Arc<AtomicUsize>) -> Self {
-        Fleet {
+    pub(crate) fn new(signals: Arc<AtomicUsize>) -> Result<Self> {
+        Ok(Fleet {
             running: Vec::new(),
             signals,
-        }
+            credentials: ServiceCredentials::generate()?,
+        })
     }
 
     pub(crate) fn start(
@@ -468,6 +524,7 @@ impl Fleet {
         let mut command = Command::new(&binary);
         command
             .envs(defaults.iter().map(|(name, value)| (name, value)))
+            .envs(self.credentials.vars_for(service.name))
             .env("BIND_ADDR", addr.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -792,4 +849,33 @@ Press Ctrl-C to stop everything; the next start keeps the data and takes seconds
         prediction_id = field("prediction_id"),
     );
     let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn each_caller_gets_the_secret_auth_svc_lists_for_it() {
+        let credentials = ServiceCredentials::generate().unwrap();
+        let auth = credentials.vars_for("auth-svc");
+        let (_, clients) = auth.iter().find(|(n, _)| n == "SERVICE_CLIENTS").unwrap();
+        for (id, scopes) in SERVICE_CALLERS {
+            let vars = credentials.vars_for(id);
+            let get = |name: &str| vars.iter().find(|(n, _)| n == name).unwrap().1.clone();
+            assert_eq!(get("SERVICE_CLIENT_ID"), id);
+            let secret = get("SERVICE_CLIENT_SECRET");
+            assert_eq!(secret.len(), 64);
+            assert!(
+                clients
+                    .split(';')
+                    .any(|e| e == format!("{id}:{secret}={scopes}")),
+                "{clients}"
+            );
+        }
+        assert!(credentials.vars_for("gateway").is_empty());
+        let again = ServiceCredentials::generate().unwrap();
+        assert_ne!(again.secrets, credentials.secrets, "fresh per run");
+    }
 }

@@ -45,6 +45,11 @@ impl Store {
     }
 }
 
+/// The service clients every test app knows (`SERVICE_CLIENTS`); feedback-svc's secret is
+/// configured by its digest.
+pub const RETRAIN_SECRET: &str = "retrain-secret-0123456789abcdef0123456789";
+pub const FEEDBACK_SECRET: &str = "feedback-secret-0123456789abcdef012345678";
+
 /// The environment a test app is configured from: development mode, port 0, the cheapest
 /// bcrypt cost, a fixed signing key. Everything else keeps the service's defaults.
 pub fn test_env(database_url: &str, key: &SigningKeyPair) -> HashMap<String, String> {
@@ -56,6 +61,14 @@ pub fn test_env(database_url: &str, key: &SigningKeyPair) -> HashMap<String, Str
         ("BCRYPT_COST", "4".to_owned()),
         ("DATABASE_URL", database_url.to_owned()),
         ("JWT_SIGNING_KEY", key.to_pem()),
+        (
+            "SERVICE_CLIENTS",
+            format!(
+                "retrain-worker:{RETRAIN_SECRET}=models:read,models:register,models:promote,feedback:read; \
+                 feedback-svc:sha256:{}=predictions:read",
+                common::digest::sha256_hex(FEEDBACK_SECRET.as_bytes())
+            ),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

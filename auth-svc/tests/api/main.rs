@@ -9,6 +9,7 @@ mod login;
 mod logout;
 mod refresh;
 mod register;
+mod service_tokens;
 mod shutdown;
 mod sqlite;
 mod tokens;

@@ -113,6 +113,40 @@ impl System {
         format!("{}{path}", self.gateway)
     }
 
+    /// `path` on a service's public port (`auth-svc`, `predict-svc`, `feedback-svc`,
+    /// `retrain-worker`), or the gateway's.
+    pub fn public(&self, service: &str, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports(service).0)
+    }
+
+    /// `path` on a service's (or the gateway's) management port.
+    pub fn management(&self, service: &str, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports(service).1)
+    }
+
+    fn ports(&self, service: &str) -> (u16, u16) {
+        if service == "gateway" {
+            return (self._system.port, self._system.management_port);
+        }
+        *self
+            ._system
+            .services
+            .get(service)
+            .unwrap_or_else(|| panic!("no service {service}"))
+    }
+
+    /// A service token with these scopes, signed by auth-svc's key.
+    pub fn service_token(&self, scopes: &[&str]) -> String {
+        self.signing_key
+            .sign(&common::service_auth::ServiceClaims::new(
+                common::config::JwtConfig::DEFAULT_ISSUER,
+                "e2e",
+                scopes,
+                std::time::Duration::from_secs(300),
+            ))
+            .unwrap()
+    }
+
     pub fn ws_url(&self, token: &str) -> String {
         format!(
             "{}/ws?access_token={token}",

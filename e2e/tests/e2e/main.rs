@@ -4,6 +4,7 @@ mod all_in_one;
 mod bad_input;
 mod feedback;
 mod helpers;
+mod internal;
 mod logout;
 mod migrations;
 mod predict;

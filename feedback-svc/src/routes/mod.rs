@@ -9,8 +9,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/report", web::get().to(admin::report))
         .route("/admin/feedback", web::get().to(admin::list))
         .route("/admin/feedback/{id}", web::get().to(admin::show))
-        .route(
-            "/internal/feedback/labelled",
-            web::get().to(internal::labelled),
+        .service(
+            web::resource("/internal/feedback/labelled")
+                .wrap(actix_web::middleware::from_fn(|req, next| {
+                    common::service_auth::require(
+                        common::service_auth::scopes::FEEDBACK_READ,
+                        req,
+                        next,
+                    )
+                }))
+                .route(web::get().to(internal::labelled)),
         );
 }

@@ -1,15 +1,16 @@
 //! Starting feedback-svc for a test and talking to it.
 
-use actix_web::{App, HttpResponse, web};
+use actix_web::{App, HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::bus::{Envelope, EventBus, RedisBus, events};
-use common::config::Env;
+use common::config::{Env, JwtConfig};
 use common::db::{Db, PoolOptions};
 use common::error::ErrorBody;
-use common::jwt::{JwkSet, Role, SigningKeyPair};
+use common::jwt::{JwkSet, JwtVerifier, Role, SigningKeyPair};
 use common::kv::Redis;
-use common::testing::{TestDatabase, redis_prefix, redis_url, serve_jwks};
+use common::service_auth::{self, ServiceClaims};
+use common::testing::{TestDatabase, redis_prefix, redis_url, serve_auth};
 use feedback_svc::db::outbox::OutboxState;
 use feedback_svc::{Config, OutboxRelay, RelayOptions, RunningApp};
 use futures_util::StreamExt;
@@ -50,7 +51,7 @@ impl Store {
 }
 
 /// A stand-in for predict-svc's `GET /internal/predictions/{id}`, answering the records the
-/// test put in it.
+/// test put in it to a caller with a service token of scope `predictions:read`.
 #[derive(Clone)]
 pub struct FakePredict {
     pub url: String,
@@ -58,27 +59,48 @@ pub struct FakePredict {
 }
 
 impl FakePredict {
-    pub fn start() -> Self {
+    pub fn start(key: &SigningKeyPair) -> Self {
         let records: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
         let data = web::Data::from(records.clone());
+        let verifier = web::Data::new(JwtVerifier::local(
+            &JwkSet {
+                keys: vec![key.jwk()],
+            },
+            JwtConfig::DEFAULT_ISSUER,
+            JwtConfig::DEFAULT_AUDIENCE,
+        ));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = actix_web::HttpServer::new(move || {
-            App::new().app_data(data.clone()).route(
-                "/internal/predictions/{id}",
-                web::get().to(
-                    |records: web::Data<Mutex<HashMap<String, Value>>>,
-                     id: web::Path<String>| async move {
-                        match records.lock().unwrap().get(id.as_str()) {
-                            Some(p) => HttpResponse::Ok().json(p),
-                            None => HttpResponse::NotFound().json(json!({
-                                "error": "not_found",
-                                "msg": format!("No prediction {id}."),
-                            })),
-                        }
-                    },
-                ),
-            )
+            App::new()
+                .app_data(data.clone())
+                .app_data(verifier.clone())
+                .route(
+                    "/internal/predictions/{id}",
+                    web::get().to(
+                        |req: HttpRequest,
+                         verifier: web::Data<JwtVerifier>,
+                         records: web::Data<Mutex<HashMap<String, Value>>>,
+                         id: web::Path<String>| async move {
+                            if let Err(e) = service_auth::authorize(
+                                &verifier,
+                                &req,
+                                service_auth::scopes::PREDICTIONS_READ,
+                            )
+                            .await
+                            {
+                                return actix_web::ResponseError::error_response(&e);
+                            }
+                            match records.lock().unwrap().get(id.as_str()) {
+                                Some(p) => HttpResponse::Ok().json(p),
+                                None => HttpResponse::NotFound().json(json!({
+                                    "error": "not_found",
+                                    "msg": format!("No prediction {id}."),
+                                })),
+                            }
+                        },
+                    ),
+                )
         })
         .workers(1)
         .disable_signals()
@@ -152,9 +174,16 @@ impl Options {
     }
 }
 
+/// feedback-svc's client secret at the test's token endpoint.
+pub const SERVICE_SECRET: &str = "feedback-svc-test-secret-0123456789abcdef";
+
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
     pub address: String,
+    /// The management port's `http://127.0.0.1:PORT`: `/internal/`, `/metrics`.
+    pub management: String,
+    /// A service token of retrain-worker with `feedback:read`.
+    pub service: String,
     pub client: reqwest::Client,
     /// Keeps the test database until the app is dropped.
     _store: Store,
@@ -179,10 +208,15 @@ pub async fn spawn_app_without_relay() -> TestApp {
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
     let key = SigningKeyPair::generate().unwrap();
-    let jwks_url = serve_jwks(JwkSet {
-        keys: vec![key.jwk()],
-    });
-    let predict = FakePredict::start();
+    let auth_url = serve_auth(
+        &key,
+        &[(
+            "feedback-svc",
+            SERVICE_SECRET,
+            &[service_auth::scopes::PREDICTIONS_READ],
+        )],
+    );
+    let predict = FakePredict::start(&key);
     let prefix = redis_prefix();
     let vars: HashMap<String, String> = [
         ("APP_ENV", "development".to_owned()),
@@ -192,9 +226,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         ("DATABASE_URL", options.store.url()),
         ("REDIS_URL", options.redis_url.clone()),
         ("REDIS_PREFIX", prefix.clone()),
-        ("AUTH_JWKS_URL", jwks_url),
+        ("AUTH_JWKS_URL", format!("{auth_url}/.well-known/jwks.json")),
+        ("AUTH_URL", auth_url),
+        ("SERVICE_CLIENT_SECRET", SERVICE_SECRET.to_owned()),
         (
-            "PREDICT_URL",
+            "PREDICT_INTERNAL_URL",
             options.predict_url.clone().unwrap_or(predict.url.clone()),
         ),
         ("OUTBOX_RELAY_ENABLED", options.relay_enabled.to_string()),
@@ -208,6 +244,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         .await
         .expect("feedback-svc starts");
     let port = app.port;
+    let management_port = app.management_port;
     let running = app.spawn();
     let db = Db::connect(
         &options.store.url(),
@@ -221,6 +258,15 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     .unwrap();
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
+        management: format!("http://127.0.0.1:{management_port}"),
+        service: key
+            .sign(&ServiceClaims::new(
+                JwtConfig::DEFAULT_ISSUER,
+                "retrain-worker",
+                &[service_auth::scopes::FEEDBACK_READ],
+                Duration::from_secs(300),
+            ))
+            .unwrap(),
         client: reqwest::Client::new(),
         _store: options.store,
         redis_prefix: prefix,
@@ -232,8 +278,26 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 }
 
 impl TestApp {
+    /// `path` on the port that serves it: the management port for `/internal/` and
+    /// `/metrics`, the public one otherwise.
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
+        if common::server::is_management_path(path.split('?').next().unwrap_or(path)) {
+            format!("{}{path}", self.management)
+        } else {
+            format!("{}{path}", self.address)
+        }
+    }
+
+    /// A service token of retrain-worker with these scopes.
+    pub fn service_token(&self, scopes: &[&str]) -> String {
+        self.key
+            .sign(&ServiceClaims::new(
+                JwtConfig::DEFAULT_ISSUER,
+                "retrain-worker",
+                scopes,
+                Duration::from_secs(300),
+            ))
+            .unwrap()
     }
 
     /// A user (or admin) with a valid access token.

@@ -36,7 +36,7 @@ async fn labelled_feedback_with_inputs_pages_by_cursor() {
         let page = app
             .get_ok(
                 &format!("/internal/feedback/labelled?after={cursor}&limit=2"),
-                None,
+                Some(&app.service),
             )
             .await;
         let items = page["items"].as_array().unwrap().clone();
@@ -65,11 +65,64 @@ async fn labelled_feedback_with_inputs_pages_by_cursor() {
     }
     for bad in ["?limit=0", "?limit=1001", "?after=-1", "?after=x"] {
         expect_error(
-            app.get(&format!("/internal/feedback/labelled{bad}"), None)
-                .await,
+            app.get(
+                &format!("/internal/feedback/labelled{bad}"),
+                Some(&app.service),
+            )
+            .await,
             400,
             "invalid_query",
         )
         .await;
     }
+}
+
+#[tokio::test]
+async fn labelled_feedback_needs_a_service_token_with_its_scope_on_the_management_port() {
+    let app = spawn_app().await;
+    let path = "/internal/feedback/labelled";
+    let ana = app.user("ana", Role::User);
+    let boss = app.user("boss", Role::Admin);
+    expect_error(app.get(path, None).await, 401, "missing_token").await;
+    expect_error(app.get(path, Some("not-a-jwt")).await, 401, "invalid_token").await;
+    for token in [&ana.token, &boss.token] {
+        expect_error(app.get(path, Some(token)).await, 403, "forbidden").await;
+    }
+    let wrong_scope = app.service_token(&[common::service_auth::scopes::PREDICTIONS_READ]);
+    expect_error(app.get(path, Some(&wrong_scope)).await, 403, "forbidden").await;
+    app.get_ok(path, Some(&app.service)).await;
+    // The public port has neither /internal/ nor /metrics; the management port has no public
+    // route.
+    let public = app
+        .client
+        .get(format!("{}{path}", app.address))
+        .bearer_auth(&app.service)
+        .send()
+        .await
+        .unwrap();
+    expect_error(public, 404, "not_found").await;
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap();
+    expect_error(metrics, 404, "not_found").await;
+    let encoded = app
+        .client
+        .get(format!("{}/%69nternal/feedback/labelled", app.address))
+        .bearer_auth(&app.service)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(encoded.status(), 404);
+    assert_eq!(app.get("/metrics", None).await.status(), 200);
+    let report = app
+        .client
+        .get(format!("{}/admin/report", app.management))
+        .bearer_auth(&boss.token)
+        .send()
+        .await
+        .unwrap();
+    expect_error(report, 404, "not_found").await;
 }

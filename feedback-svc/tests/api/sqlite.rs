@@ -61,7 +61,9 @@ async fn feedback_report_list_and_outbox_work_on_sqlite() {
         .await;
     assert_eq!(list["total"], 2);
     assert_eq!(list["items"][0]["prediction"], 1);
-    let labelled = app.get_ok("/internal/feedback/labelled", None).await;
+    let labelled = app
+        .get_ok("/internal/feedback/labelled", Some(&app.service))
+        .await;
     assert_eq!(labelled["items"].as_array().unwrap().len(), 1);
 
     // The outbox's claim runs on SQLite as well.

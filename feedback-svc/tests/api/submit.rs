@@ -60,7 +60,9 @@ async fn linked_feedback_keeps_the_predictions_input_model_and_version() {
             json!({"prediction": 5, "correct": false, "label": 6, "prediction_id": pid}),
         )
         .await;
-    let labelled = app.get_ok("/internal/feedback/labelled", None).await;
+    let labelled = app
+        .get_ok("/internal/feedback/labelled", Some(&app.service))
+        .await;
     let items = labelled["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["id"], id);

@@ -16,6 +16,7 @@ pub fn local(port: u16) -> CommonConfig {
     CommonConfig {
         mode: Mode::Development,
         bind_addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        management_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         shutdown_timeout_secs: 5,
         workers: 1,
     }
@@ -72,6 +73,8 @@ pub fn closed_port_url() -> String {
 
 pub struct TestGateway {
     pub url: String,
+    /// The management port: `/metrics`.
+    pub management_url: String,
     pub client: reqwest::Client,
     pub auth_key: SigningKeyPair,
     _db: TestDatabase,
@@ -187,6 +190,8 @@ pub async fn spawn_gateway_serving(
             username: ADMIN.0.into(),
             password: Secret::new(ADMIN.1),
         }),
+        service_clients: Default::default(),
+        service_token_ttl: Duration::from_secs(300),
     })
     .await
     .unwrap();
@@ -229,9 +234,11 @@ pub async fn spawn_gateway_serving(
     .await
     .unwrap();
     let url = format!("http://127.0.0.1:{}", gw.port);
+    let management_url = format!("http://127.0.0.1:{}", gw.management_port);
     gw.spawn();
     TestGateway {
         url,
+        management_url,
         client: reqwest::Client::new(),
         auth_key,
         _db: db,

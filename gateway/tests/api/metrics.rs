@@ -1,4 +1,5 @@
-//! `GET /metrics`: the Prometheus text of the process, counting what it served.
+//! `GET /metrics` on the management port: the Prometheus text of the process, counting what it
+//! served. The public port has no `/metrics`.
 
 use crate::helpers::*;
 use serde_json::json;
@@ -25,7 +26,12 @@ async fn metrics_count_the_requests_served_by_route_and_status() {
     }
     let r = gw.client.post(gw.at("/feedback")).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let r = gw.client.get(gw.at("/metrics")).send().await.unwrap();
+    let r = gw
+        .client
+        .get(format!("{}/metrics", gw.management_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(
         r.headers()["content-type"]
@@ -49,15 +55,32 @@ async fn metrics_count_the_requests_served_by_route_and_status() {
         Some(2.0)
     );
     assert!(text.contains("# TYPE http_request_duration_seconds histogram"));
-    // Through a proxy (the public Ingress), metrics are not there.
-    let relayed = gw
+    // The public port has no /metrics, relayed by a proxy or not; nor /internal/ (the gateway
+    // has none, and would never relay one).
+    for forwarded in [None, Some("203.0.113.7")] {
+        let mut request = gw.client.get(gw.at("/metrics"));
+        if let Some(ip) = forwarded {
+            request = request.header("x-forwarded-for", ip);
+        }
+        assert_error(request.send().await.unwrap(), 404, "not_found").await;
+    }
+    let internal = gw
         .client
-        .get(gw.at("/metrics"))
-        .header("x-forwarded-for", "203.0.113.7")
+        .get(gw.at("/internal/predictions/1"))
         .send()
         .await
         .unwrap();
-    assert_error(relayed, 404, "not_found").await;
+    assert_error(internal, 404, "not_found").await;
+    // The management port serves nothing public: no proxying from there.
+    let proxied = gw
+        .client
+        .post(format!("{}/feedback", gw.management_url))
+        .bearer_auth(&token)
+        .json(&json!({"prediction": 3, "correct": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(proxied, 404, "not_found").await;
     // auth-svc runs in this test's process too: its own routes, by pattern.
     assert!(
         value(

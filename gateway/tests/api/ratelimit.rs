@@ -64,7 +64,7 @@ async fn three_hundred_concurrent_requests_on_two_gateways_admit_exactly_the_quo
     // Both gateways run in this process: /metrics counts their decisions together.
     let text = a
         .client
-        .get(a.at("/metrics"))
+        .get(format!("{}/metrics", a.management_url))
         .send()
         .await
         .unwrap()

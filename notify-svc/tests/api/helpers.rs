@@ -105,6 +105,7 @@ impl World {
             common: CommonConfig {
                 mode: Mode::Development,
                 bind_addr: "127.0.0.1:0".parse().unwrap(),
+                management_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
                 shutdown_timeout_secs: 2,
                 workers: 2,
             },

@@ -1,5 +1,6 @@
 //! Service-to-service endpoints, never in the gateway's route table: registering a trained
-//! version (retrain-worker) and reading a served prediction (feedback-svc).
+//! version (retrain-worker) and reading a served prediction (feedback-svc). Each needs a
+//! service token with its scope (`common::service_auth`).
 
 use crate::db::versions::{self, NewVersion};
 use crate::engine::{BatchConfig, LoadedModel};
@@ -12,16 +13,38 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    use actix_web::middleware::from_fn;
+    use common::service_auth::{require, scopes};
+    // Each route checks the caller's service token for its scope before reading any body.
     cfg.service(
         web::scope("/internal")
             .app_data(common::http::json_config(64 * 1024 * 1024))
-            .route("/models/{name}/versions", web::post().to(register))
-            .route("/models/{name}/active", web::get().to(active))
-            .route(
-                "/models/{name}/versions/{version}/promote",
-                web::post().to(promote),
+            .service(
+                web::resource("/models/{name}/versions")
+                    .wrap(from_fn(|req, next| {
+                        require(scopes::MODELS_REGISTER, req, next)
+                    }))
+                    .route(web::post().to(register)),
             )
-            .route("/predictions/{id}", web::get().to(prediction)),
+            .service(
+                web::resource("/models/{name}/active")
+                    .wrap(from_fn(|req, next| require(scopes::MODELS_READ, req, next)))
+                    .route(web::get().to(active)),
+            )
+            .service(
+                web::resource("/models/{name}/versions/{version}/promote")
+                    .wrap(from_fn(|req, next| {
+                        require(scopes::MODELS_PROMOTE, req, next)
+                    }))
+                    .route(web::post().to(promote)),
+            )
+            .service(
+                web::resource("/predictions/{id}")
+                    .wrap(from_fn(|req, next| {
+                        require(scopes::PREDICTIONS_READ, req, next)
+                    }))
+                    .route(web::get().to(prediction)),
+            ),
     );
 }
 

@@ -1,5 +1,6 @@
 use common::config::{CommonConfig, JwtConfig, Mode, Secret};
 use common::jwt::{JwkSet, Role, SigningKeyPair};
+use common::service_auth::{ServiceClaims, scopes};
 use common::testing::{TestDatabase, claims, redis_prefix, redis_url, repo_root, serve_jwks};
 use predict_svc::engine::BatchConfig;
 use std::path::PathBuf;
@@ -48,9 +49,14 @@ impl Backing {
 
 pub struct TestApp {
     pub url: String,
+    /// Where `/internal/` and `/metrics` are served.
+    pub management_url: String,
     pub client: reqwest::Client,
     pub user: String,
     pub admin: String,
+    /// A service token with every internal scope.
+    pub service: String,
+    key: SigningKeyPair,
 }
 
 pub fn config(backing: &Backing, batch: BatchConfig) -> predict_svc::Config {
@@ -58,6 +64,7 @@ pub fn config(backing: &Backing, batch: BatchConfig) -> predict_svc::Config {
         common: CommonConfig {
             mode: Mode::Development,
             bind_addr: "127.0.0.1:0".parse().unwrap(),
+            management_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             shutdown_timeout_secs: 5,
             workers: 2,
         },
@@ -90,12 +97,16 @@ pub const BATCHING: BatchConfig = BatchConfig {
 pub async fn spawn_with(backing: &Backing, config: predict_svc::Config) -> TestApp {
     let server = predict_svc::build(config).await.unwrap();
     let url = format!("http://127.0.0.1:{}", server.port);
+    let management_url = format!("http://127.0.0.1:{}", server.management_port);
     server.spawn();
     TestApp {
         url,
+        management_url,
         client: reqwest::Client::new(),
         user: backing.key.sign(&claims("ana", Role::User)).unwrap(),
         admin: backing.key.sign(&claims("boss", Role::Admin)).unwrap(),
+        service: service_token(&backing.key, scopes::ALL),
+        key: backing.key.clone(),
     }
 }
 
@@ -105,9 +116,30 @@ pub async fn spawn_app() -> (TestApp, Backing) {
     (app, backing)
 }
 
+/// A service token of `retrain-worker` with these scopes, signed by the test's key.
+pub fn service_token(key: &SigningKeyPair, scopes: &[&str]) -> String {
+    key.sign(&ServiceClaims::new(
+        JwtConfig::DEFAULT_ISSUER,
+        "retrain-worker",
+        scopes,
+        Duration::from_secs(300),
+    ))
+    .unwrap()
+}
+
 impl TestApp {
     pub fn at(&self, path: &str) -> String {
         format!("{}{path}", self.url)
+    }
+
+    /// A URL on the management port.
+    pub fn internal(&self, path: &str) -> String {
+        format!("{}{path}", self.management_url)
+    }
+
+    /// A service token with only these scopes.
+    pub fn service_with(&self, scopes: &[&str]) -> String {
+        service_token(&self.key, scopes)
     }
 
     pub async fn upload(&self, version: &str, name: &str, bytes: Vec<u8>) -> reqwest::Response {

@@ -93,7 +93,8 @@ async fn a_served_prediction_can_be_read_back_for_feedback() {
     let id = r["prediction_id"].as_str().unwrap();
     let stored: Value = app
         .client
-        .get(app.at(&format!("/internal/predictions/{id}")))
+        .get(app.internal(&format!("/internal/predictions/{id}")))
+        .bearer_auth(&app.service)
         .send()
         .await
         .unwrap()
@@ -113,7 +114,8 @@ async fn a_served_prediction_can_be_read_back_for_feedback() {
     assert_eq!(input.len(), 784);
     let r = app
         .client
-        .get(app.at("/internal/predictions/nope"))
+        .get(app.internal("/internal/predictions/nope"))
+        .bearer_auth(&app.service)
         .send()
         .await
         .unwrap();

@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 pub async fn register(app: &TestApp, model: &str, job: &str) -> reqwest::Response {
     let bytes = std::fs::read(model_dir().join(format!("{model}.onnx"))).unwrap();
     app.client
-        .post(app.at(&format!("/internal/models/{model}/versions")))
+        .post(app.internal(&format!("/internal/models/{model}/versions")))
+        .bearer_auth(&app.service)
         .json(&json!({
             "artifact": STANDARD.encode(bytes),
             "metrics": {"accuracy": 0.99},
@@ -74,7 +75,8 @@ async fn the_registry_imports_registers_promotes_and_rolls_back() {
     assert_eq!(again["version"], 2);
     let junk = app
         .client
-        .post(app.at("/internal/models/mnist-cnn/versions"))
+        .post(app.internal("/internal/models/mnist-cnn/versions"))
+        .bearer_auth(&app.service)
         .json(&json!({"artifact": STANDARD.encode(b"not an onnx file")}))
         .send()
         .await
@@ -137,7 +139,8 @@ async fn a_retrain_job_reads_the_active_artifact_and_promotes_through_the_intern
     let (app, _backing) = spawn_app().await;
     let r = app
         .client
-        .get(app.at("/internal/models/mnist-mlp/active"))
+        .get(app.internal("/internal/models/mnist-mlp/active"))
+        .bearer_auth(&app.service)
         .send()
         .await
         .unwrap();
@@ -153,7 +156,8 @@ async fn a_retrain_job_reads_the_active_artifact_and_promotes_through_the_intern
     );
     let r = app
         .client
-        .get(app.at("/internal/models/mnist-unknown/active"))
+        .get(app.internal("/internal/models/mnist-unknown/active"))
+        .bearer_auth(&app.service)
         .send()
         .await
         .unwrap();
@@ -167,7 +171,8 @@ async fn a_retrain_job_reads_the_active_artifact_and_promotes_through_the_intern
     assert_eq!(v2["version"], 2);
     let promote = |v: i32| {
         app.client
-            .post(app.at(&format!("/internal/models/mnist-mlp/versions/{v}/promote")))
+            .post(app.internal(&format!("/internal/models/mnist-mlp/versions/{v}/promote")))
+            .bearer_auth(&app.service)
             .send()
     };
     let r = promote(2).await.unwrap();
@@ -190,7 +195,8 @@ async fn a_retrain_job_reads_the_active_artifact_and_promotes_through_the_intern
     assert_eq!(v3["version"], 3);
     let conditional = |v: i32, if_active: i32| {
         app.client
-            .post(app.at(&format!("/internal/models/mnist-mlp/versions/{v}/promote")))
+            .post(app.internal(&format!("/internal/models/mnist-mlp/versions/{v}/promote")))
+            .bearer_auth(&app.service)
             .json(&json!({"if_active": if_active}))
             .send()
     };
@@ -203,4 +209,105 @@ async fn a_retrain_job_reads_the_active_artifact_and_promotes_through_the_intern
     assert_eq!(conditional(3, 2).await.unwrap().status(), 200);
     // Already active: fine whatever the condition (a job that runs again).
     assert_eq!(conditional(3, 1).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn internal_routes_need_a_service_token_with_their_scope_on_the_management_port() {
+    use common::service_auth::scopes;
+    let (app, _backing) = spawn_app().await;
+    let cases = [
+        (
+            "GET",
+            "/internal/models/mnist-mlp/active",
+            scopes::MODELS_READ,
+        ),
+        (
+            "POST",
+            "/internal/models/mnist-mlp/versions/1/promote",
+            scopes::MODELS_PROMOTE,
+        ),
+        (
+            "POST",
+            "/internal/models/mnist-mlp/versions",
+            scopes::MODELS_REGISTER,
+        ),
+        (
+            "GET",
+            "/internal/predictions/nope",
+            scopes::PREDICTIONS_READ,
+        ),
+    ];
+    let send = |method: &str, url: String, token: Option<String>| {
+        let mut request = app.client.request(method.parse().unwrap(), url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    for (method, path, scope) in cases {
+        let url = app.internal(path);
+        assert_error(
+            send(method, url.clone(), None).await.unwrap(),
+            401,
+            "missing_token",
+        )
+        .await;
+        for token in [&app.user, &app.admin] {
+            let r = send(method, url.clone(), Some(token.clone()))
+                .await
+                .unwrap();
+            assert_error(r, 403, "forbidden").await;
+        }
+        let others: Vec<&str> = scopes::ALL
+            .iter()
+            .copied()
+            .filter(|s| *s != scope)
+            .collect();
+        let r = send(method, url.clone(), Some(app.service_with(&others)))
+            .await
+            .unwrap();
+        assert_error(r, 403, "forbidden").await;
+        // Past the guard: the route's own answer (a body error for a bodiless registration,
+        // an unknown prediction, or success).
+        let r = send(method, url, Some(app.service_with(&[scope])))
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        assert!(
+            matches!(status, 200 | 400 | 404 | 415),
+            "{method} {path}: {status}"
+        );
+        if path.ends_with("/active") || path.ends_with("/promote") {
+            assert_eq!(status, 200, "{method} {path}");
+        }
+        // The public port has no /internal/ at all.
+        let r = send(method, app.at(path), Some(app.service.clone()))
+            .await
+            .unwrap();
+        assert_error(r, 404, "not_found").await;
+    }
+    let r = app.client.get(app.at("/metrics")).send().await.unwrap();
+    assert_error(r, 404, "not_found").await;
+    let r = app
+        .client
+        .get(app.internal("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The management port serves no public route.
+    let png = digits::grid_to_png(&mnist_test().images[0]).unwrap();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(png).file_name("d.png"),
+    );
+    let r = app
+        .client
+        .post(app.internal("/api/v1/predict"))
+        .bearer_auth(&app.user)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 404, "not_found").await;
 }

@@ -158,7 +158,10 @@ async fn a_candidate_is_not_promoted_over_a_version_promoted_while_it_trained() 
 async fn a_job_whose_predict_svc_cannot_be_reached_fails_with_the_reason() {
     let cluster = Cluster::start().await;
     let worker = cluster
-        .worker("nowhere", &[("PREDICT_URL", "http://127.0.0.1:9/nowhere")])
+        .worker(
+            "nowhere",
+            &[("PREDICT_INTERNAL_URL", "http://127.0.0.1:9/nowhere")],
+        )
         .await;
     let posted = cluster
         .post_job(&worker.url, json!({"model": "mnist-mlp", "epochs": 1}))

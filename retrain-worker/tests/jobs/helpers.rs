@@ -1,8 +1,9 @@
 use common::bus::{Envelope, EventBus, RedisBus};
 use common::config::Env;
-use common::jwt::{JwkSet, Role, SigningKeyPair};
+use common::jwt::{Role, SigningKeyPair};
 use common::kv::Redis;
-use common::testing::{TestDatabase, claims, redis_prefix, redis_url, repo_root, serve_jwks};
+use common::service_auth::{CALLERS, ServiceClaims, scopes};
+use common::testing::{TestDatabase, claims, redis_prefix, redis_url, repo_root, serve_auth};
 use futures_util::StreamExt;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -16,13 +17,23 @@ fn path_from_env(var: &str, default: &str) -> String {
         .to_string()
 }
 
+/// The services' client secrets at the test's token endpoint.
+const RETRAIN_SECRET: &str = "retrain-worker-test-secret-0123456789abcdef";
+const FEEDBACK_SECRET: &str = "feedback-svc-test-secret-0123456789abcdef";
+
 /// predict-svc and feedback-svc on one fresh database and Redis namespace, ready for workers.
 pub struct Cluster {
     pub db: TestDatabase,
     pub prefix: String,
-    pub jwks_url: String,
+    /// The stand-in auth-svc issuing service tokens.
+    pub auth_url: String,
+    /// predict-svc's public port.
     pub predict_url: String,
-    pub feedback_url: String,
+    /// predict-svc's management port (`/internal/`).
+    pub predict_internal_url: String,
+    pub feedback_internal_url: String,
+    /// A service token with every internal scope.
+    pub service: String,
     pub admin: String,
     pub user: String,
     pub client: reqwest::Client,
@@ -38,15 +49,17 @@ pub struct InProcess {
 fn vars_for(
     db_url: &str,
     prefix: &str,
-    jwks_url: &str,
+    auth_url: &str,
     extra: &[(&str, &str)],
 ) -> Vec<(String, String)> {
+    let jwks_url = format!("{auth_url}/.well-known/jwks.json");
     let mut vars: Vec<(String, String)> = [
         ("BIND_ADDR", "127.0.0.1:0"),
         ("APP_ENV", "development"),
         ("DATABASE_URL", db_url),
         ("REDIS_PREFIX", prefix),
-        ("AUTH_JWKS_URL", jwks_url),
+        ("AUTH_JWKS_URL", &jwks_url),
+        ("AUTH_URL", auth_url),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -65,10 +78,19 @@ impl Cluster {
         let db = TestDatabase::create();
         let prefix = redis_prefix();
         let key = SigningKeyPair::generate().unwrap();
-        let jwks_url = serve_jwks(JwkSet {
-            keys: vec![key.jwk()],
-        });
-        let vars = |extra: &[(&str, &str)]| vars_for(&db.url, &prefix, &jwks_url, extra);
+        let scopes_of = |id: &str| CALLERS.iter().find(|(c, _)| *c == id).unwrap().1;
+        let auth_url = serve_auth(
+            &key,
+            &[
+                (
+                    "retrain-worker",
+                    RETRAIN_SECRET,
+                    scopes_of("retrain-worker"),
+                ),
+                ("feedback-svc", FEEDBACK_SECRET, scopes_of("feedback-svc")),
+            ],
+        );
+        let vars = |extra: &[(&str, &str)]| vars_for(&db.url, &prefix, &auth_url, extra);
         let ort = path_from_env(
             "ORT_DYLIB_PATH",
             "assets/onnxruntime/libonnxruntime.so.1.31.1",
@@ -84,20 +106,35 @@ impl Cluster {
         .await
         .unwrap();
         let predict_url = format!("http://127.0.0.1:{}", predict.port);
+        let predict_internal_url = format!("http://127.0.0.1:{}", predict.management_port);
         predict.spawn();
         let feedback = feedback_svc::build(
-            feedback_svc::Config::from_env(env_of(vars(&[("PREDICT_URL", &predict_url)]))).unwrap(),
+            feedback_svc::Config::from_env(env_of(vars(&[
+                ("PREDICT_INTERNAL_URL", &predict_internal_url),
+                ("SERVICE_CLIENT_SECRET", FEEDBACK_SECRET),
+            ])))
+            .unwrap(),
         )
         .await
         .unwrap();
-        let feedback_url = format!("http://127.0.0.1:{}", feedback.port);
+        let feedback_internal_url = format!("http://127.0.0.1:{}", feedback.management_port);
         let feedback = feedback.spawn();
+        let service = key
+            .sign(&ServiceClaims::new(
+                common::config::JwtConfig::DEFAULT_ISSUER,
+                "retrain-worker",
+                scopes::ALL,
+                Duration::from_secs(300),
+            ))
+            .unwrap();
         Cluster {
             db,
             prefix,
-            jwks_url,
+            auth_url,
             predict_url,
-            feedback_url,
+            predict_internal_url,
+            feedback_internal_url,
+            service,
             admin: key.sign(&claims("boss", Role::Admin)).unwrap(),
             user: key.sign(&claims("ana", Role::User)).unwrap(),
             client: reqwest::Client::new(),
@@ -107,15 +144,16 @@ impl Cluster {
 
     /// The variables every service of this cluster reads, plus `extra`.
     pub fn vars(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-        vars_for(&self.db.url, &self.prefix, &self.jwks_url, extra)
+        vars_for(&self.db.url, &self.prefix, &self.auth_url, extra)
     }
 
     /// A worker's variables: this cluster's services, MNIST, a short reclaim time for tests.
     pub fn worker_vars(&self, consumer: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         let mnist = path_from_env("MNIST_DIR", "assets/mnist");
         let mut base: Vec<(&str, &str)> = vec![
-            ("PREDICT_URL", &self.predict_url),
-            ("FEEDBACK_URL", &self.feedback_url),
+            ("PREDICT_INTERNAL_URL", &self.predict_internal_url),
+            ("FEEDBACK_INTERNAL_URL", &self.feedback_internal_url),
+            ("SERVICE_CLIENT_SECRET", RETRAIN_SECRET),
             ("MNIST_DIR", &mnist),
             ("RETRAIN_CONSUMER", consumer),
             ("RETRAIN_RECLAIM_IDLE_SECS", "2"),
@@ -218,8 +256,9 @@ impl Cluster {
             .client
             .post(format!(
                 "{}/internal/models/{model}/versions",
-                self.predict_url
+                self.predict_internal_url
             ))
+            .bearer_auth(&self.service)
             .json(&serde_json::json!({
                 "artifact": base64::engine::general_purpose::STANDARD.encode(bytes),
                 "source_job_id": source,
@@ -238,8 +277,9 @@ impl Cluster {
             .client
             .post(format!(
                 "{}/internal/models/{model}/versions/{version}/promote",
-                self.predict_url
+                self.predict_internal_url
             ))
+            .bearer_auth(&self.service)
             .send()
             .await
             .unwrap();

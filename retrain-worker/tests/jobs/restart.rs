@@ -59,8 +59,8 @@ async fn jobs_a_previous_run_left_unfinished_are_queued_again_at_start() {
         ("DATABASE_URL", database_url.as_str()),
         ("REDIS_URL", redis_url.as_str()),
         ("AUTH_JWKS_URL", "http://127.0.0.1:9/.well-known/jwks.json"),
-        ("PREDICT_URL", "http://127.0.0.1:9"),
-        ("FEEDBACK_URL", "http://127.0.0.1:9"),
+        ("PREDICT_INTERNAL_URL", "http://127.0.0.1:9"),
+        ("FEEDBACK_INTERNAL_URL", "http://127.0.0.1:9"),
         // No worker: the queue is read below instead.
         ("RETRAIN_WORKER_ENABLED", "false"),
     ]
