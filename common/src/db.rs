@@ -343,20 +343,31 @@ impl Db {
         sqlite: EmbeddedMigrations,
     ) -> Result<Vec<String>, DbError> {
         self.run(move |conn| {
-            let applied = match conn {
+            let (versions, known) = match conn {
                 DbConnection::Pg(c) => {
+                    let known = migration_names::<diesel::pg::Pg>(&postgres)?;
                     c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
                     let applied = c
                         .run_pending_migrations(postgres)
                         .map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>());
                     c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))?;
-                    applied
+                    (applied, known)
                 }
-                DbConnection::Sqlite(c) => c
-                    .run_pending_migrations(sqlite)
-                    .map(|v| v.iter().map(ToString::to_string).collect()),
-            }
-            .map_err(|e| DbError::Migration(e.to_string()))?;
+                DbConnection::Sqlite(c) => {
+                    let known = migration_names::<diesel::sqlite::Sqlite>(&sqlite)?;
+                    let applied = c
+                        .run_pending_migrations(sqlite)
+                        .map(|v| v.iter().map(ToString::to_string).collect());
+                    (applied, known)
+                }
+            };
+            let versions = versions.map_err(|e| DbError::Migration(e.to_string()))?;
+            // By name (`2026-11-28-000001_auth_init`), as the migrations' directories read.
+            let applied: Vec<String> = known
+                .into_iter()
+                .filter(|(version, _)| versions.contains(version))
+                .map(|(_, name)| name)
+                .collect();
             if !applied.is_empty() {
                 tracing::info!(applied = applied.join(", "), "database migrations applied");
             }

@@ -75,18 +75,12 @@ pub async fn run(service: &str, schema: Schema, mut env: Env) -> anyhow::Result<
         schema.sqlite,
     )
     .await?;
+    // What was applied is logged by `Db::migrate`.
     if applied.is_empty() {
         tracing::info!(
             service,
             schema = schema.name,
             "schema up to date: no migration to apply"
-        );
-    } else {
-        tracing::info!(
-            service,
-            schema = schema.name,
-            applied = applied.join(", "),
-            "migrations applied"
         );
     }
     Ok(applied)

@@ -6,6 +6,7 @@ mod admin;
 mod health;
 mod helpers;
 mod login;
+mod migrate;
 mod refresh;
 mod register;
 mod shutdown;
