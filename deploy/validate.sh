@@ -154,7 +154,7 @@ otel_config_in_sync() {
 # Each overlay rendered with kubectl's kustomize, then every object checked against the
 # Kubernetes OpenAPI schemas, strictly (unknown fields are errors).
 kustomize_overlay() {
-    local overlay=$1 out="$work/$1.yaml" version
+    local overlay=$1 out="$work/${1//\//-}.yaml" version
     "$(bin kubectl)" kustomize "k8s/overlays/$overlay" >"$out" || return 1
     for version in $KUBE_VERSIONS; do
         "$(bin kubernetes-validate)" --kubernetes-version "$version" --strict --quiet "$out" ||
@@ -178,7 +178,7 @@ check "compose schema (check-jsonschema vendor.compose-spec)" compose_schema
 check "docker-compose config (.env.example)" compose_config
 check ".env.example lists every variable" env_example_complete
 check "otel-collector config copies identical" otel_config_in_sync
-for overlay in dev prod; do
+for overlay in dev prod dev/migrate prod/migrate; do
     check "kustomize k8s/overlays/$overlay + kubernetes-validate ($KUBE_VERSIONS)" \
         kustomize_overlay "$overlay"
 done

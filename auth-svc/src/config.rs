@@ -12,6 +12,9 @@ pub struct AdminBootstrap {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
+    /// `MIGRATE_ON_START`: apply the schema's migrations at start (development default), or
+    /// only check they were applied by the `migrate` command (`common::migrate`).
+    pub migrate_on_start: bool,
     pub database_url: Secret,
     pub signing_key: SigningKeyPair,
     pub issuer: String,
@@ -31,6 +34,7 @@ pub const DEFAULT_PORT: u16 = 8081;
 impl Config {
     pub fn from_env(mut env: Env) -> Result<Self, common::config::ConfigError> {
         let common = CommonConfig::read(&mut env, DEFAULT_PORT);
+        let migrate_on_start = common::migrate::on_start(&mut env, common.mode);
         let database_url: Secret = env.required("DATABASE_URL");
         common::config::check_url_secret(
             &mut env,
@@ -55,6 +59,7 @@ impl Config {
         let key = signing_key.unwrap_or_else(|| SigningKeyPair::from_seed([0; 32]));
         let config = Config {
             common,
+            migrate_on_start,
             database_url,
             signing_key: key,
             issuer,

@@ -25,6 +25,7 @@ pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
         config.database_url.expose(),
         "auth",
         config.common.mode,
+        config.migrate_on_start,
         db::POSTGRES_MIGRATIONS,
         db::SQLITE_MIGRATIONS,
     )

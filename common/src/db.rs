@@ -84,6 +84,18 @@ pub enum DbError {
     PoolTimeout(String),
     #[error("migrations failed: {0}")]
     Migration(String),
+    #[error(
+        "the `{schema}` schema is behind this version of the service: {} pending migration(s): {}. \
+         Apply them first with the service's `migrate` command (the migrate Job or the compose \
+         `migrate` service; docs/deploy.md, \"Migrations\"), or set MIGRATE_ON_START=true to let \
+         the service apply them itself",
+        .pending.len(),
+        .pending.join(", ")
+    )]
+    PendingMigrations {
+        schema: String,
+        pending: Vec<String>,
+    },
     #[error(transparent)]
     Query(#[from] diesel::result::Error),
     #[error("database task failed: {0}")]
@@ -234,25 +246,59 @@ impl Db {
     }
 
     /// A service's database: connects (creating the database in development mode), attaches
-    /// or uses the service's own `schema`, and applies its migrations.
+    /// or uses the service's own `schema`, then either applies its migrations
+    /// (`migrate_on_start`, as in development) or only checks that they have all been applied,
+    /// refusing to start with [`DbError::PendingMigrations`] otherwise: in production the schema
+    /// is changed by the `migrate` command before a rollout, not by the replicas that serve.
     pub async fn open_service(
+        url: &str,
+        schema: &str,
+        mode: crate::config::Mode,
+        migrate_on_start: bool,
+        postgres: EmbeddedMigrations,
+        sqlite: EmbeddedMigrations,
+    ) -> Result<Db, DbError> {
+        let db = Db::connect(url, Self::service_options(schema, mode)).await?;
+        if migrate_on_start {
+            db.migrate(postgres, sqlite).await?;
+        } else {
+            let pending = db.pending_migrations(postgres, sqlite).await?;
+            if !pending.is_empty() {
+                return Err(DbError::PendingMigrations {
+                    schema: schema.to_owned(),
+                    pending,
+                });
+            }
+        }
+        Ok(db)
+    }
+
+    /// The `migrate` command of a service: connects as [`Db::open_service`] does, applies the
+    /// schema's pending migrations and returns their names (none when it was up to date).
+    pub async fn migrate_service(
         url: &str,
         schema: &str,
         mode: crate::config::Mode,
         postgres: EmbeddedMigrations,
         sqlite: EmbeddedMigrations,
-    ) -> Result<Db, DbError> {
+    ) -> Result<Vec<String>, DbError> {
         let db = Db::connect(
             url,
             PoolOptions {
-                schemas: vec![schema.to_owned()],
-                create_database: mode.is_development(),
-                ..Default::default()
+                max_size: 1,
+                ..Self::service_options(schema, mode)
             },
         )
         .await?;
-        db.migrate(postgres, sqlite).await?;
-        Ok(db)
+        db.migrate(postgres, sqlite).await
+    }
+
+    fn service_options(schema: &str, mode: crate::config::Mode) -> PoolOptions {
+        PoolOptions {
+            schemas: vec![schema.to_owned()],
+            create_database: mode.is_development(),
+            ..Default::default()
+        }
     }
 
     pub fn backend(&self) -> Backend {
@@ -285,31 +331,78 @@ impl Db {
         .map_err(|e| E::from(DbError::Task(e.to_string())))?
     }
 
-    /// Applies the service's pending migrations: one set per backend, since DDL differs.
+    /// Applies the service's pending migrations (one set per backend, since DDL differs) and
+    /// returns the names of those it applied.
     ///
-    /// On PostgreSQL the migrations run under an advisory lock, so replicas starting together
-    /// (a Deployment scaled up, a worker and its API replica) migrate one after the other
-    /// instead of racing to create the same tables.
+    /// On PostgreSQL the migrations run under an advisory lock, so two migrations started
+    /// together (a migrate Job re-run while replicas with `MIGRATE_ON_START=true` start)
+    /// run one after the other instead of racing to create the same tables.
     pub async fn migrate(
         &self,
         postgres: EmbeddedMigrations,
         sqlite: EmbeddedMigrations,
-    ) -> Result<(), DbError> {
+    ) -> Result<Vec<String>, DbError> {
         self.run(move |conn| {
-            let applied = match conn {
+            let (versions, known) = match conn {
                 DbConnection::Pg(c) => {
+                    let known = migration_names::<diesel::pg::Pg>(&postgres)?;
                     c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
-                    let applied = c.run_pending_migrations(postgres).map(|v| v.len());
+                    let applied = c
+                        .run_pending_migrations(postgres)
+                        .map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>());
                     c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))?;
-                    applied
+                    (applied, known)
                 }
-                DbConnection::Sqlite(c) => c.run_pending_migrations(sqlite).map(|v| v.len()),
+                DbConnection::Sqlite(c) => {
+                    let known = migration_names::<diesel::sqlite::Sqlite>(&sqlite)?;
+                    let applied = c
+                        .run_pending_migrations(sqlite)
+                        .map(|v| v.iter().map(ToString::to_string).collect());
+                    (applied, known)
+                }
+            };
+            let versions = versions.map_err(|e| DbError::Migration(e.to_string()))?;
+            // By name (`2026-11-28-000001_auth_init`), as the migrations' directories read.
+            let applied: Vec<String> = known
+                .into_iter()
+                .filter(|(version, _)| versions.contains(version))
+                .map(|(_, name)| name)
+                .collect();
+            if !applied.is_empty() {
+                tracing::info!(applied = applied.join(", "), "database migrations applied");
             }
-            .map_err(|e| DbError::Migration(e.to_string()))?;
-            if applied > 0 {
-                tracing::info!(applied, "database migrations applied");
-            }
-            Ok::<_, DbError>(())
+            Ok::<_, DbError>(applied)
+        })
+        .await
+    }
+
+    /// The names of the migrations this build carries that the database has not applied, in
+    /// order. Read-only: unlike diesel's own harness, it never creates diesel's bookkeeping
+    /// table, so a role without any CREATE right can run it. Versions the database has and
+    /// this build does not (a newer release's expand step) are not a problem: see
+    /// docs/deploy.md, "Changing the schema".
+    pub async fn pending_migrations(
+        &self,
+        postgres: EmbeddedMigrations,
+        sqlite: EmbeddedMigrations,
+    ) -> Result<Vec<String>, DbError> {
+        use diesel::RunQueryDsl;
+        self.run(move |conn| {
+            let (applied, known) = match conn {
+                DbConnection::Pg(c) => (
+                    applied_versions(diesel::sql_query(APPLIED_VERSIONS).load(c))?,
+                    migration_names::<diesel::pg::Pg>(&postgres)?,
+                ),
+                DbConnection::Sqlite(c) => (
+                    applied_versions(diesel::sql_query(APPLIED_VERSIONS).load(c))?,
+                    migration_names::<diesel::sqlite::Sqlite>(&sqlite)?,
+                ),
+            };
+            Ok(known
+                .into_iter()
+                .filter(|(version, _)| !applied.contains(version))
+                .map(|(_, name)| name)
+                .collect())
         })
         .await
     }
@@ -319,6 +412,48 @@ impl Db {
         self.run(|conn| conn.batch_execute("SELECT 1").map_err(DbError::from))
             .await
     }
+}
+
+/// diesel's bookkeeping table: one row per applied migration version (of every service, since
+/// they share one database; their versions differ).
+#[derive(diesel::QueryableByName)]
+struct AppliedVersion {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    version: String,
+}
+
+/// Reads diesel's bookkeeping table, which a role without CREATE rights can do.
+const APPLIED_VERSIONS: &str = "SELECT version FROM __diesel_schema_migrations";
+
+/// The versions read by [`APPLIED_VERSIONS`]; none when the table does not exist yet.
+fn applied_versions(
+    rows: diesel::QueryResult<Vec<AppliedVersion>>,
+) -> Result<std::collections::HashSet<String>, DbError> {
+    match rows {
+        Ok(rows) => Ok(rows.into_iter().map(|r| r.version).collect()),
+        // PostgreSQL: `relation "…" does not exist`; SQLite: `no such table: …`.
+        Err(diesel::result::Error::DatabaseError(_, info))
+            if info.message().contains("does not exist")
+                || info.message().contains("no such table") =>
+        {
+            Ok(Default::default())
+        }
+        Err(e) => Err(DbError::Query(e)),
+    }
+}
+
+/// The (version, name) of each embedded migration, in order.
+fn migration_names<DB: diesel::backend::Backend>(
+    source: &EmbeddedMigrations,
+) -> Result<Vec<(String, String)>, DbError> {
+    use diesel::migration::MigrationSource;
+    let mut migrations = MigrationSource::<DB>::migrations(source)
+        .map_err(|e| DbError::Migration(e.to_string()))?
+        .iter()
+        .map(|m| (m.name().version().to_string(), m.name().to_string()))
+        .collect::<Vec<_>>();
+    migrations.sort();
+    Ok(migrations)
 }
 
 /// Splits a PostgreSQL URL into the part before the database name, the name and the query.

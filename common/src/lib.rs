@@ -12,6 +12,7 @@ pub mod jwt;
 pub mod kv;
 pub mod memory;
 pub mod metrics;
+pub mod migrate;
 pub mod queue;
 pub mod ratelimit;
 pub mod server;

@@ -78,6 +78,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         config.database_url.expose(),
         "feedback",
         config.common.mode,
+        config.migrate_on_start,
         db::POSTGRES_MIGRATIONS,
         db::SQLITE_MIGRATIONS,
     )

@@ -8,6 +8,9 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
+    /// `MIGRATE_ON_START`: apply the schema's migrations at start (development default), or
+    /// only check they were applied by the `migrate` command (`common::migrate`).
+    pub migrate_on_start: bool,
     pub database_url: Secret,
     pub redis_url: String,
     /// Namespace of every Redis key and channel (empty in a deployment, unique per test).
@@ -36,6 +39,7 @@ pub const DEFAULT_PORT: u16 = 8082;
 impl Config {
     pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
         let common = CommonConfig::read(&mut env, DEFAULT_PORT);
+        let migrate_on_start = common::migrate::on_start(&mut env, common.mode);
         let database_url: Secret = env.required("DATABASE_URL");
         common::config::check_url_secret(
             &mut env,
@@ -79,6 +83,7 @@ impl Config {
         env.finish()?;
         Ok(Config {
             common,
+            migrate_on_start,
             database_url,
             redis_url,
             redis_prefix,

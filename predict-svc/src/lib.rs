@@ -32,6 +32,7 @@ pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
         config.database_url.expose(),
         "models",
         config.common.mode,
+        config.migrate_on_start,
         db::POSTGRES_MIGRATIONS,
         db::SQLITE_MIGRATIONS,
     )

@@ -116,6 +116,11 @@ impl System {
         if settings.get("APP_ENV").is_none() {
             vars.insert("APP_ENV".into(), "development".into());
         }
+        // One process holds every replica there is: no old code can be serving while the schema
+        // changes, so the services migrate at start whatever the mode (unless told otherwise).
+        if settings.get("MIGRATE_ON_START").is_none() {
+            vars.insert("MIGRATE_ON_START".into(), "true".into());
+        }
         let mode = Env::from_map(vars.clone()).mode();
 
         let database_url = match settings.get("DATABASE_URL") {

@@ -7,6 +7,7 @@ mod health;
 mod helpers;
 mod login;
 mod logout;
+mod migrate;
 mod refresh;
 mod register;
 mod service_tokens;

@@ -179,6 +179,7 @@ pub async fn spawn_gateway_serving(
     let auth_key = SigningKeyPair::generate().unwrap();
     let auth = auth_svc::build(auth_svc::Config {
         common: local(0),
+        migrate_on_start: true,
         database_url: Secret::new(db.url.clone()),
         signing_key: auth_key.clone(),
         issuer: JwtConfig::DEFAULT_ISSUER.into(),

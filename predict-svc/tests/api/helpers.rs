@@ -68,6 +68,7 @@ pub fn config(backing: &Backing, batch: BatchConfig) -> predict_svc::Config {
             shutdown_timeout_secs: 5,
             workers: 2,
         },
+        migrate_on_start: true,
         database_url: Secret::new(backing.db.url.clone()),
         redis_url: redis_url(),
         redis_prefix: backing.prefix.clone(),

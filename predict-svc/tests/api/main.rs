@@ -3,6 +3,7 @@
 //! by `cargo xtask train` from real MNIST digits.
 
 mod batching;
+mod bounded_redis;
 mod budget;
 mod helpers;
 mod oip;

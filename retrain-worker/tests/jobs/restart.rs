@@ -37,6 +37,7 @@ async fn jobs_a_previous_run_left_unfinished_are_queued_again_at_start() {
         &database_url,
         "retrain",
         Mode::Development,
+        true,
         retrain_worker::db::POSTGRES_MIGRATIONS,
         retrain_worker::db::SQLITE_MIGRATIONS,
     )
