@@ -271,6 +271,7 @@ impl End {
                 reason: Utf8Bytes::from_static(why),
             })
         };
+        let client_closed = matches!(self, End::ClientClosed(..));
         let (upstream_close, client_close, wait) = match self {
             End::ClientClosed(reason, up) => {
                 let frame = reason.as_ref().map(close_frame);
@@ -320,11 +321,13 @@ impl End {
         if let Some((mut up, frame)) = upstream_close {
             let _ = tokio::time::timeout(CLOSE_GRACE, async {
                 let _ = up.close(frame).await;
-                // Until notify-svc's echo: once the client sees its close answered, notify-svc
-                // has let go of the socket (and of the user's slot).
-                while let Some(Ok(msg)) = up.next().await {
-                    if msg.is_close() {
-                        break;
+                // The client's own close waits for notify-svc's echo: once the client sees its
+                // close answered, notify-svc has let go of the socket (and of the user's slot).
+                if client_closed {
+                    while let Some(Ok(msg)) = up.next().await {
+                        if msg.is_close() {
+                            break;
+                        }
                     }
                 }
             })
