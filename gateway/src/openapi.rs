@@ -115,6 +115,20 @@ mod tests {
     }
 
     #[test]
+    fn the_websocket_states_its_refusals() {
+        let doc = document();
+        let op = &doc["paths"]["/ws"]["get"];
+        assert!(needs_token(&doc, op));
+        // 401 without a valid token, 403 for a non-admin, 429 over the rate limits or the
+        // per-user socket cap: all before the upgrade.
+        for status in ["101", "400", "401", "403", "429", "503"] {
+            assert!(op["responses"][status].is_object(), "/ws: no {status}");
+        }
+        let described = op["responses"]["429"]["description"].as_str().unwrap();
+        assert!(described.contains("rate_limited") && described.contains("too_many_sockets"));
+    }
+
+    #[test]
     fn every_schema_reference_resolves() {
         let doc = document();
         fn walk(v: &Value, doc: &Value, refs: &mut usize) {

@@ -1,9 +1,13 @@
 //! `GET /ws`: the admin WebSocket, proxied to notify-svc.
 //!
 //! The gateway checks the token itself (header, or `?access_token=` for browsers) and refuses
-//! with 401 JSON before any upgrade; any role passes, notify-svc decides about rooms. It then
-//! opens the upstream socket before answering the client, so a notify-svc that is down is a 502
-//! JSON answer rather than a socket that closes at once. Frames are relayed both ways (text,
+//! before any upgrade: 401 JSON without a valid token, 403 for anyone but an admin, 429 when
+//! the upgrade is over the client's rate limits (the upgrade counts like any request: route
+//! `/ws`, the default limits unless `RATE_LIMIT_ROUTES` names it). It then opens the upstream
+//! socket before answering the client, so a notify-svc that is down is a 502 JSON answer rather
+//! than a socket that closes at once, and notify-svc's own refusals (429 when the admin holds
+//! `WS_MAX_CONNECTIONS_PER_USER` sockets there, 503 when it is full) come back as they are:
+//! notify-svc holds the sockets, so it counts them, and each client socket here is one there. Frames are relayed both ways (text,
 //! binary, ping, pong, close). The token travels upstream as a header; of the query only
 //! `last_event_id` is passed on.
 //!
@@ -14,10 +18,11 @@
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::proxy::{REQUEST_ID, request_id};
+use crate::ratelimit::Verdict;
 use crate::routes::Upstream;
 use crate::state::GatewayState;
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Closed, Session};
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -46,6 +51,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(20);
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// The payload of the gateway's own pings, whose pongs are not relayed.
 const GATEWAY_PING: &[u8] = b"gateway";
+/// The path, also the rate limits' route name.
+pub const PATH: &str = "/ws";
 
 /// Where `/ws` goes.
 pub struct WsProxy {
@@ -165,6 +172,32 @@ pub async fn proxy(
         .verify(&token)
         .await
         .map_err(|e| refused(GatewayError::Token(e)))?;
+    if !claims.is_admin() {
+        tracing::info!(user = %claims.name, "a non-admin asked for the admins' WebSocket");
+        return Err(refused(GatewayError::Forbidden));
+    }
+    let limit_headers = match state
+        .rate_limiter
+        .check(PATH, PATH, &format!("user:{}", claims.sub))
+        .await
+    {
+        Verdict::Unlimited => vec![],
+        Verdict::Allowed(headers) => headers,
+        Verdict::Refused {
+            headers,
+            retry_after,
+            message,
+        } => {
+            // With its Retry-After and RateLimit headers, as every other route's.
+            let e = GatewayError::RateLimited {
+                message,
+                retry_after,
+                headers,
+            };
+            return Ok(e.error_response());
+        }
+        Verdict::Unavailable => return Err(refused(GatewayError::RateLimitUnavailable)),
+    };
     let (mut response, session, client) = actix_ws::handle(&req, body).map_err(|_| {
         ApiError::bad_request(
             "websocket_required",
@@ -177,10 +210,15 @@ pub async fn proxy(
         Err(Ok(answer)) => return Ok(answer),
         Err(Err(e)) => return Err(refused(e)),
     };
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static(REQUEST_ID), v);
+    let headers = limit_headers
+        .into_iter()
+        .chain(std::iter::once((REQUEST_ID, request_id.clone())));
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static(name), v);
+        }
     }
     tracing::info!(request_id, user = %claims.name, "websocket proxied to notify-svc");
     let client = client
@@ -233,6 +271,7 @@ impl End {
                 reason: Utf8Bytes::from_static(why),
             })
         };
+        let client_closed = matches!(self, End::ClientClosed(..));
         let (upstream_close, client_close, wait) = match self {
             End::ClientClosed(reason, up) => {
                 let frame = reason.as_ref().map(close_frame);
@@ -280,7 +319,19 @@ impl End {
             ),
         };
         if let Some((mut up, frame)) = upstream_close {
-            let _ = tokio::time::timeout(CLOSE_GRACE, up.close(frame)).await;
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                let _ = up.close(frame).await;
+                // The client's own close waits for notify-svc's echo: once the client sees its
+                // close answered, notify-svc has let go of the socket (and of the user's slot).
+                if client_closed {
+                    while let Some(Ok(msg)) = up.next().await {
+                        if msg.is_close() {
+                            break;
+                        }
+                    }
+                }
+            })
+            .await;
         }
         if let Some(reason) = client_close {
             let _ = tokio::time::timeout(wait, session.close(reason)).await;
@@ -322,6 +373,24 @@ async fn bounded<E>(send: impl Future<Output = Result<(), E>>) -> Result<(), boo
     }
 }
 
+/// notify-svc stopped taking frames: when it closed the socket (a client over its message
+/// budget gets 1008), its close frame is passed on rather than a 1001.
+async fn upstream_gone(mut upstream: UpstreamSocket) -> End {
+    let read = tokio::time::timeout(CLOSE_GRACE, async {
+        while let Some(Ok(msg)) = upstream.next().await {
+            if let Message::Close(frame) = msg {
+                return Some(frame);
+            }
+        }
+        None
+    })
+    .await;
+    match read {
+        Ok(Some(frame)) => End::UpstreamClosed(frame, upstream),
+        _ => End::UpstreamLost,
+    }
+}
+
 async fn relay(
     mut session: Session,
     mut client: actix_ws::AggregatedMessageStream,
@@ -357,7 +426,7 @@ async fn relay(
                     AggregatedMessage::Close(reason) => return End::ClientClosed(reason, upstream),
                 };
                 if bounded(upstream.send(forward)).await.is_err() {
-                    return End::UpstreamLost;
+                    return upstream_gone(upstream).await;
                 }
             }
             Step::Upstream(None) | Step::Upstream(Some(Err(_))) => return End::UpstreamLost,

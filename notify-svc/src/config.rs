@@ -25,6 +25,13 @@ pub struct WsSettings {
     pub replay_limit: usize,
     /// Open sockets per process; more are refused with 503 (`WS_MAX_CONNECTIONS`).
     pub max_connections: usize,
+    /// Open sockets per user (token subject) in this process; more are refused with 429
+    /// (`WS_MAX_CONNECTIONS_PER_USER`).
+    pub max_per_user: usize,
+    /// Messages a client may send per second on one socket, on average (`WS_MESSAGE_RATE`)…
+    pub message_rate: u32,
+    /// …and at once (`WS_MESSAGE_BURST`); a client over the budget is closed with 1008.
+    pub message_burst: u32,
 }
 
 impl Default for WsSettings {
@@ -35,6 +42,9 @@ impl Default for WsSettings {
             send_queue: 64,
             replay_limit: 1_000,
             max_connections: 10_000,
+            max_per_user: 5,
+            message_rate: 5,
+            message_burst: 20,
         }
     }
 }
@@ -64,6 +74,9 @@ impl WsSettings {
             send_queue: env.in_range("WS_SEND_QUEUE", d.send_queue, 1..=65_536),
             replay_limit: env.in_range("WS_REPLAY_LIMIT", d.replay_limit, 0..=10_000),
             max_connections: env.in_range("WS_MAX_CONNECTIONS", d.max_connections, 1..=1_000_000),
+            max_per_user: env.in_range("WS_MAX_CONNECTIONS_PER_USER", d.max_per_user, 1..=1_000),
+            message_rate: env.in_range("WS_MESSAGE_RATE", d.message_rate, 1..=10_000),
+            message_burst: env.in_range("WS_MESSAGE_BURST", d.message_burst, 1..=100_000),
         }
     }
 }
@@ -113,12 +126,19 @@ mod tests {
         let c = Config::from_env(env(&[])).unwrap();
         assert_eq!(c.ws.send_queue, 64);
         assert_eq!(c.ws.heartbeat_interval, Duration::from_secs(20));
+        assert_eq!(
+            (c.ws.max_per_user, c.ws.message_rate, c.ws.message_burst),
+            (5, 5, 20)
+        );
         let c = Config::from_env(env(&[
             ("WS_HEARTBEAT_SECS", "5"),
             ("WS_CLIENT_TIMEOUT_SECS", "12"),
             ("WS_SEND_QUEUE", "8"),
             ("WS_REPLAY_LIMIT", "0"),
             ("WS_MAX_CONNECTIONS", "3"),
+            ("WS_MAX_CONNECTIONS_PER_USER", "2"),
+            ("WS_MESSAGE_RATE", "1"),
+            ("WS_MESSAGE_BURST", "4"),
         ]))
         .unwrap();
         assert_eq!(c.ws.heartbeat_interval, Duration::from_secs(5));
@@ -126,6 +146,18 @@ mod tests {
         assert_eq!(c.ws.send_queue, 8);
         assert_eq!(c.ws.replay_limit, 0);
         assert_eq!(c.ws.max_connections, 3);
+        assert_eq!(
+            (c.ws.max_per_user, c.ws.message_rate, c.ws.message_burst),
+            (2, 1, 4)
+        );
+        let err = Config::from_env(env(&[
+            ("WS_MAX_CONNECTIONS_PER_USER", "0"),
+            ("WS_MESSAGE_RATE", "0"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("WS_MAX_CONNECTIONS_PER_USER"), "{err}");
+        assert!(err.contains("WS_MESSAGE_RATE"), "{err}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! bounded queue, duplicates dropped, a member that lets its queue fill up told to leave.
 //!
 //! Nothing here is shared between replicas: each process serves its own sockets from the same
-//! Redis subscription pattern.
+//! Redis subscription pattern, and counts its own sockets, per process and per user.
 
 use crate::protocol::EventFrame;
 use common::bus::Envelope;
@@ -59,6 +59,8 @@ struct Counters {
     slow_clients_dropped: AtomicU64,
     heartbeat_timeouts: AtomicU64,
     connections_refused: AtomicU64,
+    user_limit_refused: AtomicU64,
+    flooders_closed: AtomicU64,
     subscription_losses: AtomicU64,
 }
 
@@ -76,7 +78,20 @@ pub struct Stats {
     pub heartbeat_timeouts: u64,
     /// Upgrades refused because the process had `WS_MAX_CONNECTIONS` sockets open.
     pub connections_refused: u64,
+    /// Upgrades refused because the user had `WS_MAX_CONNECTIONS_PER_USER` sockets open.
+    pub user_limit_refused: u64,
+    /// Sockets closed (1008) for sending more messages than their budget.
+    pub flooders_closed: u64,
     pub subscription_losses: u64,
+}
+
+/// Why no socket slot was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotRefused {
+    /// The user holds `WS_MAX_CONNECTIONS_PER_USER` sockets already (this many).
+    UserLimit(usize),
+    /// The process holds `WS_MAX_CONNECTIONS` sockets.
+    ProcessLimit,
 }
 
 /// Why a member was told to leave.
@@ -97,6 +112,9 @@ pub struct Hub {
     seen: Mutex<RecentIds>,
     send_queue: usize,
     max_connections: u64,
+    /// Open sockets per user (token subject); a user with none has no entry.
+    per_user: Mutex<HashMap<String, usize>>,
+    max_per_user: usize,
     counters: Counters,
     shutdown: watch::Sender<bool>,
 }
@@ -105,13 +123,20 @@ pub struct Hub {
 const MIN_REMEMBERED: usize = 4_096;
 
 impl Hub {
-    pub fn new(send_queue: usize, max_connections: usize, replay_limit: usize) -> Self {
+    pub fn new(
+        send_queue: usize,
+        max_connections: usize,
+        max_per_user: usize,
+        replay_limit: usize,
+    ) -> Self {
         Hub {
             members: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             seen: Mutex::new(RecentIds::new(MIN_REMEMBERED.max(replay_limit * 2))),
             send_queue: send_queue.max(1),
             max_connections: max_connections as u64,
+            per_user: Mutex::new(HashMap::new()),
+            max_per_user: max_per_user.max(1),
             counters: Counters::default(),
             shutdown: watch::channel(false).0,
         }
@@ -123,17 +148,40 @@ impl Hub {
         self.members.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes one of the process's socket slots; `None` when all are taken.
-    pub fn open_socket(self: &Arc<Self>) -> Option<SocketSlot> {
+    fn per_user(&self) -> MutexGuard<'_, HashMap<String, usize>> {
+        // Every step is one update of one entry: a poisoned lock is still consistent.
+        self.per_user.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes one of the process's socket slots for `user` (the token's subject): refused when
+    /// the user already holds `max_per_user` of them, or when all the process's are taken.
+    pub fn open_socket(self: &Arc<Self>, user: &str) -> Result<SocketSlot, SlotRefused> {
+        let mut per_user = self.per_user();
+        let held = per_user.get(user).copied().unwrap_or(0);
+        if held >= self.max_per_user {
+            self.counters
+                .user_limit_refused
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(SlotRefused::UserLimit(held));
+        }
         let before = self.counters.open_sockets.fetch_add(1, Ordering::SeqCst);
         if before >= self.max_connections {
             self.counters.open_sockets.fetch_sub(1, Ordering::SeqCst);
             self.counters
                 .connections_refused
                 .fetch_add(1, Ordering::Relaxed);
-            return None;
+            return Err(SlotRefused::ProcessLimit);
         }
-        Some(SocketSlot { hub: self.clone() })
+        *per_user.entry(user.to_owned()).or_insert(0) += 1;
+        Ok(SocketSlot {
+            hub: self.clone(),
+            user: user.to_owned(),
+        })
+    }
+
+    /// Sockets `user` holds in this process.
+    pub fn sockets_of(&self, user: &str) -> usize {
+        self.per_user().get(user).copied().unwrap_or(0)
     }
 
     /// Joins the room: live events arrive on the membership's queue from now on.
@@ -219,6 +267,13 @@ impl Hub {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A socket closed for sending more than its message budget.
+    pub fn count_flooder(&self) {
+        self.counters
+            .flooders_closed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn count_subscription_loss(&self) {
         self.counters
             .subscription_losses
@@ -236,6 +291,8 @@ impl Hub {
             slow_clients_dropped: c.slow_clients_dropped.load(Ordering::Relaxed),
             heartbeat_timeouts: c.heartbeat_timeouts.load(Ordering::Relaxed),
             connections_refused: c.connections_refused.load(Ordering::Relaxed),
+            user_limit_refused: c.user_limit_refused.load(Ordering::Relaxed),
+            flooders_closed: c.flooders_closed.load(Ordering::Relaxed),
             subscription_losses: c.subscription_losses.load(Ordering::Relaxed),
         }
     }
@@ -253,7 +310,8 @@ pub fn export_metrics(hub: &Arc<Hub>) {
     let counted = registry.counter(
         "websocket_events_total",
         "Socket events: bus events received, duplicates dropped, events replayed, slow clients \
-         dropped, heartbeat timeouts, connections refused, bus subscription losses.",
+         dropped, heartbeat timeouts, connections refused (process cap, per-user cap), clients \
+         closed for flooding, bus subscription losses.",
         &["what"],
     );
     let hub = Arc::downgrade(hub);
@@ -271,6 +329,8 @@ pub fn export_metrics(hub: &Arc<Hub>) {
             ("slow_client_dropped", s.slow_clients_dropped),
             ("heartbeat_timeout", s.heartbeat_timeouts),
             ("connection_refused", s.connections_refused),
+            ("user_limit_refused", s.user_limit_refused),
+            ("flooder_closed", s.flooders_closed),
             ("subscription_lost", s.subscription_losses),
         ] {
             counted.set_total(&[what], n as f64);
@@ -284,13 +344,21 @@ pub async fn until<T>(rx: &mut watch::Receiver<T>, ready: impl FnMut(&T) -> bool
     let _ = rx.wait_for(ready).await;
 }
 
-/// One open socket, counted while it lives.
+/// One open socket, counted (for the process and for its user) while it lives.
 pub struct SocketSlot {
     hub: Arc<Hub>,
+    user: String,
 }
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
+        let mut per_user = self.hub.per_user();
+        if let Some(n) = per_user.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_user.remove(&self.user);
+            }
+        }
         self.hub
             .counters
             .open_sockets
@@ -339,7 +407,7 @@ mod tests {
 
     #[tokio::test]
     async fn events_reach_every_member_once() {
-        let hub = Arc::new(Hub::new(4, 10, 0));
+        let hub = Arc::new(Hub::new(4, 10, 10, 0));
         let (k1, _) = kick();
         let (k2, _) = kick();
         let mut a = hub.join(k1);
@@ -358,7 +426,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_member_with_a_full_queue_is_kicked_and_the_others_keep_receiving() {
-        let hub = Arc::new(Hub::new(2, 10, 0));
+        let hub = Arc::new(Hub::new(2, 10, 10, 0));
         let (slow_kick, mut slow_kicked) = kick();
         let (fast_kick, fast_kicked) = kick();
         let _slow = hub.join(slow_kick);
@@ -376,12 +444,37 @@ mod tests {
 
     #[test]
     fn socket_slots_are_bounded() {
-        let hub = Arc::new(Hub::new(1, 2, 0));
-        let a = hub.open_socket().unwrap();
-        let _b = hub.open_socket().unwrap();
-        assert!(hub.open_socket().is_none());
+        let hub = Arc::new(Hub::new(1, 2, 10, 0));
+        let a = hub.open_socket("ann").unwrap();
+        let _b = hub.open_socket("bob").unwrap();
+        assert_eq!(
+            hub.open_socket("cat").err(),
+            Some(SlotRefused::ProcessLimit)
+        );
+        assert_eq!(hub.sockets_of("cat"), 0, "a refused slot counts for nobody");
         drop(a);
-        assert!(hub.open_socket().is_some());
+        assert!(hub.open_socket("cat").is_ok());
         assert_eq!(hub.stats().connections_refused, 1);
+    }
+
+    #[test]
+    fn each_user_holds_at_most_its_share_and_a_dropped_slot_frees_one() {
+        let hub = Arc::new(Hub::new(1, 100, 2, 0));
+        let first = hub.open_socket("ann").unwrap();
+        let _second = hub.open_socket("ann").unwrap();
+        assert_eq!(
+            hub.open_socket("ann").err(),
+            Some(SlotRefused::UserLimit(2))
+        );
+        // Another user is not held back by ann.
+        let other = hub.open_socket("bob").unwrap();
+        assert_eq!((hub.sockets_of("ann"), hub.stats().open_sockets), (2, 3));
+        drop(first);
+        assert_eq!(hub.sockets_of("ann"), 1);
+        let _third = hub.open_socket("ann").unwrap();
+        drop(other);
+        assert_eq!(hub.sockets_of("bob"), 0);
+        let stats = hub.stats();
+        assert_eq!((stats.user_limit_refused, stats.open_sockets), (1, 2));
     }
 }

@@ -1,6 +1,7 @@
 //! notify-svc: admin WebSockets fed by the event bus.
 //!
-//! `GET /ws` authenticates the token before upgrading; admins join the `admins` room and
+//! `GET /ws` authenticates the token before upgrading and refuses anyone but an admin (403),
+//! or a user holding too many sockets already (429); admins join the `admins` room and
 //! receive the bus events (`new_feedback`, `retrain_progress`, `retrain_finished`,
 //! `model_promoted`); a reconnect with `last_event_id` replays what was missed from the
 //! history stream. Each replica serves its own sockets from its own subscription to Redis.
@@ -84,7 +85,12 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         tracing::warn!(error = %e, "signing keys not available yet");
     }
     let ws = config.ws.clone();
-    let hub = Arc::new(Hub::new(ws.send_queue, ws.max_connections, ws.replay_limit));
+    let hub = Arc::new(Hub::new(
+        ws.send_queue,
+        ws.max_connections,
+        ws.max_per_user,
+        ws.replay_limit,
+    ));
     hub::export_metrics(&hub);
     let history = history::History::of(&infra);
     let feed = feed::start(

@@ -3,6 +3,10 @@
 //! Every send is bounded: a client that does not accept a frame within the client timeout, or
 //! lets its queue of live events fill up (the hub then kicks it), is closed with 1013 and
 //! leaves the room at once, so a slow reader holds at most its queue and the socket's buffers.
+//! Every client message spends from a token bucket (`WS_MESSAGE_RATE` a second, up to
+//! `WS_MESSAGE_BURST` at once); a client that overspends it is closed with 1008.
+//!
+//! Only admins get here (the route refuses anyone else before the upgrade).
 
 use crate::config::WsSettings;
 use crate::history::History;
@@ -49,6 +53,8 @@ enum End {
     Stalled,
     HeartbeatTimeout,
     TokenExpired,
+    /// The client sent more messages than its budget allows.
+    Flooded,
     Shutdown,
     Protocol(actix_ws::ProtocolError),
 }
@@ -79,7 +85,43 @@ pub struct Connection {
     sent: RecentIds,
     replayed: Option<ReplayOverlap>,
     last_heard: Instant,
-    _slot: SocketSlot,
+    budget: MessageBudget,
+    /// Released when the connection ends, before its close frame when the client closed.
+    slot: Option<SocketSlot>,
+}
+
+/// A token bucket for a client's messages: `burst` at once, refilled at `rate` a second.
+#[derive(Debug, Clone)]
+pub struct MessageBudget {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl MessageBudget {
+    pub fn new(rate: u32, burst: u32, now: Instant) -> Self {
+        let burst = f64::from(burst.max(1));
+        MessageBudget {
+            rate: f64::from(rate.max(1)),
+            burst,
+            tokens: burst,
+            at: now,
+        }
+    }
+
+    /// Spends one message at `now`; false when the budget is exhausted (nothing is spent).
+    pub fn spend(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.at = now.max(self.at);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Connection {
@@ -90,6 +132,12 @@ impl Connection {
         slot: SocketSlot,
     ) -> Self {
         let (kick_tx, kick) = watch::channel(None);
+        let settings = &shared.settings;
+        let budget = MessageBudget::new(
+            settings.message_rate,
+            settings.message_burst,
+            Instant::now(),
+        );
         let mut connection = Connection {
             shared,
             claims,
@@ -100,14 +148,13 @@ impl Connection {
             sent: RecentIds::new(SENT_REMEMBERED),
             replayed: None,
             last_heard: Instant::now(),
-            _slot: slot,
+            budget,
+            slot: Some(slot),
         };
         // Admins join on connect, as in the seed, and before the upgrade is answered: an event
         // published once the client is connected reaches it. Joining before any replay is what
         // makes the switch from history to live lose nothing (live events wait in the queue).
-        if connection.claims.is_admin() {
-            connection.join();
-        }
+        connection.join();
         connection
     }
 
@@ -128,8 +175,7 @@ impl Connection {
         stream: &mut AggregatedMessageStream,
         resume_from: Option<Uuid>,
     ) -> End {
-        if self.claims.is_admin()
-            && let Some(id) = resume_from
+        if let Some(id) = resume_from
             && let Err(end) = self.replay(id).await
         {
             return end;
@@ -157,9 +203,16 @@ impl Connection {
                 Step::Expired => Err(End::TokenExpired),
                 Step::Client(None) => Err(End::Gone),
                 Step::Client(Some(Err(e))) => Err(End::Protocol(e)),
+                Step::Client(Some(Ok(AggregatedMessage::Close(reason)))) => {
+                    Err(End::ClientClosed(reason))
+                }
                 Step::Client(Some(Ok(msg))) => {
                     self.last_heard = Instant::now();
-                    self.on_client(msg).await
+                    if self.budget.spend(self.last_heard) {
+                        self.on_client(msg).await
+                    } else {
+                        Err(End::Flooded)
+                    }
                 }
                 Step::Live(Some(frame)) => self.on_live(frame).await,
                 Step::Heartbeat => {
@@ -220,24 +273,13 @@ impl Connection {
     }
 
     async fn on_request(&mut self, text: &str) -> Result<(), End> {
-        let admin = self.claims.is_admin();
         match protocol::parse_request(text) {
-            Ok(ClientRequest::JoinAdmin) if admin => {
+            Ok(ClientRequest::JoinAdmin) => {
                 self.join();
                 self.send_text(protocol::message(protocol::JOINED_ADMINS))
                     .await
             }
-            Ok(ClientRequest::Resume { last_event_id }) if admin => {
-                self.replay(last_event_id).await
-            }
-            Ok(_) => {
-                tracing::info!(user = %self.claims.name, "a non-admin asked to join the admins room");
-                self.send_error(
-                    "forbidden",
-                    "Acceso no autorizado: only admins may join the admins room.",
-                )
-                .await
-            }
+            Ok(ClientRequest::Resume { last_event_id }) => self.replay(last_event_id).await,
             Err(e) => self.send_error(e.code(), &e.msg()).await,
         }
     }
@@ -288,6 +330,11 @@ impl Connection {
     async fn finish(mut self, end: End) {
         // Leave the room first: the queue is freed whatever happens to the close frame.
         self.membership = None;
+        // A client that closed (or vanished) is done with its socket: its slot is free before
+        // the close is echoed, so a client that saw the echo may open another at once.
+        if matches!(end, End::ClientClosed(_) | End::Gone) {
+            self.slot = None;
+        }
         let hub = &self.shared.hub;
         let too_slow = || {
             CloseReason::from((
@@ -320,6 +367,16 @@ impl Connection {
                 ),
                 CLOSE_GRACE,
             ),
+            End::Flooded => {
+                hub.count_flooder();
+                let s = &self.shared.settings;
+                let why = format!(
+                    "too many messages: at most {} a second ({} at once)",
+                    s.message_rate, s.message_burst
+                );
+                tracing::info!(user = %self.claims.name, "websocket closed for flooding");
+                (Some((CloseCode::Policy, why.as_str()).into()), CLOSE_GRACE)
+            }
             End::Shutdown => (
                 Some((CloseCode::Away, "server shutting down; reconnect").into()),
                 CLOSE_GRACE,
@@ -366,4 +423,37 @@ fn token_expiry(claims: &Claims) -> Instant {
     // Bounded so that no `exp` can overflow the clock.
     let left = claims.exp.saturating_sub(now).clamp(0, MAX_TOKEN_LIFE_SECS);
     Instant::now() + Duration::from_secs(left.unsigned_abs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_budget_allows_a_burst_then_its_rate() {
+        let start = Instant::now();
+        let mut budget = MessageBudget::new(2, 3, start);
+        assert!((0..3).all(|_| budget.spend(start)), "the burst at once");
+        assert!(!budget.spend(start), "one more is over the budget");
+        // Half a second gives back one message at 2 a second, no more.
+        let later = start + Duration::from_millis(500);
+        assert!(budget.spend(later));
+        assert!(!budget.spend(later));
+        // A long pause refills the bucket up to the burst only.
+        let much_later = later + Duration::from_secs(60);
+        assert!((0..3).all(|_| budget.spend(much_later)));
+        assert!(!budget.spend(much_later));
+    }
+
+    #[test]
+    fn a_steady_client_within_the_rate_is_never_refused() {
+        let start = Instant::now();
+        let mut budget = MessageBudget::new(4, 1, start);
+        for i in 1..=1_000u64 {
+            assert!(
+                budget.spend(start + Duration::from_millis(250 * i)),
+                "message {i}"
+            );
+        }
+    }
 }

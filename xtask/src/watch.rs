@@ -84,8 +84,16 @@ fn watch_once(
         url.push_str(&format!("&last_event_id={id}"));
     }
     let stream = TcpStream::connect(gateway).with_context(|| format!("connecting to {gateway}"))?;
-    let (mut socket, _) =
-        tungstenite::client::client(url.as_str(), stream).context("the WebSocket upgrade")?;
+    let (mut socket, _) = match tungstenite::client::client(url.as_str(), stream) {
+        Ok(connected) => connected,
+        // Only admins get a socket: anyone else is refused before the upgrade.
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(answer)))
+            if answer.status() == 403 =>
+        {
+            return Ok(Ended::Refused(format!("{username} is not an admin")));
+        }
+        Err(e) => return Err(e).context("the WebSocket upgrade"),
+    };
     socket.send(Message::text(r#"{"event":"join_admin"}"#))?;
     eprintln!("watching the admin events at ws://{gateway}/ws (Ctrl-C to stop)");
     print_events(&mut socket, last_event_id)
@@ -110,9 +118,5 @@ fn print_events(
         }
         let name = event["event"].as_str().unwrap_or("?");
         println!("{name:<17} {}", event["data"]);
-        // A user who is not an admin is refused the room (the socket stays open, empty).
-        if name == "error" && event["data"]["error"] == "forbidden" {
-            return Ok(Ended::Refused("this user is not an admin".into()));
-        }
     }
 }

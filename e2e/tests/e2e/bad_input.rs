@@ -12,12 +12,14 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use common::jwt::{Role, SigningKeyPair};
 use ed25519_dalek::Signer;
+use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
 
 const MIB: usize = 1024 * 1024;
 const BOUNDARY: &str = "bad-input-boundary-7d1f";
@@ -2441,6 +2443,7 @@ async fn bad_input_gets_a_4xx_json_error_everywhere_and_the_system_stays_healthy
         ("an empty token", ws_base.clone(), Some(401)),
         ("a garbage token", format!("{ws_base}garbage"), Some(401)),
         ("an expired token", format!("{ws_base}{expired}"), Some(401)),
+        ("a user's token", system.ws_url(&user), Some(403)),
         (
             "the refresh token",
             format!("{ws_base}{}", enc(&refresh)),
@@ -2579,11 +2582,54 @@ async fn bad_input_gets_a_4xx_json_error_everywhere_and_the_system_stays_healthy
     )
     .await;
     assert_eq!(status, 200, "{models}");
-    let (_socket, welcome) = crate::feedback::joined(&system, &admin).await;
+    // An admin holds at most five sockets: the sixth is 429 JSON while the five keep working,
+    // and a flood of messages on one of them closes it with 1008.
+    let mut sockets = Vec::new();
+    for _ in 0..5 {
+        let (socket, welcome) = crate::feedback::joined(&system, &admin).await;
+        assert_eq!(
+            welcome["event"], "message",
+            "notify-svc still serves admins: {welcome}"
+        );
+        sockets.push(socket);
+    }
+    let sixth = ws_attempt(&system.ws_url(&admin)).await.unwrap();
+    let body: Value = serde_json::from_slice(&sixth.body).unwrap_or(Value::Null);
     assert_eq!(
-        welcome["event"], "message",
-        "notify-svc still serves admins: {welcome}"
+        (sixth.status, body["error"].as_str()),
+        (429, Some("too_many_sockets")),
+        "{body}"
     );
+    for socket in sockets.iter_mut() {
+        socket
+            .send(Message::text(r#"{"event":"join_admin"}"#))
+            .await
+            .unwrap();
+        let answer = crate::feedback::next_event(socket, Duration::from_secs(5)).await;
+        assert_eq!(answer.map(|a| a["event"].clone()), Some(json!("message")));
+    }
+    let mut flooded = sockets.pop().unwrap();
+    // Twice the default burst (20), at once.
+    for _ in 0..40 {
+        if flooded
+            .feed(Message::text(r#"{"event":"join_admin"}"#))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let _ = flooded.flush().await;
+    let mut close = None;
+    while let Ok(Some(Ok(frame))) =
+        tokio::time::timeout(Duration::from_secs(5), flooded.next()).await
+    {
+        if let Message::Close(frame) = frame {
+            close = frame.map(|f| u16::from(f.code));
+            break;
+        }
+    }
+    assert_eq!(close, Some(1008), "a flood of messages closes the socket");
     log_in(&system, ADMIN.0, ADMIN.1).await;
 
     eprintln!(

@@ -8,6 +8,7 @@ use common::jwt::{JwkSet, Role, SigningKeyPair};
 use common::kv::Redis;
 use common::testing::{claims, redis_prefix, redis_url, serve_jwks};
 use futures_util::{SinkExt, StreamExt};
+use gateway::ratelimit::{RateLimitConfig, parse_limits};
 use gateway::routes::{RouteTable, Upstream};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -29,6 +30,16 @@ struct WsWorld {
 impl WsWorld {
     /// notify-svc (unless `with_notify` is false: a closed port) behind the gateway.
     async fn start(with_notify: bool) -> Self {
+        let settings = with_notify.then(notify_svc::WsSettings::default);
+        Self::start_with(settings, RateLimitConfig::disabled()).await
+    }
+
+    /// notify-svc with these settings (none: a closed port) behind a gateway with these rate
+    /// limits (counted in the real Redis under the test's prefix).
+    async fn start_with(
+        notify_settings: Option<notify_svc::WsSettings>,
+        rate_limit: RateLimitConfig,
+    ) -> Self {
         let key = SigningKeyPair::generate().unwrap();
         let jwks_url = serve_jwks(JwkSet {
             keys: vec![key.jwk()],
@@ -40,13 +51,13 @@ impl WsWorld {
             jwks_refresh: JwtConfig::DEFAULT_JWKS_REFRESH,
         };
         let prefix = redis_prefix();
-        let (notify, notify_url) = if with_notify {
+        let (notify, notify_url) = if let Some(ws) = notify_settings {
             let app = notify_svc::build(notify_svc::Config {
                 common: local(0),
                 redis_url: redis_url(),
                 redis_prefix: prefix.clone(),
                 jwt: jwt.clone(),
-                ws: notify_svc::WsSettings::default(),
+                ws,
             })
             .await
             .unwrap();
@@ -69,9 +80,9 @@ impl WsWorld {
             request_timeout: Duration::from_millis(1000),
             max_upload_bytes: crate::helpers::UPLOAD_LIMIT,
             max_body_bytes: crate::helpers::BODY_LIMIT,
-            redis_url: None,
-            redis_prefix: String::new(),
-            rate_limit: gateway::ratelimit::RateLimitConfig::disabled(),
+            redis_url: rate_limit.enabled.then(redis_url),
+            redis_prefix: prefix.clone(),
+            rate_limit,
             edge: gateway::edge::EdgeConfig::defaults(),
             body_timeout: Duration::from_secs(10),
             web: gateway::pages::WebConfig::at(concat!(env!("CARGO_MANIFEST_DIR"), "/../web")),
@@ -251,16 +262,145 @@ async fn the_query_token_works_and_last_event_id_is_passed_on() {
 }
 
 #[tokio::test]
-async fn a_user_may_connect_but_notify_svc_refuses_the_room() {
+async fn a_users_upgrade_is_403_json_and_never_reaches_notify_svc() {
     let world = WsWorld::start(true).await;
-    let mut ws = world
-        .connect("", Some(&world.token(Role::User)))
-        .await
-        .unwrap();
-    send_json(&mut ws, json!({"event": "join_admin"})).await;
-    let answer = next_event(&mut ws).await;
-    assert_eq!(answer["event"], "error");
-    assert_eq!(answer["data"]["error"], "forbidden");
+    let user = world.token(Role::User);
+    let (status, body) = refusal(world.connect("", Some(&user)).await).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
+    assert!(body["msg"].as_str().is_some_and(|m| m.contains("admins")));
+    let (status, _) = refusal(
+        world
+            .connect(&format!("?access_token={user}&last_event_id=nope"), None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(world.notify_sockets(), 0, "no socket is held for the user");
+    // The gateway refuses by itself: with notify-svc down a user still gets 403, not 502.
+    let alone = WsWorld::start(false).await;
+    let (status, _) = refusal(alone.connect("", Some(&alone.token(Role::User))).await).await;
+    assert_eq!(status, 403);
+}
+
+/// Sends `join_admin` on every socket and checks each answers with the seed's `message`.
+async fn all_answer(sockets: &mut [Ws]) {
+    for ws in sockets.iter_mut() {
+        send_json(ws, json!({"event": "join_admin"})).await;
+        assert_eq!(next_event(ws).await["event"], "message");
+    }
+}
+
+#[tokio::test]
+async fn an_admins_sixth_socket_is_429_while_the_five_keep_working() {
+    let world = WsWorld::start(true).await;
+    let admin = world.token(Role::Admin);
+    let mut sockets = Vec::new();
+    for _ in 0..5 {
+        sockets.push(world.connect("", Some(&admin)).await.unwrap());
+    }
+    let (status, body) = refusal(world.connect("", Some(&admin)).await).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("too_many_sockets"))
+    );
+    all_answer(&mut sockets).await;
+    let envelope = world.feedback(1).await;
+    for ws in sockets.iter_mut() {
+        assert_eq!(next_event(ws).await["id"], envelope.id.to_string());
+    }
+    // Once the gateway has echoed a close, notify-svc has freed the slot: a new one gets in.
+    let mut closing = sockets.remove(0);
+    closing.close(None).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), closing.next())
+            .await
+            .expect("the close is echoed in time")
+        {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+            Some(Ok(_)) => continue,
+        }
+    }
+    let mut again = world.connect("", Some(&admin)).await.unwrap();
+    all_answer(std::slice::from_mut(&mut again)).await;
+    let (status, _) = refusal(world.connect("", Some(&admin)).await).await;
+    assert_eq!(status, 429);
+    assert_eq!(world.notify_sockets(), 5);
+}
+
+#[tokio::test]
+async fn a_client_flooding_messages_is_closed_with_1008() {
+    let world = WsWorld::start_with(
+        Some(notify_svc::WsSettings {
+            message_rate: 1,
+            message_burst: 3,
+            ..notify_svc::WsSettings::default()
+        }),
+        RateLimitConfig::disabled(),
+    )
+    .await;
+    let mut ws = world.admin_socket("").await;
+    for _ in 0..10 {
+        ws.feed(Message::text(json!({"event": "join_admin"}).to_string()))
+            .await
+            .unwrap();
+    }
+    ws.flush().await.unwrap();
+    let mut answers = 0;
+    loop {
+        match next_frame(&mut ws).await {
+            Message::Text(_) => answers += 1,
+            Message::Close(Some(frame)) => {
+                assert_eq!(u16::from(frame.code), 1008);
+                assert!(frame.reason.contains("too many messages"), "{frame:?}");
+                break;
+            }
+            other => panic!("expected answers then a 1008 close, got {other:?}"),
+        }
+    }
+    assert_eq!(answers, 3);
+}
+
+#[tokio::test]
+async fn the_upgrade_counts_against_the_rate_limits() {
+    let limits = RateLimitConfig {
+        enabled: true,
+        default: parse_limits("3/minute").unwrap(),
+        ..RateLimitConfig::disabled()
+    };
+    let world = WsWorld::start_with(Some(notify_svc::WsSettings::default()), limits).await;
+    let admin = world.token(Role::Admin);
+    let mut request = world.url("").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {admin}").parse().unwrap());
+    let (_first, answer) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert!(
+        answer.headers()["ratelimit"]
+            .to_str()
+            .unwrap()
+            .contains("r=2"),
+        "{:?}",
+        answer.headers()
+    );
+    let _second = world.connect("", Some(&admin)).await.unwrap();
+    let _third = world.connect("", Some(&admin)).await.unwrap();
+    match world.connect("", Some(&admin)).await {
+        Err(tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 429);
+            assert!(resp.headers().contains_key("retry-after"));
+            let body: Value = serde_json::from_slice(&resp.body().clone().unwrap()).unwrap();
+            assert_eq!(body["error"], "rate_limited", "{body}");
+        }
+        Ok(_) => panic!("the fourth upgrade in a minute was accepted"),
+        Err(e) => panic!("unexpected error {e}"),
+    }
+    assert_eq!(
+        world.notify_sockets(),
+        3,
+        "the refused one never reached notify-svc"
+    );
+    // Another admin has limits of their own.
+    let _other = world.admin_socket("").await;
 }
 
 #[tokio::test]

@@ -1,7 +1,11 @@
-//! `GET /ws`: the token is checked before the upgrade, so a missing or invalid one is a 401
-//! JSON answer and never a WebSocket. Any valid token may connect; only admins join the room.
+//! `GET /ws`: everything is checked before the upgrade, so a refusal is a JSON answer and
+//! never a WebSocket: a missing or invalid token is 401, a token that is not an admin's 403,
+//! a user who already holds `WS_MAX_CONNECTIONS_PER_USER` sockets in this process 429, a
+//! process with `WS_MAX_CONNECTIONS` open 503.
 
+use crate::hub::SlotRefused;
 use crate::socket::{Connection, Shared};
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use common::ApiError;
 use common::jwt::{JwtVerifier, bearer_token};
@@ -30,6 +34,12 @@ pub async fn connect(
         )
     })?;
     let claims = verifier.verify(&token).await?;
+    if !claims.is_admin() {
+        tracing::info!(user = %claims.name, "a non-admin asked for the admins' WebSocket");
+        return Err(ApiError::forbidden(
+            "Acceso no autorizado: the WebSocket is for admins.",
+        ));
+    }
     let query = web::Query::<WsQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::bad_request("invalid_query", format!("Invalid query string: {e}.")))?
         .into_inner();
@@ -42,12 +52,23 @@ pub async fn connect(
             )
         })?),
     };
-    let slot = shared.hub.open_socket().ok_or_else(|| {
-        ApiError::unavailable(
-            "too_many_connections",
-            "This server has as many WebSockets open as it accepts; try again later.",
-        )
-    })?;
+    let slot = shared
+        .hub
+        .open_socket(&claims.sub)
+        .map_err(|refused| match refused {
+            SlotRefused::UserLimit(held) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_sockets",
+                format!(
+                    "You already have {held} WebSockets open, as many as one user may; \
+                     close one before opening another."
+                ),
+            ),
+            SlotRefused::ProcessLimit => ApiError::unavailable(
+                "too_many_connections",
+                "This server has as many WebSockets open as it accepts; try again later.",
+            ),
+        })?;
     let (response, session, stream) = actix_ws::handle(&req, body).map_err(|_| {
         ApiError::bad_request(
             "websocket_required",
@@ -58,7 +79,7 @@ pub async fn connect(
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .aggregate_continuations()
         .max_continuation_size(MAX_CLIENT_MESSAGE);
-    tracing::info!(user = %claims.name, admin = claims.is_admin(), resume = resume_from.is_some(), "websocket opened");
+    tracing::info!(user = %claims.name, resume = resume_from.is_some(), "websocket opened");
     let connection = Connection::new(shared.into_inner(), claims, session, slot);
     actix_web::rt::spawn(connection.run(stream, resume_from));
     Ok(response)

@@ -64,6 +64,44 @@ async fn a_missing_or_invalid_token_is_refused_with_401_json_before_the_upgrade(
 }
 
 #[tokio::test]
+async fn a_user_is_refused_with_403_json_before_the_upgrade() {
+    let world = World::new();
+    let notify = world.spawn(test_settings()).await;
+    let client = reqwest::Client::new();
+    let user = world.auth.user();
+    let r = upgrade(&client, &format!("{}/ws", notify.url))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .unwrap();
+    let body = json_error(r, 403, "forbidden").await;
+    assert!(body["msg"].as_str().is_some_and(|m| m.contains("admins")));
+    // The same in the query, and whatever else the request asks (the role is checked first).
+    let (status, body) = refused(
+        &format!(
+            "{}?access_token={user}&last_event_id={}",
+            notify.ws_url,
+            uuid::Uuid::now_v7()
+        ),
+        None,
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
+    let (status, _) = refused(
+        &format!("{}?last_event_id=nope", notify.ws_url),
+        Some(&user),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // No socket was held for the user, and an admin still gets in.
+    assert_eq!(notify.stats().open_sockets, 0);
+    let mut ws = notify.connect(&world.auth.admin()).await;
+    send_json(&mut ws, json!({"event": "join_admin"})).await;
+    assert_eq!(next_event(&mut ws).await["event"], "message");
+    assert_eq!(notify.stats().open_sockets, 1);
+}
+
+#[tokio::test]
 async fn the_token_may_come_in_the_query_for_browsers() {
     let world = World::new();
     let notify = world.spawn(test_settings()).await;
@@ -107,8 +145,9 @@ async fn connections_beyond_the_limit_are_503() {
             ..test_settings()
         })
         .await;
-    let _first = notify.connect(&world.auth.user()).await;
-    let (status, body) = refused(&notify.ws_url, Some(&world.auth.user())).await;
+    // Two admins: the process's cap, not the per-user one.
+    let _first = notify.connect(&world.auth.admin()).await;
+    let (status, body) = refused(&notify.ws_url, Some(&world.auth.admin())).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (503, Some("too_many_connections"))

@@ -39,28 +39,6 @@ async fn join_admin_is_answered_with_the_seed_message() {
 }
 
 #[tokio::test]
-async fn a_user_is_refused_the_room_and_receives_no_events() {
-    let world = World::new();
-    let notify = world.spawn(test_settings()).await;
-    let mut user = notify.connect(&world.auth.user()).await;
-    let mut admin = notify.connect(&world.auth.admin()).await;
-    send_json(&mut user, json!({"event": "join_admin"})).await;
-    let answer = next_event(&mut user).await;
-    assert_eq!(answer["event"], "error");
-    assert_eq!(answer["data"]["error"], "forbidden");
-    assert!(
-        answer["data"]["msg"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty())
-    );
-
-    let envelope = world.feedback(2).await;
-    assert_eq!(next_event(&mut admin).await["id"], envelope.id.to_string());
-    assert_silent(&mut user, Duration::from_millis(500)).await;
-    assert_eq!(notify.stats().admins, 1);
-}
-
-#[tokio::test]
 async fn retrain_and_model_events_are_pushed_under_their_names() {
     let world = World::new();
     let notify = world.spawn(test_settings()).await;

@@ -57,6 +57,9 @@ pub fn test_settings() -> WsSettings {
         send_queue: 64,
         replay_limit: 100,
         max_connections: 100,
+        max_per_user: 5,
+        message_rate: 50,
+        message_burst: 50,
     }
 }
 

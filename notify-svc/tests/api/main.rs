@@ -6,5 +6,6 @@ mod auth;
 mod backpressure;
 mod delivery;
 mod helpers;
+mod limits;
 mod recovery;
 mod replay;

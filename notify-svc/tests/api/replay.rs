@@ -1,5 +1,4 @@
 use crate::helpers::*;
-use common::jwt::Role;
 use serde_json::json;
 use std::time::Duration;
 
@@ -147,25 +146,4 @@ async fn an_id_that_is_not_in_the_history_is_reported_and_live_events_go_on() {
         next_event(&mut ws).await["data"]["error"],
         "replay_unavailable"
     );
-}
-
-#[tokio::test]
-async fn a_user_gets_no_replay() {
-    let world = World::new();
-    let notify = world.spawn(test_settings()).await;
-    let first = world.feedback(1).await;
-    world.feedback(2).await;
-    let mut ws = notify
-        .connect_with(
-            &world.auth.token("bob", Role::User),
-            &format!("last_event_id={}", first.id),
-        )
-        .await;
-    assert_silent(&mut ws, Duration::from_millis(300)).await;
-    send_json(
-        &mut ws,
-        json!({"event": "resume", "last_event_id": first.id}),
-    )
-    .await;
-    assert_eq!(next_event(&mut ws).await["data"]["error"], "forbidden");
 }
