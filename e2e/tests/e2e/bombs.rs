@@ -81,7 +81,11 @@ struct Answer {
 async fn send(system: &System, token: &str, i: usize, kind: Kind, body: Vec<u8>) -> Answer {
     let request = match kind {
         Kind::Infer => {
-            let model = if i % 2 == 0 { "mnist-cnn" } else { "mnist-mlp" };
+            let model = if i.is_multiple_of(2) {
+                "mnist-cnn"
+            } else {
+                "mnist-mlp"
+            };
             system
                 .client
                 .post(system.at(&format!("/v2/models/{model}/infer")))
@@ -90,7 +94,7 @@ async fn send(system: &System, token: &str, i: usize, kind: Kind, body: Vec<u8>)
         }
         _ => {
             // Half of each kind to each predict route.
-            let version = if i % 2 == 0 { "v1" } else { "v2" };
+            let version = if i.is_multiple_of(2) { "v1" } else { "v2" };
             let name = if kind == Kind::Gif {
                 "bomb.gif"
             } else {
