@@ -44,11 +44,13 @@ enum Task {
     /// `cargo xtask up`, logged in as its admin.
     Watch,
     /// Run a benchmark against release builds and print its figures (`predict`, `notify`,
-    /// `retrain`).
+    /// `retrain`, `gateway`, `bombs`).
     Bench {
         /// Which benchmark: `predict` (inference throughput and latency), `notify` (feedback
-        /// delivery to 1,000 admin WebSockets, and memory per idle socket) or `retrain` (the time
-        /// of a retrain job on N digits).
+        /// delivery to 1,000 admin WebSockets, and memory per idle socket), `retrain` (the time
+        /// of a retrain job on N digits), `gateway` (the latency the gateway adds, next to NGINX)
+        /// or `bombs` (24 decompression bombs and oversize inference bodies at once: their
+        /// answers and predict-svc's memory growth).
         what: String,
     },
     /// Fetch the assets, then run the whole test suite with cargo-nextest.

@@ -2,6 +2,7 @@
 
 mod all_in_one;
 mod bad_input;
+mod bombs;
 mod feedback;
 mod helpers;
 mod internal;
