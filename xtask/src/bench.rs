@@ -1213,7 +1213,7 @@ fn bombs(root: &Path) -> Result<()> {
         ]
         .map(|(k, v)| (k.to_owned(), v)),
     );
-    let mut fleet = Fleet::new(signals.clone());
+    let mut fleet = Fleet::new(signals.clone())?;
     start_all(&mut fleet, &bin_dir, &services, &env)?;
     let gateway = addr(BOMB_GATEWAY.port);
     let token = log_in(gateway)?;
