@@ -69,7 +69,7 @@ impl Config {
             .map(|n| n.get())
             .unwrap_or(2);
         let concurrency = env.in_range("PREPROCESS_CONCURRENCY", cores, 1..=256);
-        let queue = env.in_range("PREPROCESS_QUEUE", 4 * concurrency, 0..=4096);
+        let queue = env.in_range("PREPROCESS_QUEUE", 16 * concurrency, 0..=4096);
         let oip_max_batch = env.in_range("OIP_MAX_BATCH", 256, 1..=1024);
         let max_size = env.in_range("BATCH_MAX_SIZE", 32, 1..=256);
         let max_wait_ms = env.in_range("BATCH_MAX_WAIT_MS", 2, 0..=1000);
