@@ -170,6 +170,9 @@ fn browser_tests(root: &Path) -> Result<ExitCode> {
         // The tests sign in and reload pages more often than a person does in an hour.
         ("RATE_LIMIT_DEFAULT", "100000/day".to_string()),
         ("RUST_LOG", "warn".to_string()),
+        // The gateway's management port anywhere free: its default (the public port + 1000) may
+        // be taken when the public port is an ephemeral one.
+        ("MANAGEMENT_BIND_ADDR", "127.0.0.1:0".to_string()),
     ]
     .into_iter()
     .chain(asset_vars(root))
