@@ -169,6 +169,8 @@ fn browser_tests(root: &Path) -> Result<ExitCode> {
         ("WEB_DIR", web.display().to_string()),
         // The tests sign in and reload pages more often than a person does in an hour.
         ("RATE_LIMIT_DEFAULT", "100000/day".to_string()),
+        // Each scenario opens the dashboard in new browser contexts, more often than one admin does.
+        ("WS_MAX_CONNECTIONS_PER_USER", "50".to_string()),
         ("RUST_LOG", "warn".to_string()),
         // The gateway's management port anywhere free: its default (the public port + 1000) may
         // be taken when the public port is an ephemeral one.
