@@ -13,14 +13,14 @@ pub mod validate;
 pub use config::Config;
 pub use error::AuthError;
 
-use actix_web::{App, web};
+use actix_web::web;
 use common::db::Db;
 use common::health::{DbCheck, Readiness};
 use common::jwt::{JwkSet, JwtVerifier};
-use common::server::RunningServer;
+use common::service::{RunningService, ServiceApp};
 
-/// Connects, migrates, bootstraps the admin and binds the server (not yet running).
-pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
+/// Connects, migrates, bootstraps the admin and starts serving.
+pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     let db = Db::open_service(
         config.database_url.expose(),
         "auth",
@@ -43,21 +43,9 @@ pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
     ));
     let state = web::Data::new(state);
     let readiness = Readiness::new().with(DbCheck(db));
-    let server = common::server::start(&config.common, move || {
-        App::new()
-            // /metrics and /internal/ only on the management port.
-            .wrap(actix_web::middleware::from_fn(common::server::split_planes))
-            .wrap(actix_web::middleware::from_fn(
-                common::telemetry::trace_http,
-            ))
-            .wrap(actix_web::middleware::from_fn(common::metrics::track))
-            .configure(common::metrics::service("auth-svc"))
-            .app_data(state.clone())
-            .app_data(verifier.clone())
-            .configure(common::http::configure_extractors)
-            .configure(common::health::configure(readiness.clone()))
-            .configure(routes::configure)
-            .default_service(web::to(common::http::no_route))
-    })?;
-    Ok(server)
+    ServiceApp::new("auth-svc", readiness, routes::configure)
+        .data(state)
+        .data(verifier)
+        .serve(&config.common, Vec::new())
+        .await
 }

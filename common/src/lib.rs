@@ -16,6 +16,7 @@ pub mod migrate;
 pub mod queue;
 pub mod ratelimit;
 pub mod server;
+pub mod service;
 pub mod service_auth;
 pub mod telemetry;
 

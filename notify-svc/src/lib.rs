@@ -17,67 +17,39 @@ mod socket;
 pub use config::{Config, WsSettings};
 pub use hub::{Hub, Stats};
 
-use actix_web::dev::ServerHandle;
-use actix_web::{App, web};
+use actix_web::web;
+use async_trait::async_trait;
 use common::health::Readiness;
 use common::infra::Infra;
 use common::jwt::JwtVerifier;
-use common::server::RunningServer;
+use common::service::{BackgroundTask, RunningService, ServiceApp};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How long start-up waits for the bus subscription before serving anyway (not ready).
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
 
-/// The service, bound and subscribed, ready to serve.
-pub struct Application {
-    pub port: u16,
-    server: RunningServer,
-    hub: Arc<Hub>,
-}
+/// The hub and the bus feed behind it: stopping tells every socket to go away (1001), so that
+/// the server's drain does not wait for them, and ends the feed.
+struct HubTask(Arc<Hub>);
 
-/// A service running in the background (tests).
-pub struct RunningApp {
-    pub handle: ServerHandle,
-    pub hub: Arc<Hub>,
-}
-
-impl RunningApp {
-    /// Closes every socket (1001), then stops the server.
-    pub async fn stop(self) {
-        self.hub.shutdown();
-        self.handle.stop(true).await;
-    }
-}
-
-impl Application {
-    pub fn hub(&self) -> Arc<Hub> {
-        self.hub.clone()
+#[async_trait]
+impl BackgroundTask for HubTask {
+    fn begin_stop(&self) {
+        self.0.shutdown();
     }
 
-    /// Runs until a shutdown signal; open sockets are told to go away (1001) so that the
-    /// server's drain does not wait for them.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let hub = self.hub.clone();
-        let closer = tokio::spawn(async move {
-            common::server::wait_for_signal().await;
-            hub.shutdown();
-        });
-        let result = self.server.run_until_stopped().await;
-        closer.abort();
-        result
-    }
-
-    pub fn spawn(self) -> RunningApp {
-        RunningApp {
-            handle: self.server.spawn(),
-            hub: self.hub,
-        }
-    }
+    /// The feed ends by itself on the hub's shutdown signal.
+    async fn stop(self: Box<Self>) {}
 }
 
-/// Connects to the bus (Redis or in-process), subscribes to it and binds the server (not yet running).
-pub async fn build(config: Config) -> anyhow::Result<Application> {
+/// Connects to the bus (Redis or in-process), subscribes to it and starts serving.
+pub async fn build(config: Config) -> anyhow::Result<RunningService> {
+    Ok(build_with_hub(config).await?.0)
+}
+
+/// [`build`], also giving the hub (its [`Stats`], for tests).
+pub async fn build_with_hub(config: Config) -> anyhow::Result<(RunningService, Arc<Hub>)> {
     let infra = Infra::connect(&config.redis_url, &config.redis_prefix)?;
     let verifier = web::Data::new(JwtVerifier::remote(&config.jwt));
     // Warm the key cache; auth-svc may start later, verification fetches the keys then.
@@ -107,25 +79,10 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         history,
         settings: ws,
     });
-    let server = common::server::start(&config.common, move || {
-        App::new()
-            // /metrics and /internal/ only on the management port.
-            .wrap(actix_web::middleware::from_fn(common::server::split_planes))
-            .wrap(actix_web::middleware::from_fn(
-                common::telemetry::trace_http,
-            ))
-            .wrap(actix_web::middleware::from_fn(common::metrics::track))
-            .configure(common::metrics::service("notify-svc"))
-            .app_data(verifier.clone())
-            .app_data(shared.clone())
-            .configure(common::http::configure_extractors)
-            .configure(common::health::configure(readiness.clone()))
-            .configure(routes::configure)
-            .default_service(web::to(common::http::no_route))
-    })?;
-    Ok(Application {
-        port: server.port,
-        server,
-        hub,
-    })
+    let service = ServiceApp::new("notify-svc", readiness, routes::configure)
+        .data(verifier)
+        .data(shared)
+        .serve(&config.common, vec![Box::new(HubTask(hub.clone()))])
+        .await?;
+    Ok((service, hub))
 }

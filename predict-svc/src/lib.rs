@@ -15,18 +15,18 @@ pub use config::Config;
 pub use error::PredictError;
 pub use routes::oip_body_limit;
 
-use actix_web::{App, web};
+use actix_web::web;
 use common::bus::DEFAULT_HISTORY_MAXLEN;
 use common::db::Db;
 use common::health::{DbCheck, Readiness};
 use common::infra::Infra;
 use common::jwt::JwtVerifier;
-use common::server::RunningServer;
+use common::service::{RunningService, ServiceApp};
 use std::sync::Arc;
 
 /// Connects, migrates, imports the initial models on first start, loads the active versions
-/// and binds the server (not yet running).
-pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
+/// and starts serving, with the model swapper following promotions in the background.
+pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     let env = engine::environment(&config.ort_dylib_path)?;
     let db = Db::open_service(
         config.database_url.expose(),
@@ -43,7 +43,7 @@ pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
     let bus = infra.bus(DEFAULT_HISTORY_MAXLEN);
     let models = Arc::new(registry::ModelSet::new(env, config.batch, db.clone()));
     models.sync_with_registry().await?;
-    registry::spawn_swapper(models.clone(), bus.clone(), config.registry_sync);
+    let swapper = registry::spawn_swapper(models.clone(), bus.clone(), config.registry_sync);
 
     let state = web::Data::new(state::AppState {
         db: db.clone(),
@@ -56,21 +56,9 @@ pub async fn build(config: Config) -> anyhow::Result<RunningServer> {
     });
     let verifier = web::Data::new(JwtVerifier::remote(&config.jwt));
     let readiness = infra.ready_check(Readiness::new().with(DbCheck(db)));
-    let server = common::server::start(&config.common, move || {
-        App::new()
-            // /metrics and /internal/ only on the management port.
-            .wrap(actix_web::middleware::from_fn(common::server::split_planes))
-            .wrap(actix_web::middleware::from_fn(
-                common::telemetry::trace_http,
-            ))
-            .wrap(actix_web::middleware::from_fn(common::metrics::track))
-            .configure(common::metrics::service("predict-svc"))
-            .app_data(state.clone())
-            .app_data(verifier.clone())
-            .configure(common::http::configure_extractors)
-            .configure(common::health::configure(readiness.clone()))
-            .configure(routes::configure)
-            .default_service(web::to(common::http::no_route))
-    })?;
-    Ok(server)
+    ServiceApp::new("predict-svc", readiness, routes::configure)
+        .data(state)
+        .data(verifier)
+        .serve(&config.common, vec![Box::new(swapper)])
+        .await
 }

@@ -195,10 +195,14 @@ pub async fn import_initial(db: &Db, dir: &Path) -> Result<usize, RegistryError>
 }
 
 /// Follows promotions made anywhere: the bus for speed, a periodic registry check for the
-/// messages pub/sub may lose.
-pub fn spawn_swapper(models: Arc<ModelSet>, bus: Arc<dyn EventBus>, every: Duration) {
+/// messages pub/sub may lose. Stopping the returned tasks aborts both.
+pub fn spawn_swapper(
+    models: Arc<ModelSet>,
+    bus: Arc<dyn EventBus>,
+    every: Duration,
+) -> common::service::AbortOnStop {
     let from_bus = models.clone();
-    tokio::spawn(async move {
+    let follow = tokio::spawn(async move {
         loop {
             match bus.subscribe(&[events::MODEL_PROMOTED]).await {
                 Ok(mut stream) => {
@@ -222,7 +226,7 @@ pub fn spawn_swapper(models: Arc<ModelSet>, bus: Arc<dyn EventBus>, every: Durat
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     });
-    tokio::spawn(async move {
+    let check = tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
@@ -232,4 +236,5 @@ pub fn spawn_swapper(models: Arc<ModelSet>, bus: Arc<dyn EventBus>, every: Durat
             }
         }
     });
+    common::service::AbortOnStop(vec![follow, check])
 }

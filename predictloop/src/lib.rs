@@ -17,6 +17,7 @@ use actix_web::dev::ServerHandle;
 use anyhow::{Context, bail};
 use common::config::{Env, Mode};
 use common::infra::MemoryInfra;
+use common::service::RunningService;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -74,11 +75,11 @@ pub struct System {
     pub services: HashMap<&'static str, (u16, u16)>,
     memory: Option<String>,
     gateway: Option<ServerHandle>,
-    notify: Option<notify_svc::RunningApp>,
-    retrain: Option<retrain_worker::RunningApp>,
-    feedback: Option<feedback_svc::RunningApp>,
-    predict: Option<ServerHandle>,
-    auth: Option<ServerHandle>,
+    notify: Option<RunningService>,
+    retrain: Option<RunningService>,
+    feedback: Option<RunningService>,
+    predict: Option<RunningService>,
+    auth: Option<RunningService>,
 }
 
 fn local_url(port: u16) -> String {
@@ -180,7 +181,7 @@ impl System {
         vars.insert("AUTH_URL".into(), auth_url);
         self.services
             .insert("auth-svc", (auth.port, auth.management_port));
-        self.auth = Some(auth.spawn());
+        self.auth = Some(auth);
 
         let predict = predict_svc::build(
             predict_svc::Config::from_env(env(&vars)).context("predict-svc's configuration")?,
@@ -194,7 +195,7 @@ impl System {
             "PREDICT_INTERNAL_URL".into(),
             local_url(predict.management_port),
         );
-        self.predict = Some(predict.spawn());
+        self.predict = Some(predict);
 
         as_client(&mut vars, "feedback-svc");
         let feedback = feedback_svc::build(
@@ -209,7 +210,7 @@ impl System {
             "FEEDBACK_INTERNAL_URL".into(),
             local_url(feedback.management_port),
         );
-        self.feedback = Some(feedback.spawn());
+        self.feedback = Some(feedback);
 
         let notify = notify_svc::build(
             notify_svc::Config::from_env(env(&vars)).context("notify-svc's configuration")?,
@@ -217,7 +218,7 @@ impl System {
         .await
         .context("starting notify-svc")?;
         vars.insert("NOTIFY_URL".into(), local_url(notify.port));
-        self.notify = Some(notify.spawn());
+        self.notify = Some(notify);
 
         as_client(&mut vars, "retrain-worker");
         let retrain = retrain_worker::build(
@@ -236,7 +237,7 @@ impl System {
         ] {
             vars.remove(name);
         }
-        self.retrain = Some(retrain.spawn());
+        self.retrain = Some(retrain);
 
         vars.insert("BIND_ADDR".into(), public_bind);
         // The gateway's management port (its /metrics): MANAGEMENT_BIND_ADDR, else its
@@ -289,34 +290,29 @@ impl System {
             retrain.begin_stop();
         }
         if let Some(notify) = &self.notify {
-            notify.hub.shutdown();
+            notify.begin_stop();
         }
-        let server = |handle: Option<ServerHandle>| async move {
-            if let Some(handle) = handle {
+        bounded("gateway", deadline, async {
+            if let Some(handle) = self.gateway {
                 handle.stop(true).await;
             }
+        })
+        .await;
+        let service = |name, service: Option<RunningService>| {
+            bounded(name, deadline, async move {
+                if let Some(service) = service {
+                    service.stop().await;
+                }
+            })
         };
-        bounded("gateway", deadline, server(self.gateway)).await;
         tokio::join!(
-            bounded("notify-svc", deadline, async {
-                if let Some(notify) = self.notify {
-                    notify.stop().await;
-                }
-            }),
-            bounded("retrain-worker", deadline, async {
-                if let Some(retrain) = self.retrain {
-                    retrain.stop().await;
-                }
-            }),
-            bounded("feedback-svc", deadline, async {
-                if let Some(feedback) = self.feedback {
-                    feedback.stop().await;
-                }
-            }),
+            service("notify-svc", self.notify),
+            service("retrain-worker", self.retrain),
+            service("feedback-svc", self.feedback),
         );
         tokio::join!(
-            bounded("predict-svc", deadline, server(self.predict)),
-            bounded("auth-svc", deadline, server(self.auth)),
+            service("predict-svc", self.predict),
+            service("auth-svc", self.auth),
         );
         if let Some(name) = self.memory {
             MemoryInfra::unregister(&name);

@@ -17,16 +17,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
-use actix_web::{App, web};
+use actix_web::web;
 use anyhow::Context;
+use async_trait::async_trait;
 use common::bus::{DEFAULT_HISTORY_MAXLEN, EventBus};
 use common::db::Db;
 use common::health::{DbCheck, Readiness};
 use common::infra::Infra;
 use common::jwt::JwtVerifier;
 use common::queue::JobQueue;
-use common::server::RunningServer;
+use common::service::{BackgroundTask, RunningService, ServiceApp};
 use tokio::sync::watch;
 
 /// The Redis Stream of retrain jobs and its consumer group.
@@ -43,78 +43,23 @@ pub struct WorkerTask {
     handle: tokio::task::JoinHandle<()>,
 }
 
-impl WorkerTask {
-    /// Stops taking jobs; a job in training stops at its next batch and goes back to the queue.
-    pub async fn shutdown(self, timeout: Duration) {
+#[async_trait]
+impl BackgroundTask for WorkerTask {
+    /// Training stops at its next batch and the job goes back to the queue: at the signal, not
+    /// after the HTTP drain, so that the whole shutdown fits in the platform's grace period.
+    fn begin_stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops taking jobs and waits for the worker to hand its job back.
+    async fn stop(self: Box<Self>) {
         self.stopping.store(true, Ordering::Relaxed);
         let _ = self.stop.send(true);
-        if tokio::time::timeout(timeout, self.handle).await.is_err() {
+        if tokio::time::timeout(WORKER_STOP_TIMEOUT, self.handle)
+            .await
+            .is_err()
+        {
             tracing::warn!("the retrain worker did not stop in time");
-        }
-    }
-}
-
-/// The service, bound and with its worker running.
-pub struct Application {
-    pub port: u16,
-    /// `/metrics` (this service has no `/internal/` routes).
-    pub management_port: u16,
-    server: RunningServer,
-    worker: Option<WorkerTask>,
-}
-
-/// A service running in the background (tests): stop it with [`RunningApp::stop`].
-pub struct RunningApp {
-    pub port: u16,
-    pub management_port: u16,
-    pub handle: ServerHandle,
-    worker: Option<WorkerTask>,
-}
-
-impl RunningApp {
-    /// Training stops at its next batch (and the job goes back to the queue); the server keeps
-    /// serving until [`RunningApp::stop`].
-    pub fn begin_stop(&self) {
-        if let Some(worker) = &self.worker {
-            worker.stopping.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// Stops training, then the server gracefully, then the worker.
-    pub async fn stop(self) {
-        self.begin_stop();
-        self.handle.stop(true).await;
-        if let Some(worker) = self.worker {
-            worker.shutdown(WORKER_STOP_TIMEOUT).await;
-        }
-    }
-}
-
-impl Application {
-    /// Runs until a shutdown signal: in-flight requests finish, then a running job is handed back.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        // Training stops at the signal, not after the HTTP drain: the whole shutdown must fit
-        // in the platform's grace period.
-        if let Some(worker) = &self.worker {
-            let stopping = worker.stopping.clone();
-            tokio::spawn(async move {
-                common::server::wait_for_signal().await;
-                stopping.store(true, Ordering::Relaxed);
-            });
-        }
-        let result = self.server.run_until_stopped().await;
-        if let Some(worker) = self.worker {
-            worker.shutdown(WORKER_STOP_TIMEOUT).await;
-        }
-        result
-    }
-
-    pub fn spawn(self) -> RunningApp {
-        RunningApp {
-            port: self.port,
-            management_port: self.management_port,
-            handle: self.server.spawn(),
-            worker: self.worker,
         }
     }
 }
@@ -144,8 +89,8 @@ async fn requeue_unfinished(db: &Db, queue: &dyn JobQueue) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Connects to its dependencies, migrates, starts the worker and binds the server.
-pub async fn build(config: Config) -> anyhow::Result<Application> {
+/// Connects to its dependencies, migrates, starts the worker and starts serving.
+pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     let db = Db::open_service(
         config.database_url.expose(),
         "retrain",
@@ -203,35 +148,9 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     });
     let verifier = web::Data::new(JwtVerifier::remote(&config.jwt));
     let readiness = infra.ready_check(Readiness::new().with(DbCheck(db)));
-    let server = common::server::start(&config.common, move || {
-        App::new()
-            // /metrics and /internal/ only on the management port.
-            .wrap(actix_web::middleware::from_fn(common::server::split_planes))
-            .wrap(actix_web::middleware::from_fn(
-                common::telemetry::trace_http,
-            ))
-            .wrap(actix_web::middleware::from_fn(common::metrics::track))
-            .configure(common::metrics::service("retrain-worker"))
-            .app_data(state.clone())
-            .app_data(verifier.clone())
-            .configure(common::http::configure_extractors)
-            .configure(common::health::configure(readiness.clone()))
-            .configure(api::configure)
-            .default_service(web::to(common::http::no_route))
-    });
-    let server = match server {
-        Ok(server) => server,
-        Err(e) => {
-            if let Some(worker) = worker {
-                worker.shutdown(WORKER_STOP_TIMEOUT).await;
-            }
-            return Err(e.into());
-        }
-    };
-    Ok(Application {
-        port: server.port,
-        management_port: server.management_port,
-        server,
-        worker,
-    })
+    ServiceApp::new("retrain-worker", readiness, api::configure)
+        .data(state)
+        .data(verifier)
+        .serve(&config.common, vec![Box::new(worker)])
+        .await
 }

@@ -46,7 +46,7 @@ async fn a_user_who_took_the_admin_name_first_is_promoted_and_loses_the_old_pass
         .unwrap();
     assert_eq!(claims.role, Role::User);
     let squatter_id = claims.sub;
-    first.handle.stop(true).await;
+    first.service.stop().await;
 
     // Restart with the admin configured, on the same database.
     let app = spawn_app_with(store.clone(), Some(("boss", ADMIN_PASSWORD))).await;
@@ -74,7 +74,7 @@ async fn a_user_who_took_the_admin_name_first_is_promoted_and_loses_the_old_pass
     assert_eq!(resp.status().as_u16(), 401);
 
     // A further restart with the same settings changes nothing: the admin's session survives.
-    app.handle.stop(true).await;
+    app.service.stop().await;
     let again = spawn_app_with(store, Some(("boss", ADMIN_PASSWORD))).await;
     let next = again.refresh_ok(&pair.refresh_token).await;
     let claims = again

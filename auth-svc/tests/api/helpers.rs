@@ -1,12 +1,12 @@
 //! Starting auth-svc for a test and talking to it.
 
-use actix_web::dev::ServerHandle;
 use auth_svc::Config;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::config::Env;
 use common::error::ErrorBody;
 use common::jwt::{Claims, JwkSet, JwtVerifier, Role, SigningKeyPair};
+use common::service::RunningService;
 use common::testing::TestDatabase;
 use reqwest::Response;
 use serde::Deserialize;
@@ -82,7 +82,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub config: Config,
     pub signing_key: SigningKeyPair,
-    pub handle: ServerHandle,
+    pub service: RunningService,
     pub store: Store,
 }
 
@@ -105,14 +105,13 @@ pub async fn spawn_app_with(store: Store, admin: Option<(&str, &str)>) -> TestAp
         .await
         .expect("auth-svc starts");
     let port = running.port;
-    let handle = running.spawn();
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
         client: reqwest::Client::new(),
         config,
         signing_key: key,
-        handle,
+        service: running,
         store,
     }
 }

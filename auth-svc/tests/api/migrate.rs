@@ -94,7 +94,7 @@ async fn start(config: Config, key: SigningKeyPair, store: Store) -> TestApp {
         client: reqwest::Client::new(),
         config,
         signing_key: key,
-        handle: running.spawn(),
+        service: running,
         store,
     }
 }
@@ -239,5 +239,5 @@ async fn a_role_with_dml_rights_only_runs_the_service_after_migrate() {
         .unwrap();
     assert_eq!(refreshed.status().as_u16(), 200);
     app.login_ok("root-admin", PASSWORD).await;
-    app.handle.stop(false).await;
+    app.service.stop().await;
 }

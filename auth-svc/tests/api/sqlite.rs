@@ -55,7 +55,7 @@ async fn register_login_refresh_and_me_work_on_sqlite() {
     assert_eq!(claims.role, Role::Admin);
 
     // Data survives a restart on the same files.
-    app.handle.stop(true).await;
+    app.service.stop().await;
     let again = spawn_app_with(store, None).await;
     let pair = again.login_ok("ANA", PASSWORD).await;
     again.refresh_ok(&pair.refresh_token).await;

@@ -9,10 +9,11 @@ use common::db::{Db, PoolOptions};
 use common::error::ErrorBody;
 use common::jwt::{JwkSet, JwtVerifier, Role, SigningKeyPair};
 use common::kv::Redis;
+use common::service::RunningService;
 use common::service_auth::{self, ServiceClaims};
 use common::testing::{TestDatabase, redis_prefix, redis_url, serve_auth};
 use feedback_svc::db::outbox::OutboxState;
-use feedback_svc::{Config, OutboxRelay, RelayOptions, RunningApp};
+use feedback_svc::{Config, OutboxRelay, RelayOptions};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use reqwest::Response;
@@ -191,7 +192,7 @@ pub struct TestApp {
     pub predict: FakePredict,
     pub db: Db,
     key: SigningKeyPair,
-    running: Option<RunningApp>,
+    running: Option<RunningService>,
 }
 
 /// feedback-svc on a fresh PostgreSQL database with its relay running.
@@ -240,12 +241,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     let config = Config::from_env(Env::from_map(vars)).expect("test configuration is valid");
-    let app = feedback_svc::build(config)
+    let running = feedback_svc::build(config)
         .await
         .expect("feedback-svc starts");
-    let port = app.port;
-    let management_port = app.management_port;
-    let running = app.spawn();
+    let port = running.port;
+    let management_port = running.management_port;
     let db = Db::connect(
         &options.store.url(),
         PoolOptions {

@@ -197,7 +197,6 @@ pub async fn spawn_gateway_serving(
     .await
     .unwrap();
     let auth_url = format!("http://127.0.0.1:{}", auth.port);
-    auth.spawn();
 
     let echo_url = spawn_upstream(|| web::to(echo));
     let slow_url = spawn_upstream(|| web::to(slow));

@@ -6,6 +6,7 @@ use common::bus::{Envelope, EventBus, RedisBus, events};
 use common::config::JwtConfig;
 use common::jwt::{JwkSet, Role, SigningKeyPair};
 use common::kv::Redis;
+use common::service::RunningService;
 use common::testing::{claims, redis_prefix, redis_url, serve_jwks};
 use futures_util::{SinkExt, StreamExt};
 use gateway::ratelimit::{RateLimitConfig, parse_limits};
@@ -23,7 +24,8 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 struct WsWorld {
     key: SigningKeyPair,
     redis: Redis,
-    notify: Option<notify_svc::RunningApp>,
+    /// notify-svc and its hub.
+    notify: Option<(RunningService, std::sync::Arc<notify_svc::Hub>)>,
     gateway: String,
 }
 
@@ -52,7 +54,7 @@ impl WsWorld {
         };
         let prefix = redis_prefix();
         let (notify, notify_url) = if let Some(ws) = notify_settings {
-            let app = notify_svc::build(notify_svc::Config {
+            let (app, hub) = notify_svc::build_with_hub(notify_svc::Config {
                 common: local(0),
                 redis_url: redis_url(),
                 redis_prefix: prefix.clone(),
@@ -62,7 +64,7 @@ impl WsWorld {
             .await
             .unwrap();
             let url = format!("http://127.0.0.1:{}", app.port);
-            (Some(app.spawn()), url)
+            (Some((app, hub)), url)
         } else {
             (None, closed_port_url())
         };
@@ -124,7 +126,7 @@ impl WsWorld {
     }
 
     fn notify_sockets(&self) -> u64 {
-        self.notify.as_ref().unwrap().hub.stats().open_sockets
+        self.notify.as_ref().unwrap().1.stats().open_sockets
     }
 
     /// Publishes as feedback-svc does: the history first, then the bus.
@@ -454,7 +456,7 @@ async fn closing_either_side_closes_the_other() {
 
     let mut ws = world.admin_socket("").await;
     eventually("notify-svc has the socket", || world.notify_sockets() == 1).await;
-    world.notify.take().unwrap().stop().await;
+    world.notify.take().unwrap().0.stop().await;
     match next_frame(&mut ws).await {
         Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1001),
         other => panic!("expected a close, got {other:?}"),

@@ -5,10 +5,12 @@ use common::bus::{Envelope, EventBus, RedisBus};
 use common::config::{CommonConfig, JwtConfig, Mode};
 use common::jwt::{JwkSet, Role, SigningKeyPair};
 use common::kv::Redis;
+use common::service::RunningService;
 use common::testing::{claims, redis_prefix, redis_url, serve_jwks};
 use futures_util::{SinkExt, StreamExt};
-use notify_svc::{Config, RunningApp, Stats, WsSettings};
+use notify_svc::{Config, Hub, Stats, WsSettings};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -66,12 +68,13 @@ pub fn test_settings() -> WsSettings {
 pub struct TestNotify {
     pub url: String,
     pub ws_url: String,
-    pub app: RunningApp,
+    pub app: RunningService,
+    pub hub: Arc<Hub>,
 }
 
 impl TestNotify {
     pub fn stats(&self) -> Stats {
-        self.app.hub.stats()
+        self.hub.stats()
     }
 
     pub async fn connect(&self, token: &str) -> Ws {
@@ -130,12 +133,13 @@ impl World {
     }
 
     pub async fn spawn_with(&self, config: Config) -> TestNotify {
-        let app = notify_svc::build(config).await.unwrap();
+        let (app, hub) = notify_svc::build_with_hub(config).await.unwrap();
         let port = app.port;
         TestNotify {
             url: format!("http://127.0.0.1:{port}"),
             ws_url: format!("ws://127.0.0.1:{port}/ws"),
-            app: app.spawn(),
+            app,
+            hub,
         }
     }
 

@@ -96,10 +96,10 @@ pub const BATCHING: BatchConfig = BatchConfig {
 };
 
 pub async fn spawn_with(backing: &Backing, config: predict_svc::Config) -> TestApp {
+    // Serving in the background until the test's runtime ends.
     let server = predict_svc::build(config).await.unwrap();
     let url = format!("http://127.0.0.1:{}", server.port);
     let management_url = format!("http://127.0.0.1:{}", server.management_port);
-    server.spawn();
     TestApp {
         url,
         management_url,

@@ -2,6 +2,7 @@ use common::bus::{Envelope, EventBus, RedisBus};
 use common::config::Env;
 use common::jwt::{Role, SigningKeyPair};
 use common::kv::Redis;
+use common::service::RunningService;
 use common::service_auth::{CALLERS, ServiceClaims, scopes};
 use common::testing::{TestDatabase, claims, redis_prefix, redis_url, repo_root, serve_auth};
 use futures_util::StreamExt;
@@ -37,13 +38,13 @@ pub struct Cluster {
     pub admin: String,
     pub user: String,
     pub client: reqwest::Client,
-    _feedback: feedback_svc::RunningApp,
+    _feedback: RunningService,
 }
 
 /// A retrain-worker in this process.
 pub struct InProcess {
     pub url: String,
-    pub app: Option<retrain_worker::RunningApp>,
+    pub app: Option<RunningService>,
 }
 
 fn vars_for(
@@ -107,7 +108,6 @@ impl Cluster {
         .unwrap();
         let predict_url = format!("http://127.0.0.1:{}", predict.port);
         let predict_internal_url = format!("http://127.0.0.1:{}", predict.management_port);
-        predict.spawn();
         let feedback = feedback_svc::build(
             feedback_svc::Config::from_env(env_of(vars(&[
                 ("PREDICT_INTERNAL_URL", &predict_internal_url),
@@ -118,7 +118,6 @@ impl Cluster {
         .await
         .unwrap();
         let feedback_internal_url = format!("http://127.0.0.1:{}", feedback.management_port);
-        let feedback = feedback.spawn();
         let service = key
             .sign(&ServiceClaims::new(
                 common::config::JwtConfig::DEFAULT_ISSUER,
@@ -169,7 +168,7 @@ impl Cluster {
         let app = retrain_worker::build(config).await.unwrap();
         InProcess {
             url: format!("http://127.0.0.1:{}", app.port),
-            app: Some(app.spawn()),
+            app: Some(app),
         }
     }
 

@@ -69,7 +69,7 @@ async fn jobs_a_previous_run_left_unfinished_are_queued_again_at_start() {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     let config = retrain_worker::Config::from_env(Env::from_map(vars)).unwrap();
-    let app = retrain_worker::build(config).await.unwrap().spawn();
+    let app = retrain_worker::build(config).await.unwrap();
 
     let queue = infra.queue(retrain_worker::JOB_STREAM);
     let mut queued = Vec::new();
