@@ -1,5 +1,7 @@
 use crate::clients::ServiceClients;
-use common::config::{CommonConfig, Env, JwtConfig, Mode, Secret, WELL_KNOWN_SECRETS};
+use common::config::{
+    CommonConfig, DatabaseConfig, Env, JwtConfig, Mode, Secret, WELL_KNOWN_SECRETS,
+};
 use common::jwt::SigningKeyPair;
 use std::time::Duration;
 
@@ -12,10 +14,7 @@ pub struct AdminBootstrap {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
-    /// `MIGRATE_ON_START`: apply the schema's migrations at start (development default), or
-    /// only check they were applied by the `migrate` command (`common::migrate`).
-    pub migrate_on_start: bool,
-    pub database_url: Secret,
+    pub database: DatabaseConfig,
     pub signing_key: SigningKeyPair,
     pub issuer: String,
     pub audience: String,
@@ -34,14 +33,7 @@ pub const DEFAULT_PORT: u16 = 8081;
 impl Config {
     pub fn from_env(mut env: Env) -> Result<Self, common::config::ConfigError> {
         let common = CommonConfig::read(&mut env, DEFAULT_PORT);
-        let migrate_on_start = common::migrate::on_start(&mut env, common.mode);
-        let database_url: Secret = env.required("DATABASE_URL");
-        common::config::check_url_secret(
-            &mut env,
-            "DATABASE_URL",
-            database_url.expose(),
-            common.mode,
-        );
+        let database = DatabaseConfig::read(&mut env, common.mode);
         let signing_key = read_signing_key(&mut env, common.mode);
         let issuer = env.or("JWT_ISSUER", JwtConfig::DEFAULT_ISSUER.to_owned());
         let audience = env.or("JWT_AUDIENCE", JwtConfig::DEFAULT_AUDIENCE.to_owned());
@@ -59,8 +51,7 @@ impl Config {
         let key = signing_key.unwrap_or_else(|| SigningKeyPair::from_seed([0; 32]));
         let config = Config {
             common,
-            migrate_on_start,
-            database_url,
+            database,
             signing_key: key,
             issuer,
             audience,

@@ -14,22 +14,15 @@ pub use config::Config;
 pub use error::AuthError;
 
 use actix_web::web;
-use common::db::Db;
 use common::health::{DbCheck, Readiness};
 use common::jwt::{JwkSet, JwtVerifier};
 use common::service::{RunningService, ServiceApp};
 
 /// Connects, migrates, bootstraps the admin and starts serving.
 pub async fn build(config: Config) -> anyhow::Result<RunningService> {
-    let db = Db::open_service(
-        config.database_url.expose(),
-        "auth",
-        config.common.mode,
-        config.migrate_on_start,
-        db::POSTGRES_MIGRATIONS,
-        db::SQLITE_MIGRATIONS,
-    )
-    .await?;
+    let db = db::SCHEMA
+        .open(&config.database, config.common.mode)
+        .await?;
     let state = state::AppState::new(db.clone(), &config).await?;
     if let Some(admin) = &config.admin {
         bootstrap::ensure_admin(&state, admin).await?;

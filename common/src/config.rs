@@ -288,6 +288,76 @@ impl CommonConfig {
     }
 }
 
+/// `DATABASE_URL`, refused outside development mode with a well-known password.
+pub fn database_url(env: &mut Env, mode: Mode) -> Secret {
+    let url: Secret = env.required("DATABASE_URL");
+    check_url_secret(env, "DATABASE_URL", url.expose(), mode);
+    url
+}
+
+/// Where a service's schema lives and whether it may change it when it starts.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// `DATABASE_URL`: PostgreSQL, or SQLite (`sqlite://…`) in the all-in-one mode.
+    pub url: Secret,
+    /// `MIGRATE_ON_START`: apply the schema's pending migrations at start (the development
+    /// default, so `cargo xtask up` and the all-in-one mode need no extra step), or only check
+    /// they were applied by the `migrate` command (`common::migrate`) and refuse to start if not.
+    pub migrate_on_start: bool,
+}
+
+impl DatabaseConfig {
+    pub fn read(env: &mut Env, mode: Mode) -> Self {
+        let migrate_on_start = env.or("MIGRATE_ON_START", mode.is_development());
+        DatabaseConfig {
+            url: database_url(env, mode),
+            migrate_on_start,
+        }
+    }
+}
+
+/// The Redis server of the bus, the job queue and the stores (`memory://…` for the in-process
+/// ones), and the namespace of every key and channel.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `REDIS_URL`.
+    pub url: String,
+    /// `REDIS_PREFIX`: empty in a deployment, unique per test.
+    pub prefix: String,
+}
+
+impl RedisConfig {
+    pub fn read(env: &mut Env, mode: Mode) -> Self {
+        let url: String = env.required("REDIS_URL");
+        check_url_secret(env, "REDIS_URL", &url, mode);
+        RedisConfig {
+            url,
+            prefix: env.or("REDIS_PREFIX", String::new()),
+        }
+    }
+}
+
+/// The backends of a service that owns a schema, uses the bus and checks tokens (predict-svc,
+/// feedback-svc, retrain-worker), read once.
+#[derive(Debug, Clone)]
+pub struct Backends {
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub jwt: JwtConfig,
+}
+
+impl Backends {
+    pub fn read(env: &mut Env, mode: Mode) -> Self {
+        let database = DatabaseConfig::read(env, mode);
+        let redis = RedisConfig::read(env, mode);
+        Backends {
+            database,
+            redis,
+            jwt: JwtConfig::read(env),
+        }
+    }
+}
+
 /// The JWT verification settings shared by every service that checks tokens.
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
@@ -420,5 +490,51 @@ mod tests {
             Mode::Production,
         );
         assert!(e.finish().is_ok());
+    }
+
+    #[test]
+    fn the_backends_are_read_once_with_their_defaults() {
+        let mut e = env(&[
+            ("DATABASE_URL", "postgres://app@db/x"),
+            ("REDIS_URL", "redis://cache:6379"),
+            ("AUTH_JWKS_URL", "http://auth:8081/.well-known/jwks.json"),
+        ]);
+        let b = Backends::read(&mut e, Mode::Production);
+        assert!(e.finish().is_ok());
+        assert_eq!(b.database.url.expose(), "postgres://app@db/x");
+        assert!(!b.database.migrate_on_start);
+        assert_eq!(b.redis.url, "redis://cache:6379");
+        assert_eq!(b.redis.prefix, "");
+        assert_eq!(b.jwt.issuer, JwtConfig::DEFAULT_ISSUER);
+        assert_eq!(b.jwt.audience, JwtConfig::DEFAULT_AUDIENCE);
+
+        let mut e = env(&[("REDIS_URL", "redis://:redis@cache:6379")]);
+        let _ = Backends::read(&mut e, Mode::Production);
+        let err = e.finish().unwrap_err().to_string();
+        for name in [
+            "DATABASE_URL is required",
+            "REDIS_URL: the password",
+            "AUTH_JWKS_URL",
+        ] {
+            assert!(err.contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn migrate_on_start_defaults_to_the_mode_and_can_be_set() {
+        let on_start = |pairs: &[(&str, &str)], mode| {
+            let mut pairs = pairs.to_vec();
+            pairs.push(("DATABASE_URL", "sqlite://x.db"));
+            let mut e = env(&pairs);
+            let migrate = DatabaseConfig::read(&mut e, mode).migrate_on_start;
+            e.finish().map(|()| migrate).map_err(|e| e.to_string())
+        };
+        assert_eq!(on_start(&[], Mode::Development), Ok(true));
+        assert_eq!(on_start(&[], Mode::Production), Ok(false));
+        let set = |value| [("MIGRATE_ON_START", value)];
+        assert_eq!(on_start(&set("true"), Mode::Production), Ok(true));
+        assert_eq!(on_start(&set("false"), Mode::Development), Ok(false));
+        let err = on_start(&set("sometimes"), Mode::Production).unwrap_err();
+        assert!(err.contains("MIGRATE_ON_START"), "{err}");
     }
 }

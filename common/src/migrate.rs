@@ -1,21 +1,15 @@
-//! Schema changes as a step of their own: a service binary's `migrate` command, and the
-//! `MIGRATE_ON_START` setting that says whether a service may change its schema when it starts.
+//! Schema changes as a step of their own: a service binary's `migrate` command (whether a
+//! service may change its schema when it starts is `MIGRATE_ON_START`, read with its
+//! `DATABASE_URL` in [`crate::config::DatabaseConfig`]).
 //!
 //! In production the schema is migrated before a rollout (a Kubernetes Job, a one-shot compose
 //! service) by a role allowed DDL; the replicas that serve only check, at start, that every
 //! migration they were built with has been applied, so their role needs no CREATE right and new
 //! code never changes the schema under old replicas still serving. docs/deploy.md, "Migrations".
 
-use crate::config::{Env, Mode, Secret};
-use crate::db::Db;
+use crate::config::{DatabaseConfig, Env, Mode};
+use crate::db::{Db, DbError};
 use diesel_migrations::EmbeddedMigrations;
-
-/// `MIGRATE_ON_START`: true lets a service apply its pending migrations when it starts (the
-/// default in development mode, so `cargo xtask up` and the all-in-one mode need no extra
-/// step); false, the default elsewhere, makes it refuse to start while any is pending.
-pub fn on_start(env: &mut Env, mode: Mode) -> bool {
-    env.or("MIGRATE_ON_START", mode.is_development())
-}
 
 /// What a service binary was asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,13 +53,28 @@ pub struct Schema {
     pub sqlite: EmbeddedMigrations,
 }
 
+impl Schema {
+    /// The service's database at start ([`Db::open_service`]): migrated, or only checked, as
+    /// `MIGRATE_ON_START` says.
+    pub async fn open(self, database: &DatabaseConfig, mode: Mode) -> Result<Db, DbError> {
+        Db::open_service(
+            database.url.expose(),
+            self.name,
+            mode,
+            database.migrate_on_start,
+            self.postgres,
+            self.sqlite,
+        )
+        .await
+    }
+}
+
 /// The `migrate` command: reads only what it needs (`DATABASE_URL`, `APP_ENV`), so the Job
 /// that runs it carries no other secret; applies the schema's pending migrations and reports
 /// what it did. Running it again when nothing is pending changes nothing.
 pub async fn run(service: &str, schema: Schema, mut env: Env) -> anyhow::Result<Vec<String>> {
     let mode = env.mode();
-    let url: Secret = env.required("DATABASE_URL");
-    crate::config::check_url_secret(&mut env, "DATABASE_URL", url.expose(), mode);
+    let url = crate::config::database_url(&mut env, mode);
     env.finish()?;
     let applied = Db::migrate_service(
         url.expose(),
@@ -110,31 +119,5 @@ mod tests {
         let err = Command::parse("auth-svc", args(&["migrat"])).unwrap_err();
         assert!(err.to_string().contains("auth-svc migrate"), "{err}");
         assert!(Command::parse("auth-svc", args(&["migrate", "now"])).is_err());
-    }
-
-    #[test]
-    fn migrate_on_start_defaults_to_the_mode_and_can_be_set() {
-        let env = |pairs: &[(&str, &str)]| {
-            Env::from_map(
-                pairs
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            )
-        };
-        assert!(on_start(&mut env(&[]), Mode::Development));
-        assert!(!on_start(&mut env(&[]), Mode::Production));
-        let mut e = env(&[("MIGRATE_ON_START", "true")]);
-        assert!(on_start(&mut e, Mode::Production));
-        let mut e = env(&[("MIGRATE_ON_START", "false")]);
-        assert!(!on_start(&mut e, Mode::Development));
-        let mut e = env(&[("MIGRATE_ON_START", "sometimes")]);
-        on_start(&mut e, Mode::Production);
-        assert!(
-            e.finish()
-                .unwrap_err()
-                .to_string()
-                .contains("MIGRATE_ON_START")
-        );
     }
 }

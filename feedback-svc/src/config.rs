@@ -1,18 +1,12 @@
-use common::config::{CommonConfig, ConfigError, Env, JwtConfig, Secret};
+use common::config::{Backends, CommonConfig, ConfigError, Env};
 use common::service_auth::ServiceClientConfig;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
-    /// `MIGRATE_ON_START`: apply the schema's migrations at start (development default), or
-    /// only check they were applied by the `migrate` command (`common::migrate`).
-    pub migrate_on_start: bool,
-    pub database_url: Secret,
-    pub redis_url: String,
-    /// Namespace of every Redis key and channel (empty in a deployment, unique per test).
-    pub redis_prefix: String,
-    pub jwt: JwtConfig,
+    /// The database, Redis and token verification.
+    pub backends: Backends,
     /// predict-svc's management port (`PREDICT_INTERNAL_URL`), for the predictions feedback
     /// refers to.
     pub predict_url: String,
@@ -37,18 +31,7 @@ pub const DEFAULT_PREDICT_URL: &str = "http://127.0.0.1:9082";
 impl Config {
     pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
         let common = CommonConfig::read(&mut env, DEFAULT_PORT);
-        let migrate_on_start = common::migrate::on_start(&mut env, common.mode);
-        let database_url: Secret = env.required("DATABASE_URL");
-        common::config::check_url_secret(
-            &mut env,
-            "DATABASE_URL",
-            database_url.expose(),
-            common.mode,
-        );
-        let redis_url: String = env.required("REDIS_URL");
-        common::config::check_url_secret(&mut env, "REDIS_URL", &redis_url, common.mode);
-        let redis_prefix = env.or("REDIS_PREFIX", String::new());
-        let jwt = JwtConfig::read(&mut env);
+        let backends = Backends::read(&mut env, common.mode);
         let predict_url = env.or("PREDICT_INTERNAL_URL", DEFAULT_PREDICT_URL.to_owned());
         if !(predict_url.starts_with("http://") || predict_url.starts_with("https://")) {
             env.problem(format!(
@@ -68,11 +51,7 @@ impl Config {
         env.finish()?;
         Ok(Config {
             common,
-            migrate_on_start,
-            database_url,
-            redis_url,
-            redis_prefix,
-            jwt,
+            backends,
             predict_url,
             service_client,
             outbox,

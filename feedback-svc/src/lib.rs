@@ -17,7 +17,6 @@ pub use relay::{OutboxRelay, RelayOptions, RelayTask};
 
 use actix_web::web;
 use async_trait::async_trait;
-use common::db::Db;
 use common::health::{DbCheck, Readiness};
 use common::infra::Infra;
 use common::jwt::JwtVerifier;
@@ -39,16 +38,10 @@ impl BackgroundTask for RelayTask {
 
 /// Connects to its dependencies, migrates, starts the outbox relay and starts serving.
 pub async fn build(config: Config) -> anyhow::Result<RunningService> {
-    let db = Db::open_service(
-        config.database_url.expose(),
-        "feedback",
-        config.common.mode,
-        config.migrate_on_start,
-        db::POSTGRES_MIGRATIONS,
-        db::SQLITE_MIGRATIONS,
-    )
-    .await?;
-    let infra = Infra::connect(&config.redis_url, &config.redis_prefix)?;
+    let db = db::SCHEMA
+        .open(&config.backends.database, config.common.mode)
+        .await?;
+    let infra = Infra::connect(&config.backends.redis.url, &config.backends.redis.prefix)?;
     // Everything that can fail before the relay starts, so that a failure leaves nothing running.
     let tokens = common::service_auth::ServiceTokens::new(config.service_client.clone())
         .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?;
@@ -70,7 +63,7 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
         predictions,
         relay_wakeup,
     });
-    let verifier = web::Data::new(JwtVerifier::remote(&config.jwt));
+    let verifier = web::Data::new(JwtVerifier::remote(&config.backends.jwt));
     // Redis is deliberately not a readiness dependency: while it is down feedback is still
     // accepted, and the outbox publishes it once Redis is back.
     let readiness = Readiness::new().with(DbCheck(db));

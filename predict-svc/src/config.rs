@@ -1,6 +1,6 @@
 use crate::engine::BatchConfig;
 use crate::gate::Preprocessing;
-use common::config::{CommonConfig, ConfigError, Env, JwtConfig, Secret};
+use common::config::{Backends, CommonConfig, ConfigError, Env};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,14 +8,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
-    /// `MIGRATE_ON_START`: apply the schema's migrations at start (development default), or
-    /// only check they were applied by the `migrate` command (`common::migrate`).
-    pub migrate_on_start: bool,
-    pub database_url: Secret,
-    pub redis_url: String,
-    /// Namespace of every Redis key and channel (empty in a deployment, unique per test).
-    pub redis_prefix: String,
-    pub jwt: JwtConfig,
+    /// The database, Redis and token verification.
+    pub backends: Backends,
     /// The ONNX Runtime shared library.
     pub ort_dylib_path: PathBuf,
     /// Where the initial models trained by `cargo xtask train` are imported from.
@@ -39,18 +33,7 @@ pub const DEFAULT_PORT: u16 = 8082;
 impl Config {
     pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
         let common = CommonConfig::read(&mut env, DEFAULT_PORT);
-        let migrate_on_start = common::migrate::on_start(&mut env, common.mode);
-        let database_url: Secret = env.required("DATABASE_URL");
-        common::config::check_url_secret(
-            &mut env,
-            "DATABASE_URL",
-            database_url.expose(),
-            common.mode,
-        );
-        let redis_url: String = env.required("REDIS_URL");
-        common::config::check_url_secret(&mut env, "REDIS_URL", &redis_url, common.mode);
-        let redis_prefix = env.or("REDIS_PREFIX", String::new());
-        let jwt = JwtConfig::read(&mut env);
+        let backends = Backends::read(&mut env, common.mode);
         let ort_dylib_path: PathBuf = env.required::<String>("ORT_DYLIB_PATH").into();
         let model_dir: PathBuf = env.or("MODEL_DIR", "data/models".to_owned()).into();
         let max_upload_bytes =
@@ -83,11 +66,7 @@ impl Config {
         env.finish()?;
         Ok(Config {
             common,
-            migrate_on_start,
-            database_url,
-            redis_url,
-            redis_prefix,
-            jwt,
+            backends,
             ort_dylib_path,
             model_dir,
             max_upload_bytes,

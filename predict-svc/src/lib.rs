@@ -17,7 +17,6 @@ pub use routes::oip_body_limit;
 
 use actix_web::web;
 use common::bus::DEFAULT_HISTORY_MAXLEN;
-use common::db::Db;
 use common::health::{DbCheck, Readiness};
 use common::infra::Infra;
 use common::jwt::JwtVerifier;
@@ -28,18 +27,12 @@ use std::sync::Arc;
 /// and starts serving, with the model swapper following promotions in the background.
 pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     let env = engine::environment(&config.ort_dylib_path)?;
-    let db = Db::open_service(
-        config.database_url.expose(),
-        "models",
-        config.common.mode,
-        config.migrate_on_start,
-        db::POSTGRES_MIGRATIONS,
-        db::SQLITE_MIGRATIONS,
-    )
-    .await?;
+    let db = db::SCHEMA
+        .open(&config.backends.database, config.common.mode)
+        .await?;
     registry::import_initial(&db, &config.model_dir).await?;
 
-    let infra = Infra::connect(&config.redis_url, &config.redis_prefix)?;
+    let infra = Infra::connect(&config.backends.redis.url, &config.backends.redis.prefix)?;
     let bus = infra.bus(DEFAULT_HISTORY_MAXLEN);
     let models = Arc::new(registry::ModelSet::new(env, config.batch, db.clone()));
     models.sync_with_registry().await?;
@@ -54,7 +47,7 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
         preprocessing: config.preprocessing.clone(),
         oip_max_batch: config.oip_max_batch,
     });
-    let verifier = web::Data::new(JwtVerifier::remote(&config.jwt));
+    let verifier = web::Data::new(JwtVerifier::remote(&config.backends.jwt));
     let readiness = infra.ready_check(Readiness::new().with(DbCheck(db)));
     ServiceApp::new("predict-svc", readiness, routes::configure)
         .data(state)

@@ -1,20 +1,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::config::{CommonConfig, ConfigError, Env, JwtConfig, Secret};
+use common::config::{Backends, CommonConfig, ConfigError, Env};
 use common::service_auth::ServiceClientConfig;
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
-    /// `MIGRATE_ON_START`: apply the schema's migrations at start (development default), or
-    /// only check they were applied by the `migrate` command (`common::migrate`).
-    pub migrate_on_start: bool,
-    pub database_url: Secret,
-    pub redis_url: String,
-    /// Namespace of every Redis key and channel (empty in a deployment, unique per test).
-    pub redis_prefix: String,
-    pub jwt: JwtConfig,
+    /// The database, Redis and token verification.
+    pub backends: Backends,
     /// predict-svc's management port (`PREDICT_INTERNAL_URL`): the active model, registration,
     /// promotion.
     pub predict_url: String,
@@ -60,18 +54,7 @@ pub const DEFAULT_PORT: u16 = 8085;
 impl Config {
     pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
         let common = CommonConfig::read(&mut env, DEFAULT_PORT);
-        let migrate_on_start = common::migrate::on_start(&mut env, common.mode);
-        let database_url: Secret = env.required("DATABASE_URL");
-        common::config::check_url_secret(
-            &mut env,
-            "DATABASE_URL",
-            database_url.expose(),
-            common.mode,
-        );
-        let redis_url: String = env.required("REDIS_URL");
-        common::config::check_url_secret(&mut env, "REDIS_URL", &redis_url, common.mode);
-        let redis_prefix = env.or("REDIS_PREFIX", String::new());
-        let jwt = JwtConfig::read(&mut env);
+        let backends = Backends::read(&mut env, common.mode);
         let predict_url = env.or("PREDICT_INTERNAL_URL", "http://127.0.0.1:9082".to_owned());
         let feedback_url = env.or("FEEDBACK_INTERNAL_URL", "http://127.0.0.1:9083".to_owned());
         let service_client = ServiceClientConfig::read(&mut env, common.mode, "retrain-worker");
@@ -100,11 +83,7 @@ impl Config {
         env.finish()?;
         Ok(Config {
             common,
-            migrate_on_start,
-            database_url,
-            redis_url,
-            redis_prefix,
-            jwt,
+            backends,
             predict_url,
             feedback_url,
             service_client,

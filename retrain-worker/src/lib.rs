@@ -91,16 +91,10 @@ async fn requeue_unfinished(db: &Db, queue: &dyn JobQueue) -> anyhow::Result<()>
 
 /// Connects to its dependencies, migrates, starts the worker and starts serving.
 pub async fn build(config: Config) -> anyhow::Result<RunningService> {
-    let db = Db::open_service(
-        config.database_url.expose(),
-        "retrain",
-        config.common.mode,
-        config.migrate_on_start,
-        db::POSTGRES_MIGRATIONS,
-        db::SQLITE_MIGRATIONS,
-    )
-    .await?;
-    let infra = Infra::connect(&config.redis_url, &config.redis_prefix)?;
+    let db = db::SCHEMA
+        .open(&config.backends.database, config.common.mode)
+        .await?;
+    let infra = Infra::connect(&config.backends.redis.url, &config.backends.redis.prefix)?;
     let queue_dyn: Arc<dyn JobQueue> = infra.queue(JOB_STREAM, JOB_GROUP);
     if infra.is_memory() {
         requeue_unfinished(&db, queue_dyn.as_ref()).await?;
@@ -146,7 +140,7 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
         db: db.clone(),
         queue: queue_dyn,
     });
-    let verifier = web::Data::new(JwtVerifier::remote(&config.jwt));
+    let verifier = web::Data::new(JwtVerifier::remote(&config.backends.jwt));
     let readiness = infra.ready_check(Readiness::new().with(DbCheck(db)));
     ServiceApp::new("retrain-worker", readiness, api::configure)
         .data(state)

@@ -79,7 +79,7 @@ fn checking_config(database_url: &str) -> (Config, SigningKeyPair) {
     vars.insert("ADMIN_USERNAME".into(), "root-admin".into());
     vars.insert("ADMIN_PASSWORD".into(), PASSWORD.into());
     let config = Config::from_env(Env::from_map(vars)).unwrap();
-    assert!(!config.migrate_on_start);
+    assert!(!config.database.migrate_on_start);
     (config, key)
 }
 

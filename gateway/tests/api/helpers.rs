@@ -1,5 +1,5 @@
 use actix_web::{App, HttpRequest, HttpResponse, web};
-use common::config::{CommonConfig, JwtConfig, Mode, Secret};
+use common::config::{CommonConfig, DatabaseConfig, JwtConfig, Mode, Secret};
 use common::jwt::SigningKeyPair;
 use common::testing::TestDatabase;
 use gateway::ratelimit::RateLimitConfig;
@@ -179,8 +179,10 @@ pub async fn spawn_gateway_serving(
     let auth_key = SigningKeyPair::generate().unwrap();
     let auth = auth_svc::build(auth_svc::Config {
         common: local(0),
-        migrate_on_start: true,
-        database_url: Secret::new(db.url.clone()),
+        database: DatabaseConfig {
+            url: Secret::new(db.url.clone()),
+            migrate_on_start: true,
+        },
         signing_key: auth_key.clone(),
         issuer: JwtConfig::DEFAULT_ISSUER.into(),
         audience: JwtConfig::DEFAULT_AUDIENCE.into(),

@@ -94,7 +94,7 @@ async fn predictions_keep_their_ttl_and_a_full_redis_answers_503_keeping_the_str
     let redis = BoundedRedis::start("16mb");
     let backing = Backing::new();
     let mut config = config(&backing, BATCHING);
-    config.redis_url = redis.url();
+    config.backends.redis.url = redis.url();
     let ttl = config.prediction_ttl;
     let app = spawn_with(&backing, config).await;
     let png = digits::grid_to_png(&mnist_test().images[0]).unwrap();

@@ -1,4 +1,6 @@
-use common::config::{CommonConfig, JwtConfig, Mode, Secret};
+use common::config::{
+    Backends, CommonConfig, DatabaseConfig, JwtConfig, Mode, RedisConfig, Secret,
+};
 use common::jwt::{JwkSet, Role, SigningKeyPair};
 use common::service_auth::{ServiceClaims, scopes};
 use common::testing::{TestDatabase, claims, redis_prefix, redis_url, repo_root, serve_jwks};
@@ -68,15 +70,21 @@ pub fn config(backing: &Backing, batch: BatchConfig) -> predict_svc::Config {
             shutdown_timeout_secs: 5,
             workers: 2,
         },
-        migrate_on_start: true,
-        database_url: Secret::new(backing.db.url.clone()),
-        redis_url: redis_url(),
-        redis_prefix: backing.prefix.clone(),
-        jwt: JwtConfig {
-            jwks_url: backing.jwks_url.clone(),
-            issuer: JwtConfig::DEFAULT_ISSUER.into(),
-            audience: JwtConfig::DEFAULT_AUDIENCE.into(),
-            jwks_refresh: JwtConfig::DEFAULT_JWKS_REFRESH,
+        backends: Backends {
+            database: DatabaseConfig {
+                url: Secret::new(backing.db.url.clone()),
+                migrate_on_start: true,
+            },
+            redis: RedisConfig {
+                url: redis_url(),
+                prefix: backing.prefix.clone(),
+            },
+            jwt: JwtConfig {
+                jwks_url: backing.jwks_url.clone(),
+                issuer: JwtConfig::DEFAULT_ISSUER.into(),
+                audience: JwtConfig::DEFAULT_AUDIENCE.into(),
+                jwks_refresh: JwtConfig::DEFAULT_JWKS_REFRESH,
+            },
         },
         ort_dylib_path: ort_dylib(),
         model_dir: model_dir(),
