@@ -13,7 +13,6 @@
 //!
 //! With the URLs set, the same process uses PostgreSQL and Redis.
 
-use actix_web::dev::ServerHandle;
 use anyhow::{Context, bail};
 use common::config::{Env, Mode};
 use common::infra::MemoryInfra;
@@ -64,8 +63,7 @@ impl Settings {
     }
 }
 
-/// The running system. Each service is `None` until it has started, so that a start that fails
-/// part-way can stop what it had started.
+/// The running system: its services in the order they started.
 pub struct System {
     /// The gateway's port, the only public one.
     pub port: u16,
@@ -74,12 +72,20 @@ pub struct System {
     /// Each service's (public, management) loopback ports, by name: for tests.
     pub services: HashMap<&'static str, (u16, u16)>,
     memory: Option<String>,
-    gateway: Option<ServerHandle>,
-    notify: Option<RunningService>,
-    retrain: Option<RunningService>,
-    feedback: Option<RunningService>,
-    predict: Option<RunningService>,
-    auth: Option<RunningService>,
+    /// auth-svc first (the others fetch its keys), the gateway last; a start that fails part-way
+    /// stops those already here.
+    running: Vec<RunningService>,
+}
+
+/// The services' variables, derived from the settings once.
+struct Plan {
+    vars: HashMap<String, String>,
+    database_url: String,
+    /// The gateway's own `BIND_ADDR` and `MANAGEMENT_BIND_ADDR` (the others take loopback ports).
+    public_bind: String,
+    public_management: Option<String>,
+    /// Each service client's secret, by client id.
+    secrets: HashMap<&'static str, String>,
 }
 
 fn local_url(port: u16) -> String {
@@ -95,14 +101,9 @@ impl System {
             management_port: 0,
             services: HashMap::new(),
             memory: None,
-            gateway: None,
-            notify: None,
-            retrain: None,
-            feedback: None,
-            predict: None,
-            auth: None,
+            running: Vec::new(),
         };
-        match system.start_services(settings).await {
+        match system.start_services(&settings).await {
             Ok(()) => Ok(system),
             Err(e) => {
                 system.stop().await;
@@ -111,7 +112,9 @@ impl System {
         }
     }
 
-    async fn start_services(&mut self, settings: Settings) -> anyhow::Result<()> {
+    /// The settings every service shares: development mode, migrations at start, the database
+    /// (SQLite by default), the bus (in-process by default), loopback ports, service credentials.
+    fn plan(&mut self, settings: &Settings) -> anyhow::Result<Plan> {
         let mut vars = settings.vars.clone();
         let data_dir = PathBuf::from(settings.get("DATA_DIR").unwrap_or("data"));
         if settings.get("APP_ENV").is_none() {
@@ -153,13 +156,37 @@ impl System {
         vars.insert("BIND_ADDR".into(), "127.0.0.1:0".into());
         let public_management = settings.get("MANAGEMENT_BIND_ADDR").map(str::to_owned);
         vars.insert("MANAGEMENT_BIND_ADDR".into(), "127.0.0.1:0".into());
-        let env = |vars: &HashMap<String, String>| Env::from_map(vars.clone());
         // The services' credentials for each other's /internal/ routes: generated at each
         // start, they never leave this process.
         let credentials = common::service_auth::development_clients()
             .context("generating the service credentials")?;
         vars.insert("SERVICE_CLIENTS".into(), credentials.service_clients);
-        let secrets: HashMap<&str, String> = credentials.secrets.into_iter().collect();
+        Ok(Plan {
+            vars,
+            database_url,
+            public_bind,
+            public_management,
+            secrets: credentials.secrets.into_iter().collect(),
+        })
+    }
+
+    /// Records a started service: its ports, and its place in the stop order.
+    fn add(&mut self, service: RunningService) -> (u16, u16) {
+        let ports = (service.port, service.management_port);
+        self.services.insert(service.name, ports);
+        self.running.push(service);
+        ports
+    }
+
+    async fn start_services(&mut self, settings: &Settings) -> anyhow::Result<()> {
+        let Plan {
+            mut vars,
+            database_url,
+            public_bind,
+            public_management,
+            secrets,
+        } = self.plan(settings)?;
+        let env = |vars: &HashMap<String, String>| Env::from_map(vars.clone());
         let as_client = |vars: &mut HashMap<String, String>, id: &str| {
             vars.insert("SERVICE_CLIENT_ID".into(), id.to_owned());
             vars.insert(
@@ -173,29 +200,21 @@ impl System {
         )
         .await
         .context("starting auth-svc")?;
-        let auth_url = local_url(auth.port);
+        let auth_url = local_url(self.add(auth).0);
         vars.insert(
             "AUTH_JWKS_URL".into(),
             format!("{auth_url}/.well-known/jwks.json"),
         );
         vars.insert("AUTH_URL".into(), auth_url);
-        self.services
-            .insert("auth-svc", (auth.port, auth.management_port));
-        self.auth = Some(auth);
 
         let predict = predict_svc::build(
             predict_svc::Config::from_env(env(&vars)).context("predict-svc's configuration")?,
         )
         .await
         .context("starting predict-svc")?;
-        vars.insert("PREDICT_URL".into(), local_url(predict.port));
-        self.services
-            .insert("predict-svc", (predict.port, predict.management_port));
-        vars.insert(
-            "PREDICT_INTERNAL_URL".into(),
-            local_url(predict.management_port),
-        );
-        self.predict = Some(predict);
+        let (public, management) = self.add(predict);
+        vars.insert("PREDICT_URL".into(), local_url(public));
+        vars.insert("PREDICT_INTERNAL_URL".into(), local_url(management));
 
         as_client(&mut vars, "feedback-svc");
         let feedback = feedback_svc::build(
@@ -203,22 +222,16 @@ impl System {
         )
         .await
         .context("starting feedback-svc")?;
-        vars.insert("FEEDBACK_URL".into(), local_url(feedback.port));
-        self.services
-            .insert("feedback-svc", (feedback.port, feedback.management_port));
-        vars.insert(
-            "FEEDBACK_INTERNAL_URL".into(),
-            local_url(feedback.management_port),
-        );
-        self.feedback = Some(feedback);
+        let (public, management) = self.add(feedback);
+        vars.insert("FEEDBACK_URL".into(), local_url(public));
+        vars.insert("FEEDBACK_INTERNAL_URL".into(), local_url(management));
 
         let notify = notify_svc::build(
             notify_svc::Config::from_env(env(&vars)).context("notify-svc's configuration")?,
         )
         .await
         .context("starting notify-svc")?;
-        vars.insert("NOTIFY_URL".into(), local_url(notify.port));
-        self.notify = Some(notify);
+        vars.insert("NOTIFY_URL".into(), local_url(self.add(notify).0));
 
         as_client(&mut vars, "retrain-worker");
         let retrain = retrain_worker::build(
@@ -227,9 +240,7 @@ impl System {
         )
         .await
         .context("starting retrain-worker")?;
-        vars.insert("RETRAIN_URL".into(), local_url(retrain.port));
-        self.services
-            .insert("retrain-worker", (retrain.port, retrain.management_port));
+        vars.insert("RETRAIN_URL".into(), local_url(self.add(retrain).0));
         for name in [
             "SERVICE_CLIENTS",
             "SERVICE_CLIENT_ID",
@@ -237,7 +248,6 @@ impl System {
         ] {
             vars.remove(name);
         }
-        self.retrain = Some(retrain);
 
         vars.insert("BIND_ADDR".into(), public_bind);
         // The gateway's management port (its /metrics): MANAGEMENT_BIND_ADDR, else its
@@ -251,12 +261,9 @@ impl System {
         )
         .await
         .context("starting the gateway")?;
-        let port = gateway.port;
-        self.port = port;
-        self.management_port = gateway.management_port;
-        self.gateway = Some(gateway.spawn());
+        (self.port, self.management_port) = self.add(RunningService::new("gateway", gateway));
         tracing::info!(
-            url = %local_url(port),
+            url = %local_url(self.port),
             database = %common::db::redact_url(&database_url),
             events = %settings
                 .get("REDIS_URL")
@@ -278,42 +285,19 @@ impl System {
         self.stop().await;
     }
 
-    /// Stops everything within [`STOP_BUDGET`]: first what would hold the rest up (training
-    /// stops at its next batch and its job goes back to the queue; the admin sockets are told to
-    /// go away, so the gateway's drain does not wait on them), then the gateway (no new
-    /// requests), then the services behind it, auth-svc and predict-svc last (the others call
-    /// them while they drain).
-    /// Only the services that started are stopped.
+    /// Stops everything within [`STOP_BUDGET`]: every service begins to stop at once, last
+    /// started first (no new connections; training stops at its next batch and its job goes back
+    /// to the queue; the admin sockets are told to go away), then each is awaited in that order:
+    /// its in-flight requests drained, then its background tasks stopped. Only the services that
+    /// started are stopped.
     pub async fn stop(self) {
         let deadline = tokio::time::Instant::now() + STOP_BUDGET;
-        if let Some(retrain) = &self.retrain {
-            retrain.begin_stop();
+        for service in self.running.iter().rev() {
+            service.begin_stop();
         }
-        if let Some(notify) = &self.notify {
-            notify.begin_stop();
+        for service in self.running.into_iter().rev() {
+            bounded(service.name, deadline, service.stop()).await;
         }
-        bounded("gateway", deadline, async {
-            if let Some(handle) = self.gateway {
-                handle.stop(true).await;
-            }
-        })
-        .await;
-        let service = |name, service: Option<RunningService>| {
-            bounded(name, deadline, async move {
-                if let Some(service) = service {
-                    service.stop().await;
-                }
-            })
-        };
-        tokio::join!(
-            service("notify-svc", self.notify),
-            service("retrain-worker", self.retrain),
-            service("feedback-svc", self.feedback),
-        );
-        tokio::join!(
-            service("predict-svc", self.predict),
-            service("auth-svc", self.auth),
-        );
         if let Some(name) = self.memory {
             MemoryInfra::unregister(&name);
         }
