@@ -16,7 +16,7 @@
 //!   once through the gateway; their answers, how much predict-svc's (and the gateway's)
 //!   resident memory grows while they run, and the time of a normal upload before and after.
 
-use crate::http::{Connection, json_string_field};
+use crate::http::{Client, json_string_field};
 use crate::up::{Fleet, Service, build, ensure_port_free};
 use crate::ws_client::Sockets;
 use crate::{setup, train};
@@ -188,13 +188,13 @@ fn shared_env(auth_port: u16) -> Vec<(String, String)> {
 
 /// Registers the bench user (or finds it registered) and logs it in; its access token.
 fn log_in(gateway: SocketAddr) -> Result<String> {
-    let mut conn = Connection::new(gateway);
+    let conn = Client::new(gateway);
     let creds = br#"{"username":"bench-user","password":"bench-password-1"}"#;
-    let registered = conn.send("POST", "/register", &JSON, creds)?;
+    let registered = conn.post("/register", &JSON, creds)?;
     if registered.status != 201 && registered.status != 409 {
         bail!("register answered {}", registered.status);
     }
-    access_token(&mut conn, creds)
+    access_token(&conn, creds)
 }
 
 const JSON: [(&str, &str); 1] = [("Content-Type", "application/json")];
@@ -202,12 +202,11 @@ const JSON: [(&str, &str); 1] = [("Content-Type", "application/json")];
 /// The bench admin's access token, logging in at `at` (auth-svc or the gateway).
 fn admin_token(at: SocketAddr) -> Result<String> {
     let creds = format!(r#"{{"username":"{BENCH_ADMIN}","password":"{BENCH_ADMIN_PASSWORD}"}}"#);
-    access_token(&mut Connection::new(at), creds.as_bytes())
-        .context("logging in as the bench admin")
+    access_token(&Client::new(at), creds.as_bytes()).context("logging in as the bench admin")
 }
 
-fn access_token(conn: &mut Connection, creds: &[u8]) -> Result<String> {
-    let login = conn.send("POST", "/login", &JSON, creds)?;
+fn access_token(conn: &Client, creds: &[u8]) -> Result<String> {
+    let login = conn.post("/login", &JSON, creds)?;
     json_string_field(&login.body, "access_token")
         .with_context(|| format!("login answered {}", login.status))
 }
@@ -238,7 +237,7 @@ fn load(
             let auth = format!("Bearer {token}");
             let body = body.to_vec();
             thread::spawn(move || {
-                let mut conn = Connection::new(to);
+                let conn = Client::new(to);
                 let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
                 let headers = [
                     ("Authorization", auth.as_str()),
@@ -251,7 +250,7 @@ fn load(
                         break;
                     }
                     let ok = conn
-                        .send("POST", "/api/v1/predict", &headers, &body)
+                        .post("/api/v1/predict", &headers, &body)
                         .is_ok_and(|r| r.status == 200);
                     if sent >= measure_from {
                         if ok {
@@ -567,7 +566,7 @@ struct Posted {
 
 /// [`FEEDBACKS`] unlinked feedbacks through the gateway, [`FEEDBACK_EVERY`] apart.
 fn post_feedback(gateway: SocketAddr, token: &str, signals: &AtomicUsize) -> Result<Posted> {
-    let mut conn = Connection::new(gateway);
+    let conn = Client::new(gateway);
     let auth = format!("Bearer {token}");
     let headers = [
         ("Authorization", auth.as_str()),
@@ -586,7 +585,7 @@ fn post_feedback(gateway: SocketAddr, token: &str, signals: &AtomicUsize) -> Res
         let at = start + FEEDBACK_EVERY * i;
         thread::sleep(at.saturating_duration_since(Instant::now()));
         let sent = Instant::now();
-        match conn.send("POST", "/feedback", &headers, FEEDBACK_BODY) {
+        match conn.post("/feedback", &headers, FEEDBACK_BODY) {
             Ok(answer) if answer.status == 201 => {
                 let id = serde_json::from_slice::<serde_json::Value>(&answer.body)
                     .ok()
@@ -838,7 +837,7 @@ fn retrain(root: &Path) -> Result<()> {
         ("Content-Type", "application/json"),
         ("Authorization", bearer.as_str()),
     ];
-    let mut conn = Connection::new(addr(RETRAIN_WORKER.port));
+    let conn = Client::new(addr(RETRAIN_WORKER.port));
     let mut rows = Vec::new();
     for model in ["mnist-mlp", "mnist-cnn"] {
         for &digits in &sizes {
@@ -847,7 +846,7 @@ fn retrain(root: &Path) -> Result<()> {
             }
             let body = format!(r#"{{"model":"{model}","epochs":1,"mnist_sample":{digits}}}"#);
             let started = Instant::now();
-            let posted = conn.send("POST", "/admin/retrain", &headers, body.as_bytes())?;
+            let posted = conn.post("/admin/retrain", &headers, body.as_bytes())?;
             if posted.status != 202 {
                 bail!(
                     "POST /admin/retrain answered {}: {}",
@@ -864,7 +863,7 @@ fn retrain(root: &Path) -> Result<()> {
                 if started.elapsed() > RETRAIN_TIMEOUT {
                     bail!("job {id} did not finish within {RETRAIN_TIMEOUT:?}");
                 }
-                let answer = conn.send("GET", &format!("/admin/retrain/{id}"), &headers, b"")?;
+                let answer = conn.get(&format!("/admin/retrain/{id}"), &headers)?;
                 let job: serde_json::Value = serde_json::from_slice(&answer.body)
                     .context("the job API answered something that is not JSON")?;
                 if ["succeeded", "rejected", "failed"]
@@ -1445,6 +1444,10 @@ fn send_all_at_once(
 
 /// One POST on a connection of its own (closed after the answer); the status, `Retry-After`
 /// and the JSON body's `error`.
+///
+/// Written on the socket rather than with [`Client`]: the gateway may refuse a bomb (413, 429)
+/// and close before it has read the body, and that early answer is what is measured; an HTTP
+/// client (ureq included) reports the failed write of the rest of the body and drops the answer.
 fn send_once(
     to: SocketAddr,
     bearer: &str,
@@ -1482,7 +1485,12 @@ fn send_once(
             .then(|| value.trim().to_owned())
     });
     // The error object is short: whole in the body, or in its one chunk when chunked.
-    let error = json_string_field(rest.as_bytes(), "error").unwrap_or_default();
+    let object = rest
+        .find('{')
+        .zip(rest.rfind('}'))
+        .and_then(|(start, end)| rest.get(start..=end))
+        .unwrap_or_default();
+    let error = json_string_field(object.as_bytes(), "error").unwrap_or_default();
     Ok((status, retry_after, error))
 }
 
