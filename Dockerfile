@@ -49,17 +49,21 @@ RUN bash deploy/docker/cargo-recipe.sh /src /recipe
 # ---------------------------------------------------------------------------------------------
 FROM rust-base AS builder
 # The service binaries, plus `train` (the initial-model trainer, used by the trainer stage).
-ARG BINS="--bin gateway --bin auth-svc --bin predict-svc --bin feedback-svc --bin notify-svc --bin retrain-worker --bin train"
+# The gateway and notify-svc are built on their own: in one build with the others they would get
+# common's `db` feature (features unify within a build) and link libpq, OpenSSL and SQLite.
+ARG LIGHT="-p gateway -p notify-svc"
+ARG BINS="--bin auth-svc --bin predict-svc --bin feedback-svc --bin retrain-worker --bin train"
 # 1. Dependencies only: this layer is rebuilt only when a Cargo.toml or Cargo.lock changes.
 COPY --from=planner /recipe/ ./
-# BINS is a list of flags and must split into words.
+# LIGHT and BINS are lists of flags and must split into words.
 # hadolint ignore=SC2086
-RUN cargo build --release --locked ${BINS}
+RUN cargo build --release --locked ${LIGHT} && cargo build --release --locked ${BINS}
 # 2. The real sources. They may carry an mtime older than the stub build, which cargo would
 #    take as "fresh": touch them so the workspace crates are always rebuilt.
 COPY . .
 # hadolint ignore=SC2086
 RUN find . -path ./target -prune -o -name '*.rs' -type f -exec touch {} + \
+    && cargo build --release --locked ${LIGHT} \
     && cargo build --release --locked ${BINS} \
     && mkdir -p /out/bin \
     && for bin in gateway auth-svc predict-svc feedback-svc notify-svc retrain-worker train; do \

@@ -99,12 +99,14 @@ impl ResponseError for ApiError {
     }
 }
 
+#[cfg(feature = "db")]
 impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
         ApiError::from(&e)
     }
 }
 
+#[cfg(feature = "db")]
 impl From<&crate::db::DbError> for ApiError {
     fn from(e: &crate::db::DbError) -> Self {
         match e {

@@ -81,8 +81,10 @@ pub fn configure(readiness: Readiness) -> impl FnOnce(&mut web::ServiceConfig) {
     }
 }
 
+#[cfg(feature = "db")]
 pub struct DbCheck(pub crate::db::Db);
 
+#[cfg(feature = "db")]
 #[async_trait]
 impl ReadinessCheck for DbCheck {
     fn name(&self) -> &str {

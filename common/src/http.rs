@@ -52,6 +52,45 @@ pub fn path_config() -> web::PathConfig {
     })
 }
 
+/// Whether the request's media type is `essence` (e.g. `application/json`), parameters aside.
+pub fn has_media_type(req: &HttpRequest, essence: &str) -> bool {
+    use actix_web::HttpMessage;
+    req.mime_type()
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.essence_str().eq_ignore_ascii_case(essence))
+}
+
+/// The body, refused with a JSON 413 past `limit` bytes (declared or sent), for a route that
+/// reads it itself rather than through `web::Json`.
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    use futures_util::StreamExt;
+    let too_large = || json_error(&JsonPayloadError::Overflow { limit });
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(declared.map_or(0, |n| n.min(limit as u64) as usize));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request("invalid_body", format!("The body could not be read: {e}."))
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Registers the JSON, query and path extractor configurations with JSON errors.
 pub fn configure_extractors(cfg: &mut web::ServiceConfig) {
     cfg.app_data(json_config(DEFAULT_JSON_LIMIT))

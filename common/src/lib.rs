@@ -2,6 +2,7 @@
 
 pub mod bus;
 pub mod config;
+#[cfg(feature = "db")]
 pub mod db;
 pub mod digest;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod jwt;
 pub mod kv;
 pub mod memory;
 pub mod metrics;
+#[cfg(feature = "db")]
 pub mod migrate;
 pub mod queue;
 pub mod ratelimit;

@@ -1,12 +1,38 @@
-//! Metrics in the Prometheus text format (version 0.0.4), served on each service's
-//! `GET /metrics`: counters, gauges and histograms with labels, registered once per process.
+//! Metrics on each service's `GET /metrics`, in the Prometheus text format (version 0.0.4):
+//! counters, gauges and histograms with labels, registered once per process.
 //!
-//! Metric handles are cheap to clone and safe to use from any thread; recording takes one short
-//! lock per metric family. Label values come from a fixed set (routes of the table, statuses,
-//! model names), never from raw client input, so the number of series stays bounded.
+//! The series, their values and the text exposition are the `prometheus-client` crate's (the
+//! Prometheus project's own Rust client: its `Family`, `Counter`, `Gauge`, `Histogram` and
+//! `encoding::prometheus_text`). What this module keeps around it, and why no crate does it:
+//!
+//! - **Families made on first use, by name, from anywhere.** The crate's `Registry` takes
+//!   `&mut self` to register and would list a name twice if two parts of a process (or two
+//!   instances of a service in one test process) registered it: here a name gives the same
+//!   family every time, behind one lock taken only when a family is made or rendered.
+//! - **Label names known at run time** (`&["service", "route", …]`), not a derived struct per
+//!   family: a `LabelSet` writes the family's names beside each series' values.
+//! - **The OpenTelemetry mirror.** With OTLP configured ([`export_to`]), every recording also
+//!   goes to an OpenTelemetry instrument of the same name, help and labels. prometheus-client has
+//!   no OpenTelemetry bridge, and OpenTelemetry's Prometheus exporter (`opentelemetry-prometheus`)
+//!   is discontinued, so one handle records to both.
+//! - **Values kept elsewhere** ([`Registry::on_render`]): read into gauges and counters at each
+//!   scrape through the same handles, so they reach the mirror too (a crate `Collector` would
+//!   only write the text).
+//! - **The HTTP middleware** ([`track`]): the route pattern, never the raw path, as a label.
+//!
+//! Handles are cheap to clone and safe to use from any thread. Label values come from a fixed set
+//! (routes of the table, statuses, model names), never from raw client input, so the number of
+//! series stays bounded. Counters count whole events (`u64`); gauges and observations are `f64`.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
+use prometheus_client::metrics::counter::Counter as PromCounter;
+use prometheus_client::metrics::family::{Family as PromFamily, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge as PromGauge;
+use prometheus_client::metrics::histogram::Histogram as PromHistogram;
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Latency buckets in seconds, from 0.5 ms to 10 s.
@@ -19,32 +45,50 @@ pub const JOB_BUCKETS: &[f64] = &[
     1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
 ];
 
-type Labels = Vec<String>;
-
-enum Kind {
-    Counter,
-    Gauge,
-    Histogram(Vec<f64>),
+/// One series' label values, written beside its family's label names. Two sets are the same
+/// series when their values are (the names are the family's).
+#[derive(Clone, Debug)]
+struct LabelSet {
+    names: Arc<[String]>,
+    values: Vec<String>,
 }
 
-#[derive(Default, Clone)]
-struct Series {
-    /// Counter or gauge value; histogram sum.
-    value: f64,
-    /// Histogram: observations per bucket (not cumulative) and in all.
-    buckets: Vec<u64>,
-    count: u64,
+impl PartialEq for LabelSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.values == other.values
+    }
 }
 
-struct Family {
-    name: String,
-    help: String,
-    label_names: Vec<String>,
-    kind: Kind,
-    series: Mutex<BTreeMap<Labels, Series>>,
-    /// The same family as an OpenTelemetry instrument, when metrics are exported over OTLP.
-    otel: OnceLock<Option<Instrument>>,
+impl Eq for LabelSet {}
+
+impl std::hash::Hash for LabelSet {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.values.hash(state);
+    }
 }
+
+impl EncodeLabelSet for LabelSet {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        for (name, value) in self.names.iter().zip(&self.values) {
+            (name.as_str(), value.as_str()).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+/// The buckets a histogram family gives each new series (also its OpenTelemetry boundaries).
+#[derive(Clone, Debug)]
+struct Buckets(Arc<[f64]>);
+
+impl MetricConstructor<PromHistogram> for Buckets {
+    fn new_metric(&self) -> PromHistogram {
+        PromHistogram::new(self.0.iter().copied())
+    }
+}
+
+type CounterFamily = PromFamily<LabelSet, PromCounter>;
+type GaugeFamily = PromFamily<LabelSet, PromGauge<f64, AtomicU64>>;
+type HistogramFamily = PromFamily<LabelSet, PromHistogram, Buckets>;
 
 /// An OpenTelemetry instrument mirroring a family: every recording goes to both.
 enum Instrument {
@@ -61,13 +105,46 @@ pub fn export_to(meter: opentelemetry::metrics::Meter) {
     let _ = OTEL_METER.set(meter);
 }
 
-impl Family {
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram(Buckets),
+}
+
+/// A family: its description, its series, and the instrument it mirrors to.
+struct Family<S> {
+    name: String,
+    help: String,
+    label_names: Arc<[String]>,
+    kind: Kind,
+    series: S,
+    otel: OnceLock<Option<Instrument>>,
+}
+
+impl<S> Family<S> {
+    fn new(name: &str, help: &str, label_names: &[&str], kind: Kind, series: S) -> Arc<Self> {
+        Arc::new(Family {
+            name: name.to_owned(),
+            help: help.to_owned(),
+            label_names: label_names.iter().map(|l| (*l).to_owned()).collect(),
+            kind,
+            series,
+            otel: OnceLock::new(),
+        })
+    }
+
+    fn labels(&self, values: &[&str]) -> LabelSet {
+        LabelSet {
+            names: self.label_names.clone(),
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+        }
+    }
+
     fn instrument(&self) -> Option<&Instrument> {
         self.otel
             .get_or_init(|| {
                 let meter = OTEL_METER.get()?;
-                let name = self.name.clone();
-                let help = self.help.clone();
+                let (name, help) = (self.name.clone(), self.help.clone());
                 Some(match &self.kind {
                     Kind::Counter => {
                         Instrument::Counter(meter.f64_counter(name).with_description(help).build())
@@ -79,7 +156,7 @@ impl Family {
                         meter
                             .f64_histogram(name)
                             .with_description(help)
-                            .with_boundaries(bounds.clone())
+                            .with_boundaries(bounds.0.to_vec())
                             .build(),
                     ),
                 })
@@ -105,100 +182,117 @@ impl Family {
             _ => {}
         }
     }
+}
 
-    fn with<R>(&self, labels: &[&str], f: impl FnOnce(&mut Series) -> R) -> R {
-        let key: Labels = labels.iter().map(|l| (*l).to_owned()).collect();
-        let mut series = self
-            .series
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let entry = series.entry(key).or_insert_with(|| Series {
-            buckets: match &self.kind {
-                Kind::Histogram(bounds) => vec![0; bounds.len()],
-                _ => vec![],
-            },
-            ..Series::default()
+impl<M, C: MetricConstructor<M>> Family<PromFamily<LabelSet, M, C>> {
+    /// Runs `f` on the series of these label values, made on first use.
+    fn with<R>(&self, labels: &[&str], f: impl FnOnce(&M) -> R) -> R {
+        f(&self.series.get_or_create(&self.labels(labels)))
+    }
+}
+
+/// A count that only goes up.
+#[derive(Clone)]
+pub struct Counter(Arc<Family<CounterFamily>>);
+
+impl Counter {
+    pub fn inc(&self, labels: &[&str]) {
+        self.add(labels, 1);
+    }
+
+    pub fn add(&self, labels: &[&str], by: u64) {
+        self.0.with(labels, |c| c.inc_by(by));
+        self.0.mirror(labels, by as f64);
+    }
+
+    /// Sets the total of a count kept elsewhere (it never goes down there either).
+    pub fn set_total(&self, labels: &[&str], total: u64) {
+        let increase = self.0.with(labels, |c| {
+            let increase = total.saturating_sub(c.get());
+            c.inc_by(increase);
+            increase
         });
-        f(entry)
-    }
-
-    fn render(&self, out: &mut String) {
-        let kind = match self.kind {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-            Kind::Histogram(_) => "histogram",
-        };
-        let _ = writeln!(out, "# HELP {} {}", self.name, escape_help(&self.help));
-        let _ = writeln!(out, "# TYPE {} {kind}", self.name);
-        let series = self
-            .series
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (values, s) in series.iter() {
-            let labels = label_text(&self.label_names, values, None);
-            match &self.kind {
-                Kind::Counter | Kind::Gauge => {
-                    let _ = writeln!(out, "{}{labels} {}", self.name, number(s.value));
-                }
-                Kind::Histogram(bounds) => {
-                    let mut cumulative = 0;
-                    for (bound, count) in bounds.iter().zip(&s.buckets) {
-                        cumulative += count;
-                        let le = label_text(&self.label_names, values, Some(&number(*bound)));
-                        let _ = writeln!(out, "{}_bucket{le} {cumulative}", self.name);
-                    }
-                    let inf = label_text(&self.label_names, values, Some("+Inf"));
-                    let _ = writeln!(out, "{}_bucket{inf} {}", self.name, s.count);
-                    let _ = writeln!(out, "{}_sum{labels} {}", self.name, number(s.value));
-                    let _ = writeln!(out, "{}_count{labels} {}", self.name, s.count);
-                }
-            }
-        }
+        self.0.mirror(labels, increase as f64);
     }
 }
 
-fn number(v: f64) -> String {
-    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v}")
+/// A value that goes up and down.
+#[derive(Clone)]
+pub struct Gauge(Arc<Family<GaugeFamily>>);
+
+impl Gauge {
+    pub fn set(&self, labels: &[&str], value: f64) {
+        self.0.with(labels, |g| g.set(value));
+        self.0.mirror(labels, value);
+    }
+
+    pub fn add(&self, labels: &[&str], by: f64) {
+        let before = self.0.with(labels, |g| g.inc_by(by));
+        self.0.mirror(labels, before + by);
     }
 }
 
-fn escape_help(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('\n', "\\n")
-}
+/// Observations counted into buckets, with their sum.
+#[derive(Clone)]
+pub struct Histogram(Arc<Family<HistogramFamily>>);
 
-fn label_text(names: &[String], values: &[String], le: Option<&str>) -> String {
-    let mut parts: Vec<String> = names
-        .iter()
-        .zip(values)
-        .map(|(n, v)| {
-            let v = v
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n");
-            format!("{n}=\"{v}\"")
-        })
-        .collect();
-    if let Some(le) = le {
-        parts.push(format!("le=\"{le}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
+impl Histogram {
+    pub fn observe(&self, labels: &[&str], value: f64) {
+        self.0.with(labels, |h| h.observe(value));
+        self.0.mirror(labels, value);
     }
 }
 
-/// The metric families of this process.
+impl<S: prometheus_client::registry::Metric + Clone> Family<S> {
+    /// Hands the series to the crate's registry, which renders them under `exposed`.
+    fn register_as(&self, exposed: &str, exposition: &mut prometheus_client::registry::Registry) {
+        // The crate ends every help text with a full stop, and ours have theirs already.
+        let help = self.help.strip_suffix('.').unwrap_or(&self.help);
+        exposition.register(exposed, help, self.series.clone());
+    }
+}
+
+/// What a registry holds of a family: the handle every later request for its name gets.
+trait Handle: Clone + Send + Sync + 'static {
+    fn register(&self, exposition: &mut prometheus_client::registry::Registry);
+}
+
+impl Handle for Counter {
+    fn register(&self, exposition: &mut prometheus_client::registry::Registry) {
+        // The crate adds `_total` to a counter's name.
+        let name = &self.0.name;
+        self.0
+            .register_as(name.strip_suffix("_total").unwrap_or(name), exposition);
+    }
+}
+
+impl Handle for Gauge {
+    fn register(&self, exposition: &mut prometheus_client::registry::Registry) {
+        self.0.register_as(&self.0.name, exposition);
+    }
+}
+
+impl Handle for Histogram {
+    fn register(&self, exposition: &mut prometheus_client::registry::Registry) {
+        self.0.register_as(&self.0.name, exposition);
+    }
+}
+
 type Hook = Box<dyn Fn() + Send + Sync>;
 
+/// The metric families of a process (tests make their own).
 #[derive(Default)]
 pub struct Registry {
-    families: Mutex<Vec<Arc<Family>>>,
+    inner: Mutex<Inner>,
     /// Run before each rendering: they copy values kept elsewhere into gauges and counters.
     hooks: Mutex<Vec<Hook>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    exposition: prometheus_client::registry::Registry,
+    /// Each family's handle by name (a `Counter`, `Gauge` or `Histogram`).
+    by_name: HashMap<String, Box<dyn Any + Send + Sync>>,
 }
 
 static GLOBAL: OnceLock<Registry> = OnceLock::new();
@@ -209,38 +303,69 @@ pub fn global() -> &'static Registry {
 }
 
 impl Registry {
-    /// The family called `name`, made on first use (so two parts of a process, or two
-    /// instances of a service in one test process, share it).
-    fn family(&self, name: &str, help: &str, label_names: &[&str], kind: Kind) -> Arc<Family> {
-        let mut families = self
-            .families
+    /// The family called `name`, made by `make` and registered on first use (so two parts of a
+    /// process, or two instances of a service in one test process, share it). Asked again
+    /// for another kind, it answers a family of that kind that `/metrics` does not show.
+    fn family<H: Handle>(&self, name: &str, make: impl FnOnce() -> H) -> H {
+        let mut inner = self
+            .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(found) = families.iter().find(|f| f.name == name) {
-            return found.clone();
+        if let Some(found) = inner.by_name.get(name) {
+            if let Some(handle) = (**found).downcast_ref::<H>() {
+                return handle.clone();
+            }
+            tracing::warn!(
+                metric = name,
+                "metric registered again as another type: not shown"
+            );
+            return make();
         }
-        let family = Arc::new(Family {
-            name: name.to_owned(),
-            help: help.to_owned(),
-            label_names: label_names.iter().map(|l| (*l).to_owned()).collect(),
-            kind,
-            series: Mutex::new(BTreeMap::new()),
-            otel: OnceLock::new(),
-        });
-        families.push(family.clone());
-        family
+        let handle = make();
+        handle.register(&mut inner.exposition);
+        inner
+            .by_name
+            .insert(name.to_owned(), Box::new(handle.clone()));
+        handle
     }
 
+    /// A counter; its name ends in `_total`, as Prometheus' counters do.
     pub fn counter(&self, name: &str, help: &str, labels: &[&str]) -> Counter {
-        Counter(self.family(name, help, labels, Kind::Counter))
+        self.family(name, || {
+            Counter(Family::new(
+                name,
+                help,
+                labels,
+                Kind::Counter,
+                PromFamily::default(),
+            ))
+        })
     }
 
     pub fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> Gauge {
-        Gauge(self.family(name, help, labels, Kind::Gauge))
+        self.family(name, || {
+            Gauge(Family::new(
+                name,
+                help,
+                labels,
+                Kind::Gauge,
+                PromFamily::default(),
+            ))
+        })
     }
 
     pub fn histogram(&self, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> Histogram {
-        Histogram(self.family(name, help, labels, Kind::Histogram(buckets.to_vec())))
+        let buckets = Buckets(buckets.into());
+        self.family(name, || {
+            let series = PromFamily::new_with_constructor(buckets.clone());
+            Histogram(Family::new(
+                name,
+                help,
+                labels,
+                Kind::Histogram(buckets),
+                series,
+            ))
+        })
     }
 
     /// Runs `hook` before each rendering, to read values kept elsewhere (a hub's socket count).
@@ -251,7 +376,7 @@ impl Registry {
             .push(Box::new(hook));
     }
 
-    /// Every family in the Prometheus text format.
+    /// Every family with at least one series, in the Prometheus text format.
     pub fn render(&self) -> String {
         for hook in self
             .hooks
@@ -261,82 +386,16 @@ impl Registry {
         {
             hook();
         }
-        let families = self
-            .families
+        let inner = self
+            .inner
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut out = String::new();
-        for family in families {
-            family.render(&mut out);
+        // Writing to a String cannot fail; a metric's own encoding could, and is logged.
+        if let Err(e) = prometheus_text::encode(&mut out, &inner.exposition) {
+            tracing::warn!(error = %e, "metrics not fully rendered");
         }
         out
-    }
-}
-
-/// A count that only goes up.
-#[derive(Clone)]
-pub struct Counter(Arc<Family>);
-
-impl Counter {
-    pub fn inc(&self, labels: &[&str]) {
-        self.add(labels, 1.0);
-    }
-
-    pub fn add(&self, labels: &[&str], by: f64) {
-        let by = by.max(0.0);
-        self.0.with(labels, |s| s.value += by);
-        self.0.mirror(labels, by);
-    }
-
-    /// Sets the total of a count kept elsewhere (it never goes down there either).
-    pub fn set_total(&self, labels: &[&str], total: f64) {
-        let increase = self.0.with(labels, |s| {
-            let increase = (total - s.value).max(0.0);
-            s.value += increase;
-            increase
-        });
-        self.0.mirror(labels, increase);
-    }
-}
-
-/// A value that goes up and down.
-#[derive(Clone)]
-pub struct Gauge(Arc<Family>);
-
-impl Gauge {
-    pub fn set(&self, labels: &[&str], value: f64) {
-        self.0.with(labels, |s| s.value = value);
-        self.0.mirror(labels, value);
-    }
-
-    pub fn add(&self, labels: &[&str], by: f64) {
-        let value = self.0.with(labels, |s| {
-            s.value += by;
-            s.value
-        });
-        self.0.mirror(labels, value);
-    }
-}
-
-/// Observations counted into buckets, with their sum.
-#[derive(Clone)]
-pub struct Histogram(Arc<Family>);
-
-impl Histogram {
-    pub fn observe(&self, labels: &[&str], value: f64) {
-        let bounds = match &self.0.kind {
-            Kind::Histogram(bounds) => bounds.clone(),
-            _ => return,
-        };
-        self.0.with(labels, |s| {
-            if let Some(i) = bounds.iter().position(|b| value <= *b) {
-                s.buckets[i] += 1;
-            }
-            s.count += 1;
-            s.value += value;
-        });
-        self.0.mirror(labels, value);
     }
 }
 
@@ -349,7 +408,7 @@ pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
         "/metrics",
         actix_web::web::get().to(|| async {
             actix_web::HttpResponse::Ok()
-                .content_type("text/plain; version=0.0.4; charset=utf-8")
+                .content_type(prometheus_text::CONTENT_TYPE)
                 .body(global().render())
         }),
     );
@@ -466,13 +525,14 @@ pub async fn track(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn families_render_in_the_prometheus_text_format() {
         let registry = Registry::default();
         let jobs = registry.counter("jobs_total", "Jobs run.", &["outcome"]);
         jobs.inc(&["ok"]);
-        jobs.add(&["ok"], 2.0);
+        jobs.add(&["ok"], 2);
         jobs.inc(&["fail\"ed"]);
         let open = registry.gauge("open_sockets", "Open sockets.", &[]);
         open.add(&[], 3.0);
@@ -485,14 +545,17 @@ mod tests {
         registry
             .counter("jobs_total", "Jobs run.", &["outcome"])
             .inc(&["ok"]);
+        // A family without series yet is not listed.
+        registry.gauge("idle", "Nothing yet.", &["kind"]);
         let text = registry.render();
         let expected = [
             "# HELP jobs_total Jobs run.",
             "# TYPE jobs_total counter",
             "jobs_total{outcome=\"fail\\\"ed\"} 1",
             "jobs_total{outcome=\"ok\"} 4",
+            "# HELP open_sockets Open sockets.",
             "# TYPE open_sockets gauge",
-            "open_sockets 2",
+            "open_sockets 2.0",
             "# TYPE latency_seconds histogram",
             "latency_seconds_bucket{route=\"/a\",le=\"0.1\"} 1",
             "latency_seconds_bucket{route=\"/a\",le=\"1\"} 2",
@@ -506,6 +569,18 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
+        assert_eq!(text.matches("# TYPE jobs_total").count(), 1, "{text}");
+        assert!(!text.contains("idle"), "{text}");
+    }
+
+    #[test]
+    fn a_name_taken_by_another_type_is_not_listed_twice() {
+        let registry = Registry::default();
+        registry.counter("things_total", "Things.", &[]).inc(&[]);
+        registry.gauge("things_total", "Things.", &[]).set(&[], 5.0);
+        let text = registry.render();
+        assert_eq!(text.matches("# TYPE things_total").count(), 1, "{text}");
+        assert!(text.contains("things_total 1\n"), "{text}");
     }
 
     /// What an OTLP exporter would be handed: metric name → (kind, total of the values).
@@ -566,9 +641,9 @@ mod tests {
         let registry = Registry::default();
         let jobs = registry.counter("jobs_total", "Jobs run.", &["outcome"]);
         jobs.inc(&["ok"]);
-        jobs.add(&["failed"], 2.0);
+        jobs.add(&["failed"], 2);
         // A count kept elsewhere: only the increase is pushed.
-        jobs.set_total(&["ok"], 4.0);
+        jobs.set_total(&["ok"], 4);
         registry.gauge("open", "Open.", &[]).set(&[], 7.0);
         let latency = registry.histogram("latency_seconds", "Latency.", &[], &[0.1, 1.0]);
         latency.observe(&[], 0.05);

@@ -1,7 +1,9 @@
 #![allow(clippy::expect_used)]
 //! Test support (feature `testing`): a fresh PostgreSQL database per test, dropped afterwards,
-//! and a unique Redis key prefix per test, so tests share one server safely.
+//! and a unique Redis key prefix per test, so tests share one server safely. The databases need
+//! the `db` feature too.
 
+#[cfg(feature = "db")]
 use diesel::connection::SimpleConnection;
 
 pub fn postgres_url() -> String {
@@ -42,12 +44,14 @@ pub fn redis_prefix() -> String {
 }
 
 /// A database created for one test and dropped when this value is dropped.
+#[cfg(feature = "db")]
 pub struct TestDatabase {
     pub url: String,
     admin_url: String,
     name: String,
 }
 
+#[cfg(feature = "db")]
 impl TestDatabase {
     pub fn create() -> Self {
         let admin_url = postgres_url();
@@ -69,6 +73,7 @@ impl TestDatabase {
     }
 }
 
+#[cfg(feature = "db")]
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let admin_url = self.admin_url.clone();
@@ -80,6 +85,7 @@ impl Drop for TestDatabase {
 
 /// Drops the database `name` of the server at `admin_url`, ending the connections to it
 /// (blocking: from async code, call it through `spawn_blocking`).
+#[cfg(feature = "db")]
 pub fn drop_database(admin_url: &str, name: &str) -> Result<(), String> {
     let mut admin = crate::db::establish_postgres(admin_url).map_err(|e| e.to_string())?;
     admin

@@ -4,7 +4,6 @@ use crate::error::FeedbackError;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::service_auth::{ServiceCallError, ServiceTokens};
-use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,30 +11,20 @@ use std::time::Duration;
 pub const INPUT_LEN: usize = 28 * 28;
 
 /// A served prediction, as predict-svc keeps it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ServedPrediction {
-    pub id: String,
-    pub user_id: String,
-    pub model: String,
-    pub model_version: i32,
-    /// Base64 of the input grid.
-    pub input: String,
-    pub prediction: i64,
-}
+pub use contracts::predictions::ServedPrediction;
 
-impl ServedPrediction {
-    pub fn input_bytes(&self) -> Result<Vec<u8>, FeedbackError> {
-        let bytes = STANDARD
-            .decode(self.input.as_bytes())
-            .map_err(|e| FeedbackError::PredictInvalid(format!("input is not base64: {e}")))?;
-        if bytes.len() != INPUT_LEN {
-            return Err(FeedbackError::PredictInvalid(format!(
-                "input has {} bytes, not {INPUT_LEN}",
-                bytes.len()
-            )));
-        }
-        Ok(bytes)
+/// The input grid of a served prediction.
+pub fn input_bytes(prediction: &ServedPrediction) -> Result<Vec<u8>, FeedbackError> {
+    let bytes = STANDARD
+        .decode(prediction.input.as_bytes())
+        .map_err(|e| FeedbackError::PredictInvalid(format!("input is not base64: {e}")))?;
+    if bytes.len() != INPUT_LEN {
+        return Err(FeedbackError::PredictInvalid(format!(
+            "input has {} bytes, not {INPUT_LEN}",
+            bytes.len()
+        )));
     }
+    Ok(bytes)
 }
 
 #[derive(Clone)]

@@ -333,7 +333,7 @@ pub fn export_metrics(hub: &Arc<Hub>) {
             ("flooder_closed", s.flooders_closed),
             ("subscription_lost", s.subscription_losses),
         ] {
-            counted.set_total(&[what], n as f64);
+            counted.set_total(&[what], n);
         }
     });
 }

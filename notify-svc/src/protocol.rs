@@ -13,7 +13,9 @@ use uuid::Uuid;
 /// The seed's answer to `join_admin`.
 pub const JOINED_ADMINS: &str = "Te has unido a la sala de notificaciones de administradores.";
 
-/// The name admins see for a bus event type; `None` for types they are not told about.
+/// The name admins see for a bus event type; `None` for types they are not told about. The
+/// event's `data` goes to them as published (the publishers build it from `contracts`), so a
+/// field a newer publisher adds reaches admins without notify-svc being rebuilt.
 pub fn event_name(kind: &str) -> Option<&'static str> {
     match kind {
         events::FEEDBACK_CREATED => Some("new_feedback"),
@@ -24,13 +26,8 @@ pub fn event_name(kind: &str) -> Option<&'static str> {
     }
 }
 
-/// The bus event types notify-svc subscribes to.
-pub const SUBSCRIBED: [&str; 4] = [
-    events::FEEDBACK_CREATED,
-    events::RETRAIN_PROGRESS,
-    events::RETRAIN_FINISHED,
-    events::MODEL_PROMOTED,
-];
+/// The bus event types notify-svc subscribes to: every one (`contracts::Event`).
+pub const SUBSCRIBED: [&str; 4] = events::ALL;
 
 #[derive(Serialize)]
 struct Outgoing<'a> {

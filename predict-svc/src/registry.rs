@@ -5,6 +5,7 @@ use crate::db::versions::{self, NewVersion, VersionInfo};
 use crate::engine::{BatchConfig, EngineError, LoadedModel};
 use common::bus::{Envelope, EventBus, events};
 use common::db::{Db, DbError};
+use contracts::events::{Event, ModelPromoted};
 use futures_util::StreamExt;
 use ort::environment::Environment;
 use std::collections::HashMap;
@@ -136,10 +137,11 @@ impl ModelSet {
             return Ok(None);
         };
         self.ensure_loaded(name, version).await?;
-        let event = Envelope::new(
-            events::MODEL_PROMOTED,
-            serde_json::json!({"model": name, "version": version, "sha256": info.sha256}),
-        );
+        let event = Envelope::of(&Event::ModelPromoted(ModelPromoted {
+            model: name.to_owned(),
+            version,
+            sha256: info.sha256.clone(),
+        }));
         if let Err(e) = bus.publish_recorded(&event).await {
             // The other replicas still pick it up on their periodic registry check.
             tracing::warn!(error = %e, "cannot publish model.promoted");
@@ -194,6 +196,28 @@ pub async fn import_initial(db: &Db, dir: &Path) -> Result<usize, RegistryError>
     Ok(imported)
 }
 
+/// Swaps to the version a `model.promoted` event names.
+async fn swap_to(models: &ModelSet, envelope: &Envelope) {
+    let promoted = match envelope.event() {
+        Ok(Event::ModelPromoted(promoted)) => promoted,
+        Ok(other) => {
+            tracing::warn!(kind = other.kind(), "not a model.promoted event");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "dropping an unreadable model.promoted event");
+            return;
+        }
+    };
+    let span = common::continued_span!("model.swap", envelope.traceparent.as_deref());
+    let ModelPromoted { model, version, .. } = promoted;
+    if let Err(e) =
+        tracing::Instrument::instrument(models.ensure_loaded(&model, version), span).await
+    {
+        tracing::warn!(error = %e, model = %model, version, "cannot swap to the promoted version");
+    }
+}
+
 /// Follows promotions made anywhere: the bus for speed, a periodic registry check for the
 /// messages pub/sub may lose. Stopping the returned tasks aborts both.
 pub fn spawn_swapper(
@@ -206,19 +230,8 @@ pub fn spawn_swapper(
         loop {
             match bus.subscribe(&[events::MODEL_PROMOTED]).await {
                 Ok(mut stream) => {
-                    while let Some(event) = stream.next().await {
-                        let name = event.data["model"].as_str().unwrap_or_default().to_owned();
-                        let version = event.data["version"].as_i64().unwrap_or(0) as i32;
-                        let span =
-                            common::continued_span!("model.swap", event.traceparent.as_deref());
-                        if let Err(e) = tracing::Instrument::instrument(
-                            from_bus.ensure_loaded(&name, version),
-                            span,
-                        )
-                        .await
-                        {
-                            tracing::warn!(error = %e, model = %name, version, "cannot swap to the promoted version");
-                        }
+                    while let Some(envelope) = stream.next().await {
+                        swap_to(&from_bus, &envelope).await;
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot subscribe to model.promoted"),

@@ -4,30 +4,15 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::kv::{KeyValueStore, StoreError};
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// One served prediction: its preprocessed input, output, model version and user.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StoredPrediction {
-    pub id: String,
-    pub user_id: String,
-    pub username: String,
-    pub model: String,
-    pub model_version: i32,
-    /// The 28×28 grey input the model saw (MNIST-style, row-major), base64.
-    pub input: String,
-    pub probabilities: Vec<f32>,
-    pub prediction: u8,
-    pub probability: f32,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-}
+/// One served prediction, as `GET /internal/predictions/{id}` answers it.
+pub use contracts::predictions::ServedPrediction as StoredPrediction;
 
-impl StoredPrediction {
-    pub fn encode_input(grid: &[u8]) -> String {
-        STANDARD.encode(grid)
-    }
+/// The 28×28 grey input as stored: base64.
+pub fn encode_input(grid: &[u8]) -> String {
+    STANDARD.encode(grid)
 }
 
 #[derive(Clone)]

@@ -3,8 +3,13 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::service_auth::{ServiceCallError, ServiceTokens};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use contracts::feedback::{LabelledItem, LabelledPage, LabelledQuery};
+use contracts::jobs::RetrainMetrics;
+use contracts::models::{
+    ARTIFACT_CONTENT_TYPE, ActiveVersionChanged, ArtifactInfo, ModelVersion, PromoteCondition,
+    Registration,
+};
+use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,7 +52,7 @@ pub struct Registered {
     pub version: i32,
     /// When an earlier run of the same job had registered it: the metrics stored then, which
     /// describe that artifact (not this run's).
-    pub earlier: Option<Value>,
+    pub earlier: Option<serde_json::Value>,
 }
 
 /// A labelled feedback example: the input the model saw and the true digit.
@@ -87,20 +92,12 @@ impl Clients {
         })
     }
 
-    async fn json(
+    /// The answer, when successful.
+    async fn send(
         &self,
         service: &'static str,
         request: reqwest::RequestBuilder,
-    ) -> Result<Value, ClientError> {
-        self.answer(service, request).await.map(|(_, body)| body)
-    }
-
-    /// The status and JSON body of a successful answer.
-    async fn answer(
-        &self,
-        service: &'static str,
-        request: reqwest::RequestBuilder,
-    ) -> Result<(u16, Value), ClientError> {
+    ) -> Result<reqwest::Response, ClientError> {
         let response = self.tokens.send(request).await.map_err(|e| match e {
             ServiceCallError::Http(source) => ClientError::Unreachable { service, source },
             ServiceCallError::Token(source) => ClientError::Token { service, source },
@@ -114,38 +111,46 @@ impl Clients {
                 body: body.chars().take(300).collect(),
             });
         }
+        Ok(response)
+    }
+
+    /// The status and typed JSON body of a successful answer.
+    async fn json<T: DeserializeOwned>(
+        &self,
+        service: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(u16, T), ClientError> {
+        let response = self.send(service, request).await?;
+        let status = response.status().as_u16();
         let body = response.json().await.map_err(|e| ClientError::Invalid {
             service,
             detail: e.to_string(),
         })?;
-        Ok((status.as_u16(), body))
+        Ok((status, body))
     }
 
+    /// The active version's ONNX file, checked against the digest its headers give.
     pub async fn active_model(&self, model: &str) -> Result<ActiveModel, ClientError> {
-        let body = self
-            .json(
-                PREDICT,
-                self.http.get(format!(
-                    "{}/internal/models/{model}/active",
-                    self.predict_url
-                )),
-            )
-            .await?;
-        let invalid = |detail: &str| ClientError::Invalid {
+        let url = format!("{}/internal/models/{model}/active", self.predict_url);
+        let response = self.send(PREDICT, self.http.get(url)).await?;
+        let invalid = |detail: String| ClientError::Invalid {
             service: PREDICT,
-            detail: detail.to_owned(),
+            detail,
         };
-        let version = body["version"]
-            .as_i64()
-            .ok_or_else(|| invalid("no version"))? as i32;
-        let artifact = body["artifact"]
-            .as_str()
-            .and_then(|b| STANDARD.decode(b).ok())
-            .ok_or_else(|| invalid("no base64 artifact"))?;
+        let headers = response.headers();
+        let info = ArtifactInfo::from_headers(|name| headers.get(name)?.to_str().ok())
+            .ok_or_else(|| invalid("no model version and digest in the headers".into()))?;
+        let artifact = response
+            .bytes()
+            .await
+            .map_err(|e| invalid(format!("the artifact could not be read: {e}")))?;
+        if common::digest::sha256_hex(&artifact) != info.sha256 {
+            return Err(invalid("the artifact does not match its digest".into()));
+        }
         Ok(ActiveModel {
-            version,
-            sha256: body["sha256"].as_str().unwrap_or_default().to_owned(),
-            artifact,
+            version: info.version,
+            sha256: info.sha256,
+            artifact: artifact.to_vec(),
         })
     }
 
@@ -154,36 +159,27 @@ impl Clients {
         &self,
         model: &str,
         artifact: &[u8],
-        metrics: &Value,
+        metrics: &RetrainMetrics,
         job_id: &str,
     ) -> Result<Registered, ClientError> {
-        let (status, body) = self
-            .answer(
-                PREDICT,
-                self.http
-                    .post(format!(
-                        "{}/internal/models/{model}/versions",
-                        self.predict_url
-                    ))
-                    .json(&json!({
-                        "artifact": STANDARD.encode(artifact),
-                        "metrics": metrics,
-                        "source_job_id": job_id,
-                    })),
-            )
-            .await?;
-        let version =
-            body["version"]
-                .as_i64()
-                .map(|v| v as i32)
-                .ok_or_else(|| ClientError::Invalid {
-                    service: PREDICT,
-                    detail: "no version in the registration".into(),
-                })?;
+        let query = Registration::of_job(job_id, metrics).map_err(|e| ClientError::Invalid {
+            service: PREDICT,
+            detail: format!("the metrics cannot be written: {e}"),
+        })?;
+        let request = self
+            .http
+            .post(format!(
+                "{}/internal/models/{model}/versions",
+                self.predict_url
+            ))
+            .query(&query)
+            .header(reqwest::header::CONTENT_TYPE, ARTIFACT_CONTENT_TYPE)
+            .body(artifact.to_vec());
+        let (status, version): (u16, ModelVersion) = self.json(PREDICT, request).await?;
         Ok(Registered {
-            version,
+            version: version.version,
             // 200: an earlier run of the job registered it; 201: registered now.
-            earlier: (status != 201).then(|| body["metrics"].clone()),
+            earlier: (status != 201).then_some(version.metrics),
         })
     }
 
@@ -195,88 +191,75 @@ impl Clients {
         version: i32,
         if_active: i32,
     ) -> Result<Result<(), Option<i32>>, ClientError> {
-        let result = self
-            .answer(
-                PREDICT,
-                self.http
-                    .post(format!(
-                        "{}/internal/models/{model}/versions/{version}/promote",
-                        self.predict_url
-                    ))
-                    .json(&json!({"if_active": if_active})),
-            )
-            .await;
-        match result {
+        let request = self
+            .http
+            .post(format!(
+                "{}/internal/models/{model}/versions/{version}/promote",
+                self.predict_url
+            ))
+            .json(&PromoteCondition {
+                if_active: Some(if_active),
+            });
+        match self.send(PREDICT, request).await {
             Ok(_) => Ok(Ok(())),
             Err(ClientError::Status {
                 status: 409, body, ..
-            }) => {
-                let active = serde_json::from_str::<Value>(&body)
-                    .ok()
-                    .and_then(|b| b["active_version"].as_i64())
-                    .map(|v| v as i32);
-                Ok(Err(active))
-            }
+            }) => Ok(Err(serde_json::from_str::<ActiveVersionChanged>(&body)
+                .ok()
+                .and_then(|changed| changed.active_version))),
             Err(e) => Err(e),
         }
     }
 
     /// Every labelled feedback example with its input, page by page.
     pub async fn labelled_feedback(&self) -> Result<Vec<LabelledExample>, ClientError> {
-        #[derive(Deserialize)]
-        struct Page {
-            items: Vec<Item>,
-            next_cursor: i64,
-            has_more: bool,
-        }
-        #[derive(Deserialize)]
-        struct Item {
-            id: i64,
-            label: Option<i64>,
-            input: Option<String>,
-        }
         let mut examples = Vec::new();
         let mut after = 0_i64;
         loop {
-            let page = self
-                .json(
-                    FEEDBACK,
-                    self.http.get(format!(
-                        "{}/internal/feedback/labelled?after={after}&limit=1000",
-                        self.feedback_url
-                    )),
-                )
-                .await?;
-            let page: Page = serde_json::from_value(page).map_err(|e| ClientError::Invalid {
-                service: FEEDBACK,
-                detail: e.to_string(),
-            })?;
-            for item in page.items {
-                let label = item
-                    .label
-                    .and_then(|l| u8::try_from(l).ok())
-                    .filter(|l| *l < 10);
-                let input = item
-                    .input
-                    .and_then(|b| STANDARD.decode(b).ok())
-                    .and_then(|bytes| digits::Grid::try_from(bytes.as_slice()).ok());
-                match (label, input) {
-                    (Some(label), Some(input)) => examples.push(LabelledExample {
-                        id: item.id,
-                        label,
-                        input,
-                    }),
-                    _ => tracing::warn!(
-                        id = item.id,
-                        "skipping a labelled feedback without a usable input"
-                    ),
-                }
-            }
+            let query = LabelledQuery {
+                after: Some(after),
+                limit: Some(1000),
+            };
+            let request = self
+                .http
+                .get(format!("{}/internal/feedback/labelled", self.feedback_url))
+                .query(&query);
+            let (_, page): (u16, LabelledPage) = self.json(FEEDBACK, request).await?;
+            examples.extend(page.items.iter().filter_map(LabelledExample::of));
             if !page.has_more || page.next_cursor <= after {
                 break;
             }
             after = page.next_cursor;
         }
         Ok(examples)
+    }
+}
+
+impl LabelledExample {
+    /// The example of a labelled feedback; `None` (logged) without a usable label and input.
+    fn of(item: &LabelledItem) -> Option<LabelledExample> {
+        let label = item
+            .label
+            .and_then(|l| u8::try_from(l).ok())
+            .filter(|l| *l < 10);
+        let input = item
+            .input
+            .as_ref()
+            .and_then(|b| STANDARD.decode(b).ok())
+            .and_then(|bytes| digits::Grid::try_from(bytes.as_slice()).ok());
+        match (label, input) {
+            (Some(label), Some(input)) => Some(LabelledExample {
+                id: item.id,
+                label,
+                input,
+            }),
+            _ => {
+                tracing::warn!(
+                    id = item.id,
+                    "skipping a labelled feedback without a usable input"
+                );
+                None
+            }
+        }
     }
 }

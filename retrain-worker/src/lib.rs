@@ -2,12 +2,14 @@
 //! MNIST plus labelled feedback, scores the candidate against the active version and promotes it
 //! when it passes the gate (schema `retrain`).
 
-pub mod api;
 pub mod clients;
 pub mod config;
 pub mod db;
+pub mod error;
 pub mod retrain;
+pub mod routes;
 mod state;
+pub mod submission;
 pub mod train;
 pub mod worker;
 
@@ -18,9 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_web::web;
-use anyhow::Context;
 use async_trait::async_trait;
-use common::bus::{DEFAULT_HISTORY_MAXLEN, EventBus};
 use common::db::Db;
 use common::health::{DbCheck, Readiness};
 use common::infra::Infra;
@@ -78,7 +78,11 @@ async fn requeue_unfinished(db: &Db, queue: &dyn JobQueue) -> anyhow::Result<()>
         })
         .await?;
     for id in &ids {
-        queue.enqueue(&serde_json::json!({ "job_id": id })).await?;
+        let entry = contracts::jobs::RetrainJobEntry {
+            job_id: id.clone(),
+            traceparent: None,
+        };
+        submission::enqueue(queue, &entry).await?;
     }
     if !ids.is_empty() {
         tracing::info!(
@@ -100,33 +104,8 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
         requeue_unfinished(&db, queue_dyn.as_ref()).await?;
     }
     let worker = if config.worker.enabled {
-        let dir = config.mnist_dir.clone();
-        let mnist = tokio::task::spawn_blocking(move || worker::Mnist::load(&dir))
-            .await?
-            .with_context(|| {
-                format!(
-                    "loading the MNIST digits from {} (MNIST_DIR; `cargo xtask setup` fetches them)",
-                    config.mnist_dir.display()
-                )
-            })?;
-        let bus: Arc<dyn EventBus> = infra.bus(DEFAULT_HISTORY_MAXLEN);
-        let stopping = Arc::new(AtomicBool::new(false));
-        let worker = worker::Worker {
-            db: db.clone(),
-            queue: queue_dyn.clone(),
-            bus,
-            clients: clients::Clients::new(
-                &config.predict_url,
-                &config.feedback_url,
-                Arc::new(common::service_auth::ServiceTokens::new(
-                    config.service_client.clone(),
-                )?),
-            )?,
-            mnist: Arc::new(mnist),
-            retrain: config.retrain.clone(),
-            config: config.worker.clone(),
-            stopping: stopping.clone(),
-        };
+        let worker = worker::Worker::new(&config, db.clone(), &infra).await?;
+        let stopping = worker.stopping.clone();
         let (stop, stopped) = watch::channel(false);
         Some(WorkerTask {
             stop,
@@ -142,7 +121,7 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     });
     let verifier = web::Data::new(JwtVerifier::remote(&config.backends.jwt));
     let readiness = infra.ready_check(Readiness::new().with(DbCheck(db)));
-    ServiceApp::new("retrain-worker", readiness, api::configure)
+    ServiceApp::new("retrain-worker", readiness, routes::configure)
         .data(state)
         .data(verifier)
         .serve(&config.common, vec![Box::new(worker)])

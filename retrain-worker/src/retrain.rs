@@ -4,9 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use contracts::jobs::{ComparedVersion, GateReport, RetrainMetrics, TrainingReport};
 use digits::Dataset;
-use serde::Serialize;
-use serde_json::{Value, json};
 
 use crate::clients::LabelledExample;
 use crate::train::rng::Rng;
@@ -134,11 +133,26 @@ fn sample(data: &Dataset, n: usize, seed: u64) -> Dataset {
 }
 
 /// A model's scores on the holdout.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct Scores {
     pub mnist: Evaluation,
     /// `None` when no feedback is held out.
     pub feedback: Option<Evaluation>,
+}
+
+impl Scores {
+    /// As a job's metrics report them.
+    pub fn report(&self) -> contracts::jobs::Scores {
+        let report = |e: &Evaluation| contracts::jobs::Evaluation {
+            accuracy: e.accuracy,
+            loss: e.loss,
+            count: e.count,
+        };
+        contracts::jobs::Scores {
+            mnist: report(&self.mnist),
+            feedback: self.feedback.as_ref().map(report),
+        }
+    }
 }
 
 pub fn score(network: &Network, data: &JobData) -> Result<Scores, TrainError> {
@@ -153,7 +167,7 @@ pub fn score(network: &Network, data: &JobData) -> Result<Scores, TrainError> {
 }
 
 /// The gate's decision.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
     pub promote: bool,
     /// Why not, in a sentence with both scores.
@@ -196,15 +210,7 @@ pub trait Progress: Send {
     fn should_stop(&self) -> Option<String>;
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct EpochReport {
-    /// 1-based.
-    pub epoch: usize,
-    pub epochs: usize,
-    pub loss: f32,
-    pub val_accuracy: f64,
-    pub eta_seconds: f64,
-}
+pub use contracts::jobs::EpochReport;
 
 /// What a job produced, before registration.
 pub struct Produced {
@@ -218,29 +224,32 @@ pub struct Produced {
 
 impl Produced {
     /// The metrics stored with the job and the registered version.
-    pub fn metrics(&self, plan: &Plan, data: &JobData, active_version: i32) -> Value {
-        json!({
-            "test_accuracy": self.candidate.mnist.accuracy,
-            "candidate": self.candidate,
-            "active": {"version": active_version, "scores": self.active},
-            "gate": {
-                "tolerance_points": plan.tolerance_points,
-                "promote": self.verdict.promote,
-                "reason": self.verdict.reason,
+    pub fn metrics(&self, plan: &Plan, data: &JobData, active_version: i32) -> RetrainMetrics {
+        RetrainMetrics {
+            test_accuracy: self.candidate.mnist.accuracy,
+            candidate: self.candidate.report(),
+            active: ComparedVersion {
+                version: active_version,
+                scores: self.active.report(),
             },
-            "training": {
-                "from_scratch": plan.from_scratch,
-                "epochs": plan.epochs,
-                "mnist_digits": data.mnist_digits,
-                "feedback_digits": data.feedback_train,
-                "feedback_weight": plan.feedback_weight,
-                "feedback_holdout_digits": data.feedback_holdout.len(),
-                "examples": data.train.len(),
-                "train_loss": self.train_loss,
-                "seconds": self.took.as_secs_f64(),
-                "seed": plan.seed,
+            gate: GateReport {
+                tolerance_points: plan.tolerance_points,
+                promote: self.verdict.promote,
+                reason: self.verdict.reason.clone(),
             },
-        })
+            training: TrainingReport {
+                from_scratch: plan.from_scratch,
+                epochs: plan.epochs,
+                mnist_digits: data.mnist_digits,
+                feedback_digits: data.feedback_train,
+                feedback_weight: plan.feedback_weight,
+                feedback_holdout_digits: data.feedback_holdout.len(),
+                examples: data.train.len(),
+                train_loss: self.train_loss,
+                seconds: self.took.as_secs_f64(),
+                seed: plan.seed,
+            },
+        }
     }
 }
 

@@ -6,18 +6,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::bus::{Envelope, EventBus, events};
+use anyhow::Context;
+use common::bus::{DEFAULT_HISTORY_MAXLEN, Envelope, EventBus};
 use common::db::Db;
+use common::infra::Infra;
+use common::kv::StoreError;
 use common::queue::{Delivery, JobQueue};
+use common::service_auth::ServiceTokens;
+use contracts::events::{Event, RetrainFinished, RetrainProgress};
+use contracts::jobs::{EpochReport, JobProgress, JobState, RetrainJobEntry, RetrainMetrics, Stage};
 use digits::Dataset;
-use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
-use crate::clients::{ClientError, Clients};
-use crate::config::{RetrainConfig, WorkerConfig};
+use crate::clients::{ActiveModel, ClientError, Clients, LabelledExample, Registered};
+use crate::config::{Config, RetrainConfig, WorkerConfig};
 use crate::db::jobs::{self, Job, Outcome};
-use crate::retrain::{self, EpochReport, JobData, Plan, RunError};
+use crate::retrain::{self, JobData, Plan, Produced, RunError};
 use crate::train::{Arch, TrainError};
+use crate::{JOB_GROUP, JOB_STREAM};
 
 /// How long one wait on the queue lasts before the worker looks for jobs to reclaim again.
 const POLL: Duration = Duration::from_secs(2);
@@ -50,6 +56,33 @@ pub struct Worker {
     pub stopping: Arc<AtomicBool>,
 }
 
+impl Worker {
+    /// A worker for `config`'s queue and services, with MNIST loaded (`MNIST_DIR`).
+    pub async fn new(config: &Config, db: Db, infra: &Infra) -> anyhow::Result<Worker> {
+        let dir = config.mnist_dir.clone();
+        let mnist = tokio::task::spawn_blocking(move || Mnist::load(&dir))
+            .await?
+            .with_context(|| {
+                format!(
+                    "loading the MNIST digits from {} (MNIST_DIR; `cargo xtask setup` fetches them)",
+                    config.mnist_dir.display()
+                )
+            })?;
+        let tokens = ServiceTokens::new(config.service_client.clone())?;
+        let clients = Clients::new(&config.predict_url, &config.feedback_url, Arc::new(tokens))?;
+        Ok(Worker {
+            db,
+            queue: infra.queue(JOB_STREAM, JOB_GROUP),
+            bus: infra.bus(DEFAULT_HISTORY_MAXLEN),
+            clients,
+            mnist: Arc::new(mnist),
+            retrain: config.retrain.clone(),
+            config: config.worker.clone(),
+            stopping: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
 /// Why a job did not produce an outcome.
 enum Failure {
     /// The job cannot succeed: it ends `failed` with this reason.
@@ -73,6 +106,25 @@ impl From<ClientError> for Failure {
     }
 }
 
+/// What [`Worker::process_next`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Processed {
+    /// The queue had no job.
+    Idle,
+    /// A job ran and its outcome is stored (and announced).
+    Finished { job_id: String, state: JobState },
+    /// A job went back to the queue: this worker is stopping, or a transient failure after
+    /// registration leaves it to run again.
+    Requeued { job_id: String },
+    /// Another worker took the job over; this one left it alone.
+    Lost { job_id: String },
+    /// The job could not be started or its outcome not stored (the database is away): the
+    /// entry stays pending and the job runs again.
+    Deferred { job_id: String },
+    /// An entry for no job (unreadable, unknown, or already finished), acknowledged.
+    Dropped { entry: String },
+}
+
 impl Worker {
     /// Consumes jobs until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
@@ -83,11 +135,13 @@ impl Worker {
             }
             self.record_queue().await;
             let next = tokio::select! {
-                next = self.next_delivery() => next,
+                next = self.next_delivery(POLL) => next,
                 _ = stop.changed() => break,
             };
             match next {
-                Ok(Some(delivery)) => self.handle(delivery).await,
+                Ok(Some(delivery)) => {
+                    self.handle(delivery).await;
+                }
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "job queue unavailable; retrying");
@@ -99,6 +153,15 @@ impl Worker {
             }
         }
         tracing::info!("retrain worker stopped");
+    }
+
+    /// One step: takes the next job (a dead worker's first), if any, and runs it to its end.
+    pub async fn process_next(&self) -> Result<Processed, StoreError> {
+        self.record_queue().await;
+        match self.next_delivery(Duration::from_millis(1)).await? {
+            Some(delivery) => Ok(self.handle(delivery).await),
+            None => Ok(Processed::Idle),
+        }
     }
 
     /// Jobs per state and the stream's unacknowledged entries, for `/metrics`.
@@ -118,7 +181,7 @@ impl Worker {
         }
     }
 
-    async fn next_delivery(&self) -> Result<Option<Delivery>, common::kv::StoreError> {
+    async fn next_delivery(&self, wait: Duration) -> Result<Option<Delivery>, StoreError> {
         let consumer = &self.config.consumer;
         let reclaimed = self
             .queue
@@ -128,113 +191,144 @@ impl Worker {
             tracing::info!(entry = %delivery.id, "reclaimed a job whose worker stopped answering");
             return Ok(Some(delivery));
         }
-        self.queue.next(consumer, POLL).await
+        self.queue.next(consumer, wait).await
     }
 
-    async fn handle(&self, delivery: Delivery) {
+    async fn handle(&self, delivery: Delivery) -> Processed {
         use tracing::Instrument;
+        let entry = serde_json::from_value::<RetrainJobEntry>(delivery.payload.clone()).ok();
         let span = common::continued_span!(
             "retrain.job",
-            delivery.payload[common::telemetry::TRACEPARENT].as_str()
+            entry.as_ref().and_then(|e| e.traceparent.as_deref())
         );
-        self.handle_in_span(delivery).instrument(span).await;
+        match entry {
+            Some(entry) => {
+                self.handle_job(&delivery.id, entry.job_id)
+                    .instrument(span)
+                    .await
+            }
+            None => {
+                tracing::warn!(entry = %delivery.id, "dropping a queue entry without a job id");
+                self.drop_entry(&delivery.id).await
+            }
+        }
     }
 
-    async fn handle_in_span(&self, delivery: Delivery) {
-        let Some(job_id) = delivery.payload["job_id"].as_str().map(str::to_owned) else {
-            tracing::warn!(entry = %delivery.id, "dropping a queue entry without a job id");
-            self.ack(&delivery.id).await;
-            return;
-        };
-        let id = job_id.clone();
-        let consumer = self.config.consumer.clone();
-        let job = match self.db.run(move |c| jobs::start(c, &id, &consumer)).await {
-            Ok(job) => job,
+    async fn handle_job(&self, entry: &str, job_id: String) -> Processed {
+        let job = match self.start(&job_id).await {
+            Ok(Some(job)) if !jobs::is_final(&job.state) => job,
+            // Its outcome was stored by an earlier attempt that died before acknowledging.
+            Ok(Some(_)) => return self.drop_entry(entry).await,
+            Ok(None) => {
+                tracing::warn!(job_id, "dropping a queue entry for an unknown job");
+                return self.drop_entry(entry).await;
+            }
             Err(e) => {
                 // Left pending: it is taken again once the database answers.
                 tracing::warn!(error = %e, job_id, "cannot start a job");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                return;
+                return Processed::Deferred { job_id };
             }
         };
-        let Some(job) = job else {
-            tracing::warn!(job_id, "dropping a queue entry for an unknown job");
-            self.ack(&delivery.id).await;
-            return;
-        };
-        if jobs::is_final(&job.state) {
-            // Its outcome was stored by an earlier attempt that died before acknowledging.
-            self.ack(&delivery.id).await;
-            return;
-        }
         tracing::info!(job_id, attempt = job.attempts, model = %job.model, "retrain job started");
-        self.publish_progress(&job, json!({"stage": "starting", "attempt": job.attempts}))
-            .await;
+        let progress = JobProgress {
+            attempt: Some(job.attempts),
+            ..JobProgress::at(Stage::Starting)
+        };
+        self.publish_progress(&job, progress).await;
 
         let lost = Arc::new(AtomicBool::new(false));
-        let heartbeat = self.spawn_heartbeat(delivery.id.clone(), lost.clone());
+        let heartbeat = self.spawn_heartbeat(entry.to_owned(), lost.clone());
         let started = std::time::Instant::now();
         let result = self.execute(&job, &lost).await;
         heartbeat.abort();
+        let Some(outcome) = self.outcome_of(&job, result).await else {
+            return self.handed_back(job_id, &lost);
+        };
+        metrics().durations.observe(
+            &[job.model.as_str(), outcome.state.as_str()],
+            started.elapsed().as_secs_f64(),
+        );
+        self.conclude(entry, &job, &outcome).await
+    }
 
-        let outcome = match result {
-            Ok(outcome) => outcome,
-            Err(Failure::Failed(reason)) => Outcome {
-                state: jobs::FAILED,
-                metrics: None,
-                reason: Some(reason),
-                model_version: None,
-                promoted: false,
-            },
+    async fn start(&self, job_id: &str) -> Result<Option<Job>, common::db::DbError> {
+        let (id, consumer) = (job_id.to_owned(), self.config.consumer.clone());
+        self.db.run(move |c| jobs::start(c, &id, &consumer)).await
+    }
+
+    async fn drop_entry(&self, entry: &str) -> Processed {
+        self.ack(entry).await;
+        Processed::Dropped {
+            entry: entry.to_owned(),
+        }
+    }
+
+    /// What a job without an outcome became.
+    fn handed_back(&self, job_id: String, lost: &AtomicBool) -> Processed {
+        if lost.load(Ordering::Relaxed) {
+            Processed::Lost { job_id }
+        } else {
+            Processed::Requeued { job_id }
+        }
+    }
+
+    /// The job's outcome; `None` when it has none yet (handed back, or taken over).
+    async fn outcome_of(&self, job: &Job, result: Result<Outcome, Failure>) -> Option<Outcome> {
+        let job_id = job.id.as_str();
+        match result {
+            Ok(outcome) => Some(outcome),
+            Err(Failure::Failed(reason)) => Some(Outcome::failed(reason)),
             Err(Failure::Lost) => {
                 tracing::warn!(
                     job_id,
                     "another worker took this job over; leaving it to them"
                 );
-                return;
+                None
             }
             Err(Failure::Retry(reason)) if job.attempts < MAX_ATTEMPTS => {
-                let id = job.id.clone();
                 let note = format!("{reason}; it runs again once its claim expires");
-                if let Err(e) = self.db.run(move |c| jobs::requeue(c, &id, &note)).await {
-                    tracing::warn!(error = %e, "cannot put a job back");
-                }
+                self.requeue(job, note).await;
                 tracing::warn!(job_id, reason, "job left for another run");
-                return;
+                None
             }
-            Err(Failure::Retry(reason)) => Outcome {
-                state: jobs::FAILED,
-                metrics: None,
-                reason: Some(format!("{reason} (after {} runs)", job.attempts)),
-                model_version: None,
-                promoted: false,
-            },
+            Err(Failure::Retry(reason)) => Some(Outcome::failed(format!(
+                "{reason} (after {} runs)",
+                job.attempts
+            ))),
             Err(Failure::Interrupted) => {
-                let id = job.id.clone();
-                if let Err(e) = self
-                    .db
-                    .run(move |c| {
-                        jobs::requeue(c, &id, "its worker stopped; another worker takes it over")
-                    })
-                    .await
-                {
-                    tracing::warn!(error = %e, "cannot put an interrupted job back");
-                }
+                self.requeue(
+                    job,
+                    "its worker stopped; another worker takes it over".into(),
+                )
+                .await;
                 tracing::info!(
                     job_id,
                     "job interrupted by shutdown; left for another worker"
                 );
-                return;
+                None
             }
-        };
-        metrics().durations.observe(
-            &[job.model.as_str(), outcome.state],
-            started.elapsed().as_secs_f64(),
-        );
-        if self.store(&job, &outcome).await {
-            self.publish_finished(&job, &outcome).await;
-            self.ack(&delivery.id).await;
-            tracing::info!(job_id, state = outcome.state, version = ?outcome.model_version, promoted = outcome.promoted, "retrain job finished");
+        }
+    }
+
+    async fn requeue(&self, job: &Job, note: String) {
+        let id = job.id.clone();
+        if let Err(e) = self.db.run(move |c| jobs::requeue(c, &id, &note)).await {
+            tracing::warn!(error = %e, "cannot put a job back");
+        }
+    }
+
+    /// Stores the outcome, then tells admins and acknowledges the entry.
+    async fn conclude(&self, entry: &str, job: &Job, outcome: &Outcome) -> Processed {
+        let job_id = job.id.clone();
+        if !self.store(job, outcome).await {
+            return Processed::Deferred { job_id };
+        }
+        self.publish_finished(job, outcome).await;
+        self.ack(entry).await;
+        tracing::info!(job_id, state = outcome.state.as_str(), version = ?outcome.model_version, promoted = outcome.promoted, "retrain job finished");
+        Processed::Finished {
+            job_id,
+            state: outcome.state,
         }
     }
 
@@ -280,8 +374,10 @@ impl Worker {
         })
     }
 
-    fn plan(&self, job: &Job, arch: Arch) -> Plan {
-        Plan {
+    fn plan(&self, job: &Job) -> Result<Plan, Failure> {
+        let arch = Arch::from_model_name(&job.model)
+            .ok_or_else(|| Failure::Failed(format!("unknown model `{}`", job.model)))?;
+        Ok(Plan {
             arch,
             epochs: job.epochs.max(1) as usize,
             from_scratch: job.from_scratch,
@@ -293,135 +389,125 @@ impl Worker {
             eval_sample: self.retrain.eval_sample,
             tolerance_points: self.retrain.tolerance_points,
             seed: retrain::seed_for(&job.id),
-        }
+        })
     }
 
+    /// Trains, registers the candidate and promotes it if the gate lets it.
     async fn execute(&self, job: &Job, lost: &Arc<AtomicBool>) -> Result<Outcome, Failure> {
-        let arch = Arch::from_model_name(&job.model)
-            .ok_or_else(|| Failure::Failed(format!("unknown model `{}`", job.model)))?;
-        let plan = self.plan(job, arch);
-        self.publish_progress(job, json!({"stage": "loading data"}))
+        let plan = self.plan(job)?;
+        self.publish_progress(job, JobProgress::at(Stage::LoadingData))
             .await;
         let active = retry(|| self.clients.active_model(&job.model)).await?;
         let feedback = retry(|| self.clients.labelled_feedback()).await?;
-
-        let (reports, mut received) = mpsc::unbounded_channel::<EpochReport>();
-        let relay = {
-            let (worker, job) = (self.clone(), job.clone());
-            tokio::spawn(tracing::Instrument::in_current_span(async move {
-                while let Some(report) = received.recv().await {
-                    let mut progress = serde_json::to_value(&report).unwrap_or_default();
-                    progress["stage"] = "training".into();
-                    worker.publish_progress(&job, progress).await;
-                }
-            }))
-        };
-        let mnist = self.mnist.clone();
-        let stopping = self.stopping.clone();
-        let lost_claim = lost.clone();
-        let run_plan = plan.clone();
-        let artifact = active.artifact.clone();
-        let span = tracing::Span::current();
-        let produced = tokio::task::spawn_blocking(move || {
-            // The epochs are events of the job's span (and log lines in its trace).
-            let _entered = span.enter();
-            let data = JobData::assemble(&run_plan, &mnist.train, &mnist.test, &feedback);
-            let mut progress = ChannelProgress {
-                reports,
-                stopping,
-                lost: lost_claim,
-            };
-            retrain::run(&run_plan, &data, &artifact, &mut progress).map(|p| (p, data))
-        })
-        .await;
-        let _ = relay.await;
-        let (produced, data) = match produced {
-            Ok(Ok(done)) => done,
-            Ok(Err(RunError::Train(TrainError::Stopped(_)))) => {
-                return Err(if lost.load(Ordering::Relaxed) {
-                    Failure::Lost
-                } else {
-                    Failure::Interrupted
-                });
-            }
-            Ok(Err(e)) => return Err(Failure::Failed(e.to_string())),
-            Err(e) => return Err(Failure::Failed(format!("training crashed: {e}"))),
-        };
+        let (produced, data) = self.train(job, &plan, &active, feedback, lost).await?;
         if lost.load(Ordering::Relaxed) {
             return Err(Failure::Lost);
         }
         let metrics = produced.metrics(&plan, &data, active.version);
-        self.publish_progress(job, json!({"stage": "registering"}))
+        self.publish_progress(job, JobProgress::at(Stage::Registering))
             .await;
         let registered = retry(|| {
             self.clients
                 .register(&job.model, &produced.artifact, &metrics, &job.id)
         })
         .await?;
-        let version = registered.version;
-        // An earlier run of this job registered its artifact already: that artifact is the
-        // job's, so its own scores and verdict decide, not this run's.
-        let (metrics, promote, reason, compared_with) = match registered.earlier {
-            Some(earlier) => {
-                tracing::info!(
-                    version,
-                    "an earlier run registered this job's candidate; using its verdict"
-                );
-                let promote = earlier["gate"]["promote"].as_bool().unwrap_or(false);
-                let reason = earlier["gate"]["reason"].as_str().map(str::to_owned);
-                let compared = earlier["active"]["version"]
-                    .as_i64()
-                    .map_or(active.version, |v| v as i32);
-                (earlier, promote, reason, compared)
-            }
-            None => (
-                metrics,
-                produced.verdict.promote,
-                produced.verdict.reason.clone(),
-                active.version,
-            ),
-        };
-        if !promote {
-            return Ok(Outcome {
-                state: jobs::REJECTED,
-                metrics: Some(metrics),
-                reason,
-                model_version: Some(version),
-                promoted: false,
-            });
+        let verdict = Verdict::of(registered, metrics)?;
+        if !verdict.promote {
+            return Ok(verdict.rejected());
         }
         if lost.load(Ordering::Relaxed) {
             return Err(Failure::Lost);
         }
+        self.promote(job, verdict).await
+    }
+
+    /// Trains on a blocking thread, relaying each epoch as progress.
+    async fn train(
+        &self,
+        job: &Job,
+        plan: &Plan,
+        active: &ActiveModel,
+        feedback: Vec<LabelledExample>,
+        lost: &Arc<AtomicBool>,
+    ) -> Result<(Produced, JobData), Failure> {
+        let (reports, received) = mpsc::unbounded_channel::<EpochReport>();
+        let relay = self.spawn_progress_relay(job, received);
+        let mnist = self.mnist.clone();
+        let mut progress = ChannelProgress {
+            reports,
+            stopping: self.stopping.clone(),
+            lost: lost.clone(),
+        };
+        let (plan, artifact) = (plan.clone(), active.artifact.clone());
+        let span = tracing::Span::current();
+        let produced = tokio::task::spawn_blocking(move || {
+            // The epochs are events of the job's span (and log lines in its trace).
+            let _entered = span.enter();
+            let data = JobData::assemble(&plan, &mnist.train, &mnist.test, &feedback);
+            retrain::run(&plan, &data, &artifact, &mut progress).map(|p| (p, data))
+        })
+        .await;
+        let _ = relay.await;
+        match produced {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(RunError::Train(TrainError::Stopped(_)))) => {
+                Err(if lost.load(Ordering::Relaxed) {
+                    Failure::Lost
+                } else {
+                    Failure::Interrupted
+                })
+            }
+            Ok(Err(e)) => Err(Failure::Failed(e.to_string())),
+            Err(e) => Err(Failure::Failed(format!("training crashed: {e}"))),
+        }
+    }
+
+    fn spawn_progress_relay(
+        &self,
+        job: &Job,
+        mut received: mpsc::UnboundedReceiver<EpochReport>,
+    ) -> tokio::task::JoinHandle<()> {
+        let (worker, job) = (self.clone(), job.clone());
+        tokio::spawn(tracing::Instrument::in_current_span(async move {
+            while let Some(report) = received.recv().await {
+                let progress = JobProgress {
+                    epoch: Some(report),
+                    ..JobProgress::at(Stage::Training)
+                };
+                worker.publish_progress(&job, progress).await;
+            }
+        }))
+    }
+
+    /// Promotes the candidate if the version it was compared with is still the active one.
+    async fn promote(&self, job: &Job, verdict: Verdict) -> Result<Outcome, Failure> {
+        let (version, compared_with) = (verdict.version, verdict.compared_with);
         let promoted =
             match retry(|| self.clients.promote(&job.model, version, compared_with)).await {
                 Ok(result) => result,
                 // Registered, not promoted, and predict-svc is away: the job runs again later and
-                // finds its registered version (above), instead of ending `failed`.
+                // finds its registered version, instead of ending `failed`.
                 Err(e) => return Err(Failure::Retry(format!("promotion failed: {e}"))),
             };
-        match promoted {
-            Ok(()) => Ok(Outcome {
-                state: jobs::SUCCEEDED,
-                metrics: Some(metrics),
+        Ok(match promoted {
+            Ok(()) => Outcome {
+                state: JobState::Succeeded,
+                metrics: Some(verdict.metrics),
                 reason: None,
                 model_version: Some(version),
                 promoted: true,
-            }),
-            Err(now) => Ok(Outcome {
-                state: jobs::REJECTED,
-                metrics: Some(metrics),
+            },
+            Err(now) => Outcome {
                 reason: Some(format!(
                     "The candidate passed the gate against v{compared_with}, but the active version changed to {} while the job ran; not promoted (an admin may promote v{version} by hand).",
                     now.map_or_else(|| "none".to_owned(), |v| format!("v{v}"))
                 )),
-                model_version: Some(version),
-                promoted: false,
-            }),
-        }
+                ..verdict.rejected()
+            },
+        })
     }
 
-    async fn publish_progress(&self, job: &Job, progress: Value) {
+    async fn publish_progress(&self, job: &Job, progress: JobProgress) {
         let id = job.id.clone();
         let stored = progress.clone();
         if let Err(e) = self
@@ -431,33 +517,80 @@ impl Worker {
         {
             tracing::warn!(error = %e, "cannot record a job's progress");
         }
-        let mut data = progress;
-        data["job_id"] = job.id.clone().into();
-        data["model"] = job.model.clone().into();
-        self.publish(Envelope::new(events::RETRAIN_PROGRESS, data))
-            .await;
-    }
-
-    async fn publish_finished(&self, job: &Job, outcome: &Outcome) {
-        self.publish(Envelope::new(
-            events::RETRAIN_FINISHED,
-            json!({
-                "job_id": job.id,
-                "model": job.model,
-                "state": outcome.state,
-                "model_version": outcome.model_version,
-                "promoted": outcome.promoted,
-                "reason": outcome.reason,
-                "metrics": outcome.metrics,
-            }),
-        ))
+        self.publish(Event::RetrainProgress(RetrainProgress {
+            job_id: job.id.clone(),
+            model: job.model.clone(),
+            progress,
+        }))
         .await;
     }
 
-    async fn publish(&self, event: Envelope) {
+    async fn publish_finished(&self, job: &Job, outcome: &Outcome) {
+        self.publish(Event::RetrainFinished(RetrainFinished {
+            job_id: job.id.clone(),
+            model: job.model.clone(),
+            state: outcome.state,
+            model_version: outcome.model_version,
+            promoted: outcome.promoted,
+            reason: outcome.reason.clone(),
+            metrics: outcome.metrics.clone(),
+        }))
+        .await;
+    }
+
+    async fn publish(&self, event: Event) {
         // Progress is advisory: the job's record has it too, so a lost event costs nothing.
-        if let Err(e) = self.bus.publish_recorded(&event).await {
-            tracing::warn!(error = %e, kind = %event.kind, "cannot publish a retrain event");
+        if let Err(e) = self.bus.publish_recorded(&Envelope::of(&event)).await {
+            tracing::warn!(error = %e, kind = event.kind(), "cannot publish a retrain event");
+        }
+    }
+}
+
+/// The gate's decision for the registered candidate.
+struct Verdict {
+    version: i32,
+    metrics: RetrainMetrics,
+    promote: bool,
+    reason: Option<String>,
+    /// The active version the gate compared with.
+    compared_with: i32,
+}
+
+impl Verdict {
+    /// This run's verdict; but when an earlier run of the job registered its artifact already,
+    /// that artifact is the job's, so its own scores and verdict decide.
+    fn of(registered: Registered, metrics: RetrainMetrics) -> Result<Verdict, Failure> {
+        let version = registered.version;
+        let metrics = match registered.earlier {
+            Some(earlier) => {
+                tracing::info!(
+                    version,
+                    "an earlier run registered this job's candidate; using its verdict"
+                );
+                serde_json::from_value::<RetrainMetrics>(earlier).map_err(|e| {
+                    Failure::Failed(format!(
+                        "v{version}, registered by an earlier run of this job, has metrics that cannot be read: {e}"
+                    ))
+                })?
+            }
+            None => metrics,
+        };
+        Ok(Verdict {
+            version,
+            promote: metrics.gate.promote,
+            reason: metrics.gate.reason.clone(),
+            compared_with: metrics.active.version,
+            metrics,
+        })
+    }
+
+    fn rejected(self) -> Outcome {
+        Outcome {
+            state: JobState::Rejected,
+            metrics: Some(self.metrics),
+            reason: self.reason,
+            model_version: Some(self.version),
+            promoted: false,
         }
     }
 }

@@ -1,13 +1,15 @@
-//! A minimal HTTP/1.1 client over one keep-alive connection: enough for health checks, logging
-//! in and load generation, without pulling an async runtime into xtask.
+//! The plain HTTP client of the xtask commands (logging in, the benchmarks' requests and load),
+//! on `ureq`: blocking, so no async runtime in xtask, and built without TLS since it only talks
+//! to services on this machine.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-pub struct Connection {
-    addr: SocketAddr,
-    reader: Option<BufReader<TcpStream>>,
+/// A client of one service; its connections are kept alive between requests, so a client per
+/// thread is a keep-alive connection per thread.
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
 }
 
 pub struct Response {
@@ -15,165 +17,153 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
-impl Connection {
+impl Client {
     pub fn new(addr: SocketAddr) -> Self {
-        Connection { addr, reader: None }
-    }
-
-    fn stream(&mut self) -> io::Result<&mut BufReader<TcpStream>> {
-        if self.reader.is_none() {
-            let stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
-            stream.set_nodelay(true)?;
-            stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-            self.reader = Some(BufReader::new(stream));
-        }
-        self.reader
-            .as_mut()
-            .ok_or_else(|| io::Error::other("no connection"))
-    }
-
-    /// Sends one request and reads the whole answer; reconnects once if the server had closed
-    /// the idle connection.
-    pub fn send(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> io::Result<Response> {
-        match self.try_send(method, path, headers, body) {
-            Ok(r) => Ok(r),
-            Err(_) => {
-                self.reader = None;
-                self.try_send(method, path, headers, body)
-            }
+        let agent = ureq::Agent::config_builder()
+            // A 4xx or 5xx is an answer the caller reads, not a transport error.
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .build()
+            .new_agent();
+        Client {
+            agent,
+            base: format!("http://{addr}"),
         }
     }
 
-    fn try_send(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> io::Result<Response> {
-        let addr = self.addr;
-        let reader = self.stream()?;
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n",
-            body.len()
-        );
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Result<Response, ureq::Error> {
+        let mut request = self.agent.get(format!("{}{path}", self.base));
         for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
+            request = request.header(*name, *value);
         }
-        head.push_str("\r\n");
-        let stream = reader.get_mut();
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(body)?;
-        let mut status_line = String::new();
-        if reader.read_line(&mut status_line)? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed",
-            ));
+        read(request.call()?)
+    }
+
+    pub fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, ureq::Error> {
+        let mut request = self.agent.post(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
-        let status = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad status line"))?;
-        let mut length = 0usize;
-        let mut chunked = false;
-        let mut close = false;
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line)?;
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                let value = value.trim();
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.parse().unwrap_or(0);
-                } else if name.eq_ignore_ascii_case("connection")
-                    && value.eq_ignore_ascii_case("close")
-                {
-                    close = true;
-                } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                    chunked = value
-                        .rsplit(',')
-                        .next()
-                        .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
-                }
-            }
-        }
-        let body = if chunked {
-            read_chunked(reader)?
-        } else {
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body)?;
-            body
-        };
-        if close {
-            self.reader = None;
-        }
-        Ok(Response { status, body })
+        read(request.send(body)?)
     }
 }
 
-/// A `Transfer-Encoding: chunked` body (RFC 9112 §7.1), trailers skipped.
-fn read_chunked(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
-    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
-    let mut body = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(invalid("connection closed inside a chunked body"));
-        }
-        let size = line.trim_end().split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size, 16).map_err(|_| invalid("bad chunk size"))?;
-        if size == 0 {
-            break;
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        reader.read_exact(&mut body[start..])?;
-        let mut crlf = [0; 2];
-        reader.read_exact(&mut crlf)?;
-        if &crlf != b"\r\n" {
-            return Err(invalid("a chunk does not end with CRLF"));
-        }
-    }
-    // Trailer fields, up to the empty line.
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
-            return Ok(body);
-        }
-    }
+fn read(mut answer: ureq::http::Response<ureq::Body>) -> Result<Response, ureq::Error> {
+    Ok(Response {
+        status: answer.status().as_u16(),
+        body: answer.body_mut().read_to_vec()?,
+    })
 }
 
-/// The string value of a top-level JSON field (`"name":"value"`), enough to read a token.
+/// The string value of a top-level field of a JSON object, e.g. a token.
 pub fn json_string_field(body: &[u8], name: &str) -> Option<String> {
-    let text = std::str::from_utf8(body).ok()?;
-    let key = format!("\"{name}\":\"");
-    let start = text.find(&key)? + key.len();
-    let end = text[start..].find('"')? + start;
-    Some(text[start..end].to_owned())
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value.get(name)?.as_str().map(str::to_owned)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::read_chunked;
+    use super::{Client, json_string_field};
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+
+    /// A server that accepts one connection and answers `answers` on it, in order; the
+    /// requests' heads and bodies as it read them.
+    fn one_connection(
+        answers: Vec<&'static str>,
+    ) -> (std::net::SocketAddr, std::thread::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut writer = stream;
+            let mut seen = Vec::new();
+            for answer in answers {
+                let mut head = String::new();
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                seen.push(format!("{head}{}", String::from_utf8(body).unwrap()));
+                writer.write_all(answer.as_bytes()).unwrap();
+            }
+            seen
+        });
+        (addr, server)
+    }
 
     #[test]
-    fn chunked_bodies_are_joined_and_trailers_skipped() {
-        let wire = b"5\r\n{\"a\":\r\n3;ext=1\r\n42}\r\n0\r\nX-Trailer: t\r\n\r\nnext";
-        let mut reader = &wire[..];
-        assert_eq!(read_chunked(&mut reader).unwrap(), b"{\"a\":42}");
-        assert_eq!(reader, b"next");
-        let mut truncated = &b"5\r\nab"[..];
-        assert!(read_chunked(&mut truncated).is_err());
+    fn requests_share_one_connection_and_an_error_status_is_an_answer() {
+        let (addr, server) = one_connection(vec![
+            "HTTP/1.1 401 Unauthorized\r\ncontent-length: 16\r\n\r\n{\"error\":\"nope\"}",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n3\r\n42}\r\n0\r\n\r\n",
+        ]);
+        let client = Client::new(addr);
+        let refused = client
+            .post("/login", &[("Content-Type", "application/json")], b"{}")
+            .unwrap();
+        assert_eq!(refused.status, 401);
+        assert_eq!(
+            json_string_field(&refused.body, "error").as_deref(),
+            Some("nope")
+        );
+        let answer = client
+            .get("/admin/retrain/1", &[("Authorization", "Bearer t")])
+            .unwrap();
+        assert_eq!(
+            (answer.status, answer.body.as_slice()),
+            (200, &b"{\"a\":42}"[..])
+        );
+        let seen = server.join().unwrap();
+        assert!(
+            seen[0].starts_with("POST /login HTTP/1.1\r\n"),
+            "{}",
+            seen[0]
+        );
+        assert!(
+            seen[0]
+                .to_ascii_lowercase()
+                .contains("content-type: application/json")
+        );
+        assert!(seen[0].ends_with("{}"));
+        assert!(
+            seen[1].starts_with("GET /admin/retrain/1 HTTP/1.1\r\n"),
+            "{}",
+            seen[1]
+        );
+        assert!(
+            seen[1]
+                .to_ascii_lowercase()
+                .contains("authorization: bearer t")
+        );
+    }
+
+    #[test]
+    fn a_top_level_string_field_is_read() {
+        let body = br#"{"access_token":"a.b.c","nested":{"error":"x"},"n":1}"#;
+        assert_eq!(
+            json_string_field(body, "access_token").as_deref(),
+            Some("a.b.c")
+        );
+        assert_eq!(json_string_field(body, "error"), None);
+        assert_eq!(json_string_field(body, "n"), None);
+        assert_eq!(json_string_field(b"not json", "error"), None);
     }
 }

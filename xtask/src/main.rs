@@ -3,6 +3,7 @@
 
 mod bench;
 mod http;
+mod machine;
 mod setup;
 mod test;
 mod train;
@@ -53,7 +54,9 @@ enum Task {
         /// answers and predict-svc's memory growth).
         what: String,
     },
-    /// Fetch the assets, then run the whole test suite with cargo-nextest.
+    /// Install what the tests need when missing (cargo-nextest; as root, Debian's browsers),
+    /// start the local PostgreSQL and Redis when stopped, fetch the assets, then run the whole
+    /// test suite with cargo-nextest.
     Test {
         /// Extra arguments for `cargo nextest run` (after `--`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

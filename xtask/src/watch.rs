@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use tungstenite::{Message, WebSocket};
 
-use crate::http::{Connection, json_string_field};
+use crate::http::{Client, json_string_field};
 use crate::up;
 
 /// The first pause before reconnecting, doubled after each failure up to [`MAX_RETRY`]: `/login`
@@ -57,9 +57,8 @@ fn watch_once(
     last_event_id: &mut Option<String>,
 ) -> Result<Ended> {
     let creds = serde_json::json!({"username": username, "password": password}).to_string();
-    let login = Connection::new(gateway)
-        .send(
-            "POST",
+    let login = Client::new(gateway)
+        .post(
             "/login",
             &[("Content-Type", "application/json")],
             creds.as_bytes(),

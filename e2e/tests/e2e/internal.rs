@@ -3,17 +3,16 @@
 //! predictions, retrain-worker registering and promoting) get theirs from auth-svc's `POST /token`.
 
 use crate::helpers::*;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use common::service_auth::scopes;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 struct Route {
     service: &'static str,
     method: reqwest::Method,
     path: String,
     scope: &'static str,
-    body: Option<Value>,
+    /// An ONNX file, sent as raw bytes.
+    body: Option<Vec<u8>>,
 }
 
 async fn send(
@@ -27,7 +26,9 @@ async fn send(
         request = request.bearer_auth(token);
     }
     if let Some(body) = &route.body {
-        request = request.json(body);
+        request = request
+            .header("content-type", "application/octet-stream")
+            .body(body.clone());
     }
     request.send().await.unwrap()
 }
@@ -68,11 +69,9 @@ async fn every_internal_route_needs_a_service_token_with_its_scope_on_the_manage
         Route {
             service: "predict-svc",
             method: reqwest::Method::POST,
-            path: "/internal/models/mnist-mlp/versions".into(),
+            path: "/internal/models/mnist-mlp/versions?source_job_id=e2e-plane".into(),
             scope: scopes::MODELS_REGISTER,
-            body: Some(
-                json!({"artifact": STANDARD.encode(&artifact), "source_job_id": "e2e-plane"}),
-            ),
+            body: Some(artifact),
         },
         Route {
             service: "predict-svc",

@@ -11,4 +11,5 @@ mod migrations;
 mod predict;
 mod redis_down;
 mod retrain;
+mod schema;
 mod traces;

@@ -1,8 +1,9 @@
 use super::Backend;
 use super::schema::feedback as fb;
 use common::db::{DbConnection, DbError};
+use contracts::feedback::FeedbackRecord;
 use diesel::prelude::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// A feedback row to insert.
 #[derive(Debug, Clone, Insertable)]
@@ -58,19 +59,24 @@ impl Feedback {
     }
 
     /// The seed's `to_dict()` fields, plus what links the feedback to its prediction.
+    pub fn record(&self) -> FeedbackRecord {
+        FeedbackRecord {
+            id: self.id,
+            username: self.username.clone(),
+            prediction: self.prediction,
+            correct: self.correct,
+            comment: self.comment.clone(),
+            timestamp: super::iso8601(self.created_at),
+            prediction_id: self.prediction_id.clone(),
+            label: self.label,
+            model: self.model.clone(),
+            model_version: self.model_version,
+        }
+    }
+
+    /// [`Feedback::record`] as JSON.
     pub fn to_dict(&self) -> Value {
-        json!({
-            "id": self.id,
-            "username": self.username,
-            "prediction": self.prediction,
-            "correct": self.correct,
-            "comment": self.comment,
-            "timestamp": super::iso8601(self.created_at),
-            "prediction_id": self.prediction_id,
-            "label": self.label,
-            "model": self.model,
-            "model_version": self.model_version,
-        })
+        serde_json::to_value(self.record()).unwrap_or_default()
     }
 }
 

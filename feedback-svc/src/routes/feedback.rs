@@ -9,9 +9,10 @@ use crate::submission::{self, Submission};
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::bus::{Envelope, events};
+use common::bus::Envelope;
 use common::db::DbError;
 use common::jwt::{Authenticated, Claims};
+use contracts::events::{Event, FeedbackCreated};
 use diesel::Connection;
 use serde_json::{Value, json};
 
@@ -42,7 +43,10 @@ pub async fn submit(
         Some(id) => Some(served_prediction(&state, &claims, &submission, id).await?),
         None => None,
     };
-    let input = served.as_ref().map(|s| s.input_bytes()).transpose()?;
+    let input = served
+        .as_ref()
+        .map(crate::predictions::input_bytes)
+        .transpose()?;
     let new = NewFeedback {
         user_id: claims.sub.clone(),
         username: claims.name.clone(),
@@ -98,9 +102,10 @@ pub async fn submit(
 /// `feedback.created`: the seed's `to_dict()` of the stored feedback, plus the input the model saw
 /// (base64 of the 28×28 grey grid, null when the feedback names no prediction) for the admins' feed.
 fn created_event(feedback: &Feedback, input: Option<&[u8]>) -> Envelope {
-    let mut data = feedback.to_dict();
-    data["input"] = input.map(|bytes| STANDARD.encode(bytes)).into();
-    Envelope::new(events::FEEDBACK_CREATED, data)
+    Envelope::of(&Event::FeedbackCreated(FeedbackCreated {
+        feedback: feedback.record(),
+        input: input.map(|bytes| STANDARD.encode(bytes)),
+    }))
 }
 
 async fn find_by_key(
@@ -138,10 +143,10 @@ async fn served_prediction(
         .await?
         .filter(|p| p.user_id == claims.sub)
         .ok_or_else(|| FeedbackError::UnknownPrediction(id.to_owned()))?;
-    if served.prediction != i64::from(submission.prediction) {
+    if i32::from(served.prediction) != submission.prediction {
         return Err(FeedbackError::PredictionMismatch {
             sent: submission.prediction,
-            served: i32::try_from(served.prediction).unwrap_or(-1),
+            served: i32::from(served.prediction),
         });
     }
     Ok(served)
@@ -176,7 +181,8 @@ mod tests {
         let grid: Vec<u8> = (0..784).map(|i| (i % 256) as u8).collect();
         let new = new_feedback(Some(grid.clone()));
         let event = created_event(&Feedback::stored(42, &new), new.input.as_deref());
-        assert_eq!(event.kind, events::FEEDBACK_CREATED);
+        assert_eq!(event.kind, common::bus::events::FEEDBACK_CREATED);
+        assert!(matches!(event.event(), Ok(Event::FeedbackCreated(_))));
         let data = &event.data;
         assert_eq!(data["id"], 42);
         assert_eq!(data["username"], "ana");

@@ -6,12 +6,14 @@ use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use contracts::feedback::{LabelledItem, LabelledPage};
 use serde::Deserialize;
-use serde_json::json;
 
 pub const DEFAULT_LIMIT: i64 = 100;
 pub const MAX_LIMIT: i64 = 1_000;
 
+/// `contracts::feedback::LabelledQuery` as sent, before its numbers are checked (each gets
+/// its own sentence when it is not one).
 #[derive(Debug, Deserialize)]
 pub struct LabelledQuery {
     #[serde(default)]
@@ -50,22 +52,20 @@ pub async fn labelled(
         .await?;
     let next_cursor = rows.last().map_or(after, |r| r.id);
     let has_more = rows.len() as i64 == limit;
-    let items: Vec<_> = rows
+    let items = rows
         .iter()
-        .map(|r| {
-            json!({
-                "id": r.id,
-                "label": r.label,
-                "model": r.model,
-                "model_version": r.model_version,
-                "input": r.input.as_deref().map(|b| STANDARD.encode(b)),
-                "created_at": crate::db::iso8601(r.created_at),
-            })
+        .map(|r| LabelledItem {
+            id: r.id,
+            label: r.label,
+            model: r.model.clone(),
+            model_version: r.model_version,
+            input: r.input.as_deref().map(|b| STANDARD.encode(b)),
+            created_at: crate::db::iso8601(r.created_at),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "items": items,
-        "next_cursor": next_cursor,
-        "has_more": has_more,
-    })))
+    Ok(HttpResponse::Ok().json(LabelledPage {
+        items,
+        next_cursor,
+        has_more,
+    }))
 }

@@ -12,6 +12,7 @@ use common::kv::Redis;
 use common::service::RunningService;
 use common::service_auth::{self, ServiceClaims};
 use common::testing::{TestDatabase, redis_prefix, redis_url, serve_auth};
+use contracts::predictions::ServedPrediction;
 use feedback_svc::db::outbox::OutboxState;
 use feedback_svc::{Config, OutboxRelay, RelayOptions};
 use futures_util::StreamExt;
@@ -56,12 +57,12 @@ impl Store {
 #[derive(Clone)]
 pub struct FakePredict {
     pub url: String,
-    records: Arc<Mutex<HashMap<String, Value>>>,
+    records: Arc<Mutex<HashMap<String, ServedPrediction>>>,
 }
 
 impl FakePredict {
     pub fn start(key: &SigningKeyPair) -> Self {
-        let records: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
+        let records: Arc<Mutex<HashMap<String, ServedPrediction>>> = Arc::default();
         let data = web::Data::from(records.clone());
         let verifier = web::Data::new(JwtVerifier::local(
             &JwkSet {
@@ -81,7 +82,7 @@ impl FakePredict {
                     web::get().to(
                         |req: HttpRequest,
                          verifier: web::Data<JwtVerifier>,
-                         records: web::Data<Mutex<HashMap<String, Value>>>,
+                         records: web::Data<Mutex<HashMap<String, ServedPrediction>>>,
                          id: web::Path<String>| async move {
                             if let Err(e) = service_auth::authorize(
                                 &verifier,
@@ -122,18 +123,18 @@ impl FakePredict {
         probabilities[usize::from(digit)] = 0.91;
         self.records.lock().unwrap().insert(
             id.clone(),
-            json!({
-                "id": id,
-                "user_id": user.sub,
-                "username": user.name,
-                "model": model,
-                "model_version": version,
-                "input": STANDARD.encode(input_of(&id)),
-                "probabilities": probabilities,
-                "prediction": digit,
-                "probability": 0.91,
-                "created_at": chrono::Utc::now().to_rfc3339(),
-            }),
+            ServedPrediction {
+                id: id.clone(),
+                user_id: user.sub.clone(),
+                username: user.name.clone(),
+                model: model.to_owned(),
+                model_version: version,
+                input: STANDARD.encode(input_of(&id)),
+                probabilities,
+                prediction: digit,
+                probability: 0.91,
+                created_at: chrono::Utc::now(),
+            },
         );
         id
     }

@@ -45,6 +45,22 @@ async fn slow() -> HttpResponse {
     HttpResponse::Ok().json(json!({"late": true}))
 }
 
+/// Refuses every request (a WebSocket upgrade too) with 503, saying what it received as
+/// [`echo`] does, but for the body: an upgrade's would never end.
+async fn refuse_with_echo(req: HttpRequest) -> HttpResponse {
+    let echoed = echo(req, web::Bytes::new()).await;
+    let mut answer = HttpResponse::ServiceUnavailable();
+    match actix_web::body::to_bytes(echoed.into_body()).await {
+        Ok(bytes) => answer.content_type("application/json").body(bytes),
+        Err(_) => answer.finish(),
+    }
+}
+
+/// An upstream that refuses everything, saying what it received; returns its base URL.
+pub fn spawn_refusing_upstream() -> String {
+    spawn_upstream(|| web::to(refuse_with_echo))
+}
+
 /// Starts a test upstream on a free port; returns its base URL.
 fn spawn_upstream(handler: fn() -> actix_web::Route) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -175,6 +191,39 @@ pub async fn spawn_gateway_serving(
     rate_limit: RateLimitConfig,
     web: gateway::pages::WebConfig,
 ) -> TestGateway {
+    spawn_gateway_with(Setup {
+        redis_url,
+        prefix,
+        rate_limit,
+        web,
+        trusted_proxies: vec![],
+        notify_url: None,
+    })
+    .await
+}
+
+/// What a test gateway is started with.
+pub struct Setup {
+    pub redis_url: Option<String>,
+    pub prefix: String,
+    pub rate_limit: RateLimitConfig,
+    pub web: gateway::pages::WebConfig,
+    /// The proxies whose `X-Forwarded-For` it believes.
+    pub trusted_proxies: Vec<gateway::edge::Cidr>,
+    /// notify-svc's URL (none: a closed port).
+    pub notify_url: Option<String>,
+}
+
+/// The gateway of [`spawn_gateway`], as `setup` says.
+pub async fn spawn_gateway_with(setup: Setup) -> TestGateway {
+    let Setup {
+        redis_url,
+        prefix,
+        rate_limit,
+        web,
+        trusted_proxies,
+        notify_url,
+    } = setup;
     let db = TestDatabase::create();
     let auth_key = SigningKeyPair::generate().unwrap();
     let auth = auth_svc::build(auth_svc::Config {
@@ -207,7 +256,7 @@ pub async fn spawn_gateway_serving(
         (Upstream::Predict, echo_url.clone()),
         (Upstream::Feedback, echo_url),
         (Upstream::Retrain, slow_url),
-        (Upstream::Notify, closed_port_url()),
+        (Upstream::Notify, notify_url.unwrap_or_else(closed_port_url)),
     ]);
     let gw = gateway::build(gateway::Config {
         common: local(0),
@@ -228,6 +277,7 @@ pub async fn spawn_gateway_serving(
         rate_limit,
         edge: gateway::edge::EdgeConfig {
             cors_origins: vec![ALLOWED_ORIGIN.to_owned()],
+            trusted_proxies,
             ..gateway::edge::EdgeConfig::defaults()
         },
         body_timeout: Duration::from_millis(BODY_TIMEOUT_MS),

@@ -15,7 +15,6 @@ fn config(default: &str, routes: &str) -> RateLimitConfig {
         exempt: vec!["/health".into(), "/ready".into()],
         fail_open: true,
         timeout: Duration::from_millis(500),
-        trusted_proxies: vec![],
         oip_quotas: gateway::ratelimit::parse_oip_quotas(RateLimitConfig::DEFAULT_OIP_QUOTAS)
             .unwrap(),
     }

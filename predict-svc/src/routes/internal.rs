@@ -2,15 +2,18 @@
 //! version (retrain-worker) and reading a served prediction (feedback-svc). Each needs a
 //! service token with its scope (`common::service_auth`).
 
-use crate::db::versions::{self, NewVersion};
+use crate::db::versions::{self, NewVersion, VersionInfo};
 use crate::engine::{BatchConfig, LoadedModel};
 use crate::error::PredictError;
 use crate::registry::sha256_hex;
 use crate::state::AppState;
-use actix_web::{HttpResponse, web};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use serde::Deserialize;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use common::ApiError;
+use contracts::models::{
+    ARTIFACT_CONTENT_TYPE, ActiveVersionChanged, ArtifactInfo, MAX_ARTIFACT_BYTES,
+    MAX_METRICS_BYTES, ModelVersion, PromoteCondition, Registration,
+};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use actix_web::middleware::from_fn;
@@ -18,7 +21,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // Each route checks the caller's service token for its scope before reading any body.
     cfg.service(
         web::scope("/internal")
-            .app_data(common::http::json_config(64 * 1024 * 1024))
             .service(
                 web::resource("/models/{name}/versions")
                     .wrap(from_fn(|req, next| {
@@ -48,58 +50,96 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Deserialize)]
-pub struct Registration {
-    /// The ONNX file, base64.
-    artifact: String,
-    #[serde(default)]
-    metrics: serde_json::Value,
-    /// The retrain job it comes from: registering twice for one job gives the same version.
-    source_job_id: Option<String>,
+/// The body: the ONNX file, as raw bytes, at most [`MAX_ARTIFACT_BYTES`].
+async fn read_artifact(req: &HttpRequest, payload: web::Payload) -> Result<Vec<u8>, ApiError> {
+    if !common::http::has_media_type(req, ARTIFACT_CONTENT_TYPE) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "The body must be the ONNX file, sent with `Content-Type: {ARTIFACT_CONTENT_TYPE}`."
+            ),
+        ));
+    }
+    common::http::read_body(req, payload, MAX_ARTIFACT_BYTES).await
 }
 
+/// The registration's `metrics`: a JSON object (null when none is sent).
+fn parse_metrics(metrics: Option<&str>) -> Result<serde_json::Value, ApiError> {
+    let Some(text) = metrics else {
+        return Ok(serde_json::Value::Null);
+    };
+    let invalid = |why: &str| ApiError::bad_request("invalid_query", format!("`metrics` {why}."));
+    if text.len() > MAX_METRICS_BYTES {
+        return Err(invalid(&format!(
+            "may be at most {MAX_METRICS_BYTES} bytes"
+        )));
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) if value.is_object() => Ok(value),
+        _ => Err(invalid("must be a JSON object")),
+    }
+}
+
+/// Registers the ONNX file in the body as a candidate: 201, or 200 with the version the same
+/// job registered before.
 async fn register(
     state: web::Data<AppState>,
     name: web::Path<String>,
-    body: web::Json<Registration>,
-) -> Result<HttpResponse, PredictError> {
+    query: web::Query<Registration>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
     let name = name.into_inner();
     if !crate::registry::INITIAL_MODELS.contains(&name.as_str()) {
-        return Err(PredictError::UnknownModel(name));
+        return Err(PredictError::UnknownModel(name).into());
     }
-    let body = body.into_inner();
-    if let Some(job) = body.source_job_id.clone()
+    let Registration {
+        source_job_id,
+        metrics,
+    } = query.into_inner();
+    let metrics = parse_metrics(metrics.as_deref())?;
+    if let Some(job) = source_job_id.clone()
         && let Some(existing) = state
             .db
             .run(move |c| versions::find_by_job(c, &job))
-            .await?
+            .await
+            .map_err(PredictError::from)?
     {
-        return Ok(HttpResponse::Ok().json(existing.to_json()));
+        return Ok(HttpResponse::Ok().json(model_version(&existing)));
     }
-    let artifact = STANDARD
-        .decode(body.artifact.as_bytes())
-        .map_err(|_| PredictError::InvalidArtifact("`artifact` is not base64".into()))?;
-    // A file ONNX Runtime cannot load, or that does not map 784 pixels to 10 classes, is refused.
+    let artifact = read_artifact(&req, payload).await?;
+    probe(&state, &name, artifact.clone()).await?;
+    let info =
+        insert_candidate(&state, &name, artifact, metrics.to_string(), source_job_id).await?;
+    tracing::info!(model = %name, version = info.version, "candidate version registered");
+    Ok(HttpResponse::Created().json(model_version(&info)))
+}
+
+/// A file ONNX Runtime cannot load, or that does not map 784 pixels to 10 classes, is refused.
+async fn probe(state: &AppState, name: &str, artifact: Vec<u8>) -> Result<(), PredictError> {
     let probe = BatchConfig {
         max_size: 1,
         max_wait: std::time::Duration::ZERO,
         sessions: 1,
     };
-    LoadedModel::load(
-        state.models.environment(),
-        &name,
-        0,
-        "",
-        artifact.clone(),
-        probe,
-    )
-    .await
-    .map_err(|e| PredictError::InvalidArtifact(e.to_string()))?;
+    LoadedModel::load(state.models.environment(), name, 0, "", artifact, probe)
+        .await
+        .map(drop)
+        .map_err(|e| PredictError::InvalidArtifact(e.to_string()))
+}
+
+/// Stores the next version of `name` as a candidate.
+async fn insert_candidate(
+    state: &AppState,
+    name: &str,
+    artifact: Vec<u8>,
+    metrics: String,
+    job: Option<String>,
+) -> Result<VersionInfo, PredictError> {
     let sha256 = sha256_hex(&artifact);
-    let metrics = body.metrics.to_string();
-    let job = body.source_job_id;
-    let n = name.clone();
-    let info = state
+    let n = name.to_owned();
+    state
         .db
         .run(move |c| {
             use diesel::Connection;
@@ -125,13 +165,26 @@ async fn register(
             })
         })
         .await?
-        .ok_or_else(|| PredictError::Internal("registered version vanished".into()))?;
-    tracing::info!(model = %name, version = info.version, "candidate version registered");
-    Ok(HttpResponse::Created().json(info.to_json()))
+        .ok_or_else(|| PredictError::Internal("registered version vanished".into()))
 }
 
-/// The active version of a model with its artifact: what a retrain job fine-tunes and compares
-/// its candidate with.
+/// A registry row as the internal routes answer it.
+fn model_version(info: &VersionInfo) -> ModelVersion {
+    ModelVersion {
+        name: info.name.clone(),
+        version: info.version,
+        sha256: info.sha256.clone(),
+        metrics: serde_json::from_str(&info.metrics).unwrap_or_default(),
+        status: info.status.clone(),
+        source: info.source.clone(),
+        source_job_id: info.source_job_id.clone(),
+        created_at: info.created_at.and_utc().to_rfc3339(),
+        promoted_at: info.promoted_at.map(|t| t.and_utc().to_rfc3339()),
+    }
+}
+
+/// The active version's ONNX file, with its version and digest in headers: what a retrain job
+/// fine-tunes and compares its candidate with.
 async fn active(
     state: web::Data<AppState>,
     name: web::Path<String>,
@@ -149,20 +202,20 @@ async fn active(
         })
         .await?;
     let (info, artifact) = found.ok_or(PredictError::UnknownModel(name))?;
-    let mut body = info.to_json();
-    body["artifact"] = STANDARD.encode(&artifact).into();
-    Ok(HttpResponse::Ok().json(body))
+    let mut response = HttpResponse::Ok();
+    response.content_type(ARTIFACT_CONTENT_TYPE);
+    let meta = ArtifactInfo {
+        version: info.version,
+        sha256: info.sha256,
+    };
+    for header in meta.headers() {
+        response.insert_header(header);
+    }
+    Ok(response.body(artifact))
 }
 
 /// Promotion decided by a retrain job's gate: the same swap as the admin route's, for a caller
-/// inside the cluster.
-#[derive(Deserialize, Default)]
-pub struct PromoteCondition {
-    /// Promote only while this version is the active one (the one the caller's gate compared
-    /// against); otherwise 409. Promoting the version that is already active always succeeds.
-    if_active: Option<i32>,
-}
-
+/// inside the cluster. Without a body, unconditional.
 async fn promote(
     state: web::Data<AppState>,
     path: web::Path<(String, i32)>,
@@ -179,14 +232,14 @@ async fn promote(
             .find(|v| v.name == n)
             .map(|v| v.version);
         if current != Some(expected) && current != Some(version) {
-            return Ok(HttpResponse::Conflict().json(serde_json::json!({
-                "error": "active_version_changed",
-                "msg": format!(
+            return Ok(HttpResponse::Conflict().json(ActiveVersionChanged {
+                error: ActiveVersionChanged::CODE.to_owned(),
+                msg: format!(
                     "{name} v{expected} is no longer the active version (now {}); not promoted.",
                     current.map_or_else(|| "none".to_owned(), |v| format!("v{v}"))
                 ),
-                "active_version": current,
-            })));
+                active_version: current,
+            }));
         }
     }
     let info = state
@@ -195,7 +248,7 @@ async fn promote(
         .await?
         .ok_or_else(|| PredictError::UnknownVersion(name.clone(), version))?;
     tracing::info!(model = %name, version, "model version promoted by a retrain job");
-    Ok(HttpResponse::Ok().json(info.to_json()))
+    Ok(HttpResponse::Ok().json(model_version(&info)))
 }
 
 async fn prediction(

@@ -98,7 +98,7 @@ async fn serve(
         username: claims.name.clone(),
         model: served.model.clone(),
         model_version: served.model_version,
-        input: StoredPrediction::encode_input(&grid[..PIXELS]),
+        input: crate::store::encode_input(&grid[..PIXELS]),
         probabilities: served.probabilities.clone(),
         prediction: digit as u8,
         probability,

@@ -1,21 +1,30 @@
 use crate::helpers::*;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use contracts::models::{ArtifactInfo, Registration};
 use serde_json::{Value, json};
 
-pub async fn register(app: &TestApp, model: &str, job: &str) -> reqwest::Response {
-    let bytes = std::fs::read(model_dir().join(format!("{model}.onnx"))).unwrap();
+/// `POST /internal/models/{model}/versions` with `bytes` as the body and `content_type`.
+async fn post_artifact(
+    app: &TestApp,
+    model: &str,
+    query: &Registration,
+    content_type: &str,
+    bytes: Vec<u8>,
+) -> reqwest::Response {
     app.client
         .post(app.internal(&format!("/internal/models/{model}/versions")))
         .bearer_auth(&app.service)
-        .json(&json!({
-            "artifact": STANDARD.encode(bytes),
-            "metrics": {"accuracy": 0.99},
-            "source_job_id": job,
-        }))
+        .query(query)
+        .header("content-type", content_type)
+        .body(bytes)
         .send()
         .await
         .unwrap()
+}
+
+pub async fn register(app: &TestApp, model: &str, job: &str) -> reqwest::Response {
+    let bytes = std::fs::read(model_dir().join(format!("{model}.onnx"))).unwrap();
+    let query = Registration::of_job(job, &json!({"accuracy": 0.99})).unwrap();
+    post_artifact(app, model, &query, "application/octet-stream", bytes).await
 }
 
 pub async fn models(app: &TestApp) -> Value {
@@ -73,15 +82,26 @@ async fn the_registry_imports_registers_promotes_and_rolls_back() {
         .await
         .unwrap();
     assert_eq!(again["version"], 2);
-    let junk = app
-        .client
-        .post(app.internal("/internal/models/mnist-cnn/versions"))
-        .bearer_auth(&app.service)
-        .json(&json!({"artifact": STANDARD.encode(b"not an onnx file")}))
-        .send()
-        .await
-        .unwrap();
-    assert_error(junk, 422, "invalid_artifact").await;
+    let none = Registration::default();
+    let octets = "application/octet-stream";
+    let junk = post_artifact(
+        &app,
+        "mnist-cnn",
+        &none,
+        octets,
+        b"not an onnx file".to_vec(),
+    );
+    assert_error(junk.await, 422, "invalid_artifact").await;
+    // The file comes as raw bytes, not base64 in JSON; metrics are a JSON object.
+    let bytes = std::fs::read(model_dir().join("mnist-cnn.onnx")).unwrap();
+    let json_body = post_artifact(&app, "mnist-cnn", &none, "application/json", bytes.clone());
+    assert_error(json_body.await, 415, "unsupported_media_type").await;
+    let bad_metrics = Registration {
+        metrics: Some("[1, 2]".into()),
+        ..Registration::default()
+    };
+    let r = post_artifact(&app, "mnist-cnn", &bad_metrics, octets, bytes).await;
+    assert_error(r, 400, "invalid_query").await;
 
     let promote = |v: i32| {
         app.client
@@ -145,15 +165,13 @@ async fn a_retrain_job_reads_the_active_artifact_and_promotes_through_the_intern
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let active: Value = r.json().await.unwrap();
-    assert_eq!(active["version"], 1);
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    let info = ArtifactInfo::from_headers(|name| r.headers().get(name)?.to_str().ok()).unwrap();
+    assert_eq!(info.version, 1);
+    let active = r.bytes().await.unwrap();
     let on_disk = std::fs::read(model_dir().join("mnist-mlp.onnx")).unwrap();
-    assert_eq!(
-        STANDARD
-            .decode(active["artifact"].as_str().unwrap())
-            .unwrap(),
-        on_disk
-    );
+    assert_eq!(active, on_disk);
+    assert_eq!(info.sha256, common::digest::sha256_hex(&on_disk));
     let r = app
         .client
         .get(app.internal("/internal/models/mnist-unknown/active"))

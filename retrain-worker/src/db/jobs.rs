@@ -1,5 +1,6 @@
 use super::schema::jobs;
 use common::db::{DbConnection, DbError};
+use contracts::jobs::{JobProgress, JobState, RetrainMetrics, Stage};
 use diesel::prelude::*;
 use serde_json::{Value, json};
 
@@ -115,16 +116,25 @@ pub fn start(conn: &mut DbConnection, id: &str, worker: &str) -> Result<Option<J
         jobs::attempts.eq(jobs::attempts + 1),
         jobs::worker.eq(Some(worker)),
         jobs::started_at.eq(Some(now)),
-        jobs::progress.eq(json!({"stage": "starting"}).to_string()),
+        jobs::progress.eq(progress_text(&JobProgress::at(Stage::Starting))),
     ))
     .execute(conn)?;
     find(conn, id)
 }
 
+/// A progress as the `progress` column holds it.
+pub fn progress_text(progress: &JobProgress) -> String {
+    serde_json::to_string(progress).unwrap_or_default()
+}
+
 /// Records progress of a running job.
-pub fn set_progress(conn: &mut DbConnection, id: &str, progress: &Value) -> Result<(), DbError> {
+pub fn set_progress(
+    conn: &mut DbConnection,
+    id: &str,
+    progress: &JobProgress,
+) -> Result<(), DbError> {
     diesel::update(jobs::table.find(id).filter(jobs::state.eq(RUNNING)))
-        .set((jobs::progress.eq(progress.to_string()),))
+        .set((jobs::progress.eq(progress_text(progress)),))
         .execute(conn)?;
     Ok(())
 }
@@ -134,7 +144,10 @@ pub fn requeue(conn: &mut DbConnection, id: &str, why: &str) -> Result<(), DbErr
     diesel::update(jobs::table.find(id).filter(jobs::state.eq(RUNNING)))
         .set((
             jobs::state.eq(QUEUED),
-            jobs::progress.eq(json!({"stage": "queued", "note": why}).to_string()),
+            jobs::progress.eq(progress_text(&JobProgress {
+                note: Some(why.to_owned()),
+                ..JobProgress::at(Stage::Queued)
+            })),
         ))
         .execute(conn)?;
     Ok(())
@@ -152,11 +165,23 @@ pub fn unfinished(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
 /// How a job ended.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    pub state: &'static str,
-    pub metrics: Option<Value>,
+    pub state: JobState,
+    pub metrics: Option<RetrainMetrics>,
     pub reason: Option<String>,
     pub model_version: Option<i32>,
     pub promoted: bool,
+}
+
+impl Outcome {
+    pub fn failed(reason: String) -> Outcome {
+        Outcome {
+            state: JobState::Failed,
+            metrics: None,
+            reason: Some(reason),
+            model_version: None,
+            promoted: false,
+        }
+    }
 }
 
 /// Stores a job's outcome; a job that already has one keeps it.
@@ -168,11 +193,14 @@ pub fn finish(conn: &mut DbConnection, id: &str, outcome: &Outcome) -> Result<()
             .filter(jobs::state.eq_any([QUEUED, RUNNING])),
     )
     .set((
-        jobs::state.eq(outcome.state),
-        jobs::metrics.eq(outcome.metrics.as_ref().map(Value::to_string)),
+        jobs::state.eq(outcome.state.as_str()),
+        jobs::metrics.eq(outcome
+            .metrics
+            .as_ref()
+            .and_then(|m| serde_json::to_string(m).ok())),
         jobs::reason.eq(outcome.reason.as_deref()),
         jobs::model_version.eq(outcome.model_version),
-        jobs::progress.eq(json!({"stage": "finished"}).to_string()),
+        jobs::progress.eq(progress_text(&JobProgress::at(Stage::Finished))),
         jobs::finished_at.eq(Some(now)),
     ))
     .execute(conn)?;

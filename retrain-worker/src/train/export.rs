@@ -34,6 +34,13 @@ pub enum ExportError {
 
 /// The serialised ONNX model of `network`.
 pub fn export_onnx(network: &Network, metadata: &ExportMetadata) -> Result<Vec<u8>, ExportError> {
+    let name = network.arch.model_name();
+    let graph = graph_proto(name, layers_graph(network)?);
+    Ok(model_proto(name, graph, metadata).write_to_bytes()?)
+}
+
+/// The network's layers as nodes and initializers, then the softmax.
+fn layers_graph(network: &Network) -> Result<GraphBuilder, ExportError> {
     let mut graph = GraphBuilder::default();
     let mut x = INPUT.to_string();
     let (mut convs, mut denses) = (0, 0);
@@ -93,8 +100,11 @@ pub fn export_onnx(network: &Network, metadata: &ExportMetadata) -> Result<Vec<u
         x = out;
     }
     graph.node("Softmax", &[&x], OUTPUT, vec![int("axis", 1)]);
+    Ok(graph)
+}
 
-    let name = network.arch.model_name();
+/// The graph with its dynamic-batch input and output.
+fn graph_proto(name: &str, graph: GraphBuilder) -> GraphProto {
     let mut graph_proto = GraphProto::new();
     graph_proto.name = name.to_string();
     graph_proto.node = graph.nodes;
@@ -115,7 +125,11 @@ pub fn export_onnx(network: &Network, metadata: &ExportMetadata) -> Result<Vec<u
             dimension::Value::DimValue(digits::CLASSES as i64),
         ],
     )];
+    graph_proto
+}
 
+/// The model around the graph: IR and opset versions, producer, metadata.
+fn model_proto(name: &str, graph: GraphProto, metadata: &ExportMetadata) -> ModelProto {
     let mut model = ModelProto::new();
     model.ir_version = IR_VERSION;
     let mut opset = OperatorSetIdProto::new();
@@ -129,7 +143,7 @@ pub fn export_onnx(network: &Network, metadata: &ExportMetadata) -> Result<Vec<u
         "{name}: MNIST digit classifier. Input `{INPUT}` float32 [N,1,28,28], pixels in [0,1] \
          (normalised inside the model); output `{OUTPUT}` float32 [N,10]."
     );
-    model.graph = Some(graph_proto).into();
+    model.graph = Some(graph).into();
     model.metadata_props = metadata
         .iter()
         .map(|(key, value)| {
@@ -139,7 +153,7 @@ pub fn export_onnx(network: &Network, metadata: &ExportMetadata) -> Result<Vec<u
             entry
         })
         .collect();
-    Ok(model.write_to_bytes()?)
+    model
 }
 
 fn layer_kind(layer: &Layer) -> &'static str {

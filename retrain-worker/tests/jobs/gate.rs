@@ -1,12 +1,21 @@
 use crate::helpers::*;
+use contracts::jobs::JobState;
+use retrain_worker::worker::Processed;
 use serde_json::json;
 use std::time::Duration;
+
+fn finished(job_id: &str, state: JobState) -> Processed {
+    Processed::Finished {
+        job_id: job_id.to_owned(),
+        state,
+    }
+}
 
 #[tokio::test]
 async fn a_worse_candidate_is_registered_but_rejected_and_clients_keep_the_active_version() {
     let cluster = Cluster::start().await;
     let mut events = cluster.events().await;
-    let worker = cluster.worker("gate", &[]).await;
+    let worker = cluster.stepper("gate", &[]).await;
     let png = digits::grid_to_png(&mnist_test().images[0]).unwrap();
     assert_eq!(cluster.predict_v1(png.clone()).await["model_version"], 1);
 
@@ -18,7 +27,9 @@ async fn a_worse_candidate_is_registered_but_rejected_and_clients_keep_the_activ
         )
         .await;
     let id = posted["job_id"].as_str().unwrap();
-    let job = cluster.wait_final(&worker.url, id).await;
+    let step = worker.worker.process_next().await.unwrap();
+    assert_eq!(step, finished(id, JobState::Rejected));
+    let job = cluster.job(&worker.url, id).await;
     assert_eq!(job["state"], "rejected", "{job}");
     assert_eq!(job["attempts"], 1);
     let reason = job["reason"].as_str().unwrap();
@@ -66,17 +77,18 @@ async fn a_worse_candidate_is_registered_but_rejected_and_clients_keep_the_activ
     assert!(epochs[0].data["loss"].as_f64().unwrap() > 0.0);
     assert!(epochs[0].data["val_accuracy"].as_f64().unwrap() > 0.1);
     assert!(epochs[0].data["eta_seconds"].as_f64().is_some());
-    let finished = seen.last().unwrap();
-    assert_eq!(finished.kind, "retrain.finished");
-    assert_eq!(finished.data["state"], "rejected");
-    assert_eq!(finished.data["reason"], reason);
-    worker.app.unwrap().stop().await;
+    let last = seen.last().unwrap();
+    assert_eq!(last.kind, "retrain.finished");
+    assert_eq!(last.data["state"], "rejected");
+    assert_eq!(last.data["reason"], reason);
+    assert_eq!(worker.worker.process_next().await.unwrap(), Processed::Idle);
+    worker.api.stop().await;
 }
 
 #[tokio::test]
 async fn concurrent_jobs_queue_and_run_one_after_another_in_order() {
     let cluster = Cluster::start().await;
-    let worker = cluster.worker("order", &[]).await;
+    let worker = cluster.stepper("order", &[]).await;
     let body = json!({"model": "mnist-mlp", "epochs": 1, "mnist_sample": 1000});
     // A first request fetches the signing keys, so the three below are not held up unevenly.
     let warm = cluster
@@ -99,12 +111,17 @@ async fn concurrent_jobs_queue_and_run_one_after_another_in_order() {
         },
     );
     let mut finished = Vec::new();
+    // The worker takes them in the order they were queued.
     for posted in [&a, &b, &c] {
-        let job = cluster
-            .wait_final(&worker.url, posted["job_id"].as_str().unwrap())
-            .await;
-        assert_ne!(job["state"], "failed", "{job}");
-        finished.push(job);
+        let id = posted["job_id"].as_str().unwrap();
+        match worker.worker.process_next().await.unwrap() {
+            Processed::Finished { job_id, state } => {
+                assert_eq!(job_id, id);
+                assert_ne!(state, JobState::Failed);
+            }
+            other => panic!("{other:?}"),
+        }
+        finished.push(cluster.job(&worker.url, id).await);
     }
     // One at a time, in the order they were queued: each started after the previous ended.
     for pair in finished.windows(2) {
@@ -120,15 +137,16 @@ async fn concurrent_jobs_queue_and_run_one_after_another_in_order() {
         .map(|j| j["model_version"].as_i64().unwrap())
         .collect();
     assert_eq!(versions, vec![2, 3, 4]);
-    worker.app.unwrap().stop().await;
+    worker.api.stop().await;
 }
 
 #[tokio::test]
 async fn a_candidate_is_not_promoted_over_a_version_promoted_while_it_trained() {
     let cluster = Cluster::start().await;
     // Any candidate passes this gate: what stops it here is the change of active version.
+    let mut events = cluster.events().await;
     let worker = cluster
-        .worker("late", &[("RETRAIN_TOLERANCE_POINTS", "100")])
+        .stepper("late", &[("RETRAIN_TOLERANCE_POINTS", "100")])
         .await;
     let posted = cluster
         .post_job(
@@ -137,42 +155,50 @@ async fn a_candidate_is_not_promoted_over_a_version_promoted_while_it_trained() 
         )
         .await;
     let id = posted["job_id"].as_str().unwrap();
-    cluster
-        .wait_job(&worker.url, id, Duration::from_secs(120), |j| {
-            j["progress"]["stage"] == "training"
-        })
-        .await;
+    let stepping = worker.worker.clone();
+    let step = tokio::spawn(async move { stepping.process_next().await.unwrap() });
+    let seen = collect_events(&mut events, Duration::from_secs(120), |e| {
+        e.kind == "retrain.progress" && e.data["stage"] == "training"
+    })
+    .await;
+    assert!(
+        seen.last().is_some_and(|e| e.data["stage"] == "training"),
+        "{seen:?}"
+    );
     // Meanwhile another version becomes active (an admin, or another worker's job).
     let manual = cluster.register_copy("mnist-mlp", "manual").await;
     cluster.promote("mnist-mlp", manual).await;
-    let job = cluster.wait_final(&worker.url, id).await;
+    assert_eq!(step.await.unwrap(), finished(id, JobState::Rejected));
+    let job = cluster.job(&worker.url, id).await;
     assert_eq!(job["state"], "rejected", "{job}");
     let reason = job["reason"].as_str().unwrap();
     assert!(reason.contains("active version changed"), "{reason}");
     let registry = cluster.registry("mnist-mlp").await;
     assert_eq!(registry["active_version"], manual, "{registry}");
-    worker.app.unwrap().stop().await;
+    worker.api.stop().await;
 }
 
 #[tokio::test]
 async fn a_job_whose_predict_svc_cannot_be_reached_fails_with_the_reason() {
     let cluster = Cluster::start().await;
     let worker = cluster
-        .worker(
+        .stepper(
             "nowhere",
             &[("PREDICT_INTERNAL_URL", "http://127.0.0.1:9/nowhere")],
         )
         .await;
+    assert_eq!(worker.worker.process_next().await.unwrap(), Processed::Idle);
     let posted = cluster
         .post_job(&worker.url, json!({"model": "mnist-mlp", "epochs": 1}))
         .await;
-    let job = cluster
-        .wait_final(&worker.url, posted["job_id"].as_str().unwrap())
-        .await;
+    let id = posted["job_id"].as_str().unwrap();
+    let step = worker.worker.process_next().await.unwrap();
+    assert_eq!(step, finished(id, JobState::Failed));
+    let job = cluster.job(&worker.url, id).await;
     assert_eq!(job["state"], "failed");
     assert!(
         job["reason"].as_str().unwrap().contains("predict-svc"),
         "{job}"
     );
-    worker.app.unwrap().stop().await;
+    worker.api.stop().await;
 }

@@ -1,11 +1,15 @@
-use common::bus::{Envelope, EventBus, RedisBus};
+use common::bus::{Envelope, EventBus, RedisBus, events};
 use common::config::Env;
+use common::db::Db;
+use common::infra::Infra;
 use common::jwt::{Role, SigningKeyPair};
 use common::kv::Redis;
 use common::service::RunningService;
 use common::service_auth::{CALLERS, ServiceClaims, scopes};
 use common::testing::{TestDatabase, claims, redis_prefix, redis_url, repo_root, serve_auth};
+use contracts::models::{ARTIFACT_CONTENT_TYPE, ModelVersion, Registration};
 use futures_util::StreamExt;
+use retrain_worker::worker::Worker;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -45,6 +49,14 @@ pub struct Cluster {
 pub struct InProcess {
     pub url: String,
     pub app: Option<RunningService>,
+}
+
+/// A worker the test drives job by job ([`Worker::process_next`]), beside a replica that only
+/// answers the job API.
+pub struct Stepper {
+    pub url: String,
+    pub api: RunningService,
+    pub worker: Worker,
 }
 
 fn vars_for(
@@ -172,6 +184,31 @@ impl Cluster {
         }
     }
 
+    pub async fn stepper(&self, consumer: &str, extra: &[(&str, &str)]) -> Stepper {
+        let mut api_vars = extra.to_vec();
+        api_vars.push(("RETRAIN_WORKER_ENABLED", "false"));
+        let api = self.worker(consumer, &api_vars).await;
+        let vars = self.worker_vars(consumer, extra);
+        let config = retrain_worker::Config::from_env(env_of(vars)).unwrap();
+        let db = Db::open_service(
+            config.backends.database.url.expose(),
+            "retrain",
+            config.common.mode,
+            false,
+            retrain_worker::db::POSTGRES_MIGRATIONS,
+            retrain_worker::db::SQLITE_MIGRATIONS,
+        )
+        .await
+        .unwrap();
+        let infra =
+            Infra::connect(&config.backends.redis.url, &config.backends.redis.prefix).unwrap();
+        Stepper {
+            url: api.url,
+            api: api.app.unwrap(),
+            worker: Worker::new(&config, db, &infra).await.unwrap(),
+        }
+    }
+
     pub async fn post_job(&self, worker: &str, body: Value) -> Value {
         let r = self
             .client
@@ -245,8 +282,7 @@ impl Cluster {
     }
 
     /// Registers a copy of the initial model as a new version (not from a job); its number.
-    pub async fn register_copy(&self, model: &str, source: &str) -> i64 {
-        use base64::Engine;
+    pub async fn register_copy(&self, model: &str, source: &str) -> i32 {
         let bytes = std::fs::read(
             PathBuf::from(path_from_env("MODEL_DIR", "data/models")).join(format!("{model}.onnx")),
         )
@@ -258,20 +294,20 @@ impl Cluster {
                 self.predict_internal_url
             ))
             .bearer_auth(&self.service)
-            .json(&serde_json::json!({
-                "artifact": base64::engine::general_purpose::STANDARD.encode(bytes),
-                "source_job_id": source,
-            }))
+            .query(&Registration {
+                source_job_id: Some(source.to_owned()),
+                metrics: None,
+            })
+            .header("content-type", ARTIFACT_CONTENT_TYPE)
+            .body(bytes)
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 201);
-        r.json::<Value>().await.unwrap()["version"]
-            .as_i64()
-            .unwrap()
+        r.json::<ModelVersion>().await.unwrap().version
     }
 
-    pub async fn promote(&self, model: &str, version: i64) {
+    pub async fn promote(&self, model: &str, version: i32) {
         let r = self
             .client
             .post(format!(
@@ -306,7 +342,7 @@ impl Cluster {
     /// Subscribes to the cluster's retrain events.
     pub async fn events(&self) -> futures_util::stream::BoxStream<'static, Envelope> {
         let bus = RedisBus::new(Redis::connect(&redis_url(), &self.prefix).unwrap());
-        bus.subscribe(&["retrain.progress", "retrain.finished"])
+        bus.subscribe(&[events::RETRAIN_PROGRESS, events::RETRAIN_FINISHED])
             .await
             .unwrap()
     }

@@ -1,11 +1,18 @@
-//! What every answer of the gateway gets, whatever the route: CORS by allowlist, security
-//! headers, an `X-Request-Id`, and limits on the request line and headers (checked before any
-//! routing).
+//! The first step of every request, whatever the route: limits on the request line and headers
+//! (checked before any routing), CORS by allowlist, the request's id, and who the client is
+//! ([`ClientAddress`], settled once here for every later step); on the way out, security headers
+//! and the `X-Request-Id` on every answer.
 
+pub mod client_address;
+mod cors;
+
+pub use client_address::Cidr;
+
+use crate::request::{ClientAddress, REQUEST_ID, RequestId};
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
 use common::ApiError;
@@ -18,6 +25,8 @@ pub struct EdgeConfig {
     pub max_uri_bytes: usize,
     /// The request's header names and values together.
     pub max_header_bytes: usize,
+    /// Proxies in front of the gateway whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl EdgeConfig {
@@ -43,6 +52,7 @@ impl EdgeConfig {
             cors_origins,
             max_uri_bytes: env.in_range("MAX_URI_BYTES", 8 * 1024, 256..=64 * 1024),
             max_header_bytes: env.in_range("MAX_HEADER_BYTES", 16 * 1024, 1024..=30 * 1024),
+            trusted_proxies: read_trusted_proxies(env),
         }
     }
 
@@ -51,6 +61,7 @@ impl EdgeConfig {
             cors_origins: vec![],
             max_uri_bytes: 8 * 1024,
             max_header_bytes: 16 * 1024,
+            trusted_proxies: vec![],
         }
     }
 
@@ -59,10 +70,22 @@ impl EdgeConfig {
     }
 }
 
-/// Headers a browser may send cross-origin, and the ones its scripts may read.
-const ALLOWED_HEADERS: &str = "authorization, content-type, idempotency-key, x-request-id";
-const EXPOSED_HEADERS: &str = "ratelimit, ratelimit-policy, retry-after, x-request-id";
-const ALLOWED_METHODS: &str = "GET, POST, OPTIONS";
+fn read_trusted_proxies(env: &mut Env) -> Vec<Cidr> {
+    env.or("TRUSTED_PROXIES", String::new())
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| match Cidr::parse(s) {
+            Some(c) => Some(c),
+            None => {
+                env.problem(format!(
+                    "TRUSTED_PROXIES: `{s}` is not an IP address or CIDR"
+                ));
+                None
+            }
+        })
+        .collect()
+}
 
 /// Security headers for every answer (set only where the answer has none of its own: the web
 /// pages bring [`PAGE_CONTENT_SECURITY_POLICY`] and their cache policy).
@@ -85,10 +108,6 @@ pub const PAGE_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src '
      style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; form-action 'self'; \
      base-uri 'none'; frame-ancestors 'none'";
 
-fn refuse(status: StatusCode, code: &'static str, msg: String) -> HttpResponse {
-    ApiError::new(status, code, msg).error_response()
-}
-
 /// The middleware: `App::wrap(from_fn(edge::check))`, with [`EdgeConfig`] as app data.
 pub async fn check(
     req: ServiceRequest,
@@ -96,78 +115,73 @@ pub async fn check(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody + 'static>>, actix_web::Error> {
     let config = req
         .app_data::<web::Data<EdgeConfig>>()
-        .map(|c| c.get_ref().clone())
-        .unwrap_or_else(EdgeConfig::defaults);
-    let uri_len = req.uri().to_string().len();
-    let header_bytes: usize = req
-        .headers()
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum();
-    let origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .cloned()
+        .unwrap_or_else(|| web::Data::new(EdgeConfig::defaults()));
+    let origin = cors::origin(&req);
     let allowed_origin = origin
         .as_deref()
         .filter(|o| config.allows(o))
         .map(str::to_owned);
-
-    let early = if uri_len > config.max_uri_bytes {
-        Some(refuse(
-            StatusCode::URI_TOO_LONG,
-            "uri_too_long",
-            format!(
-                "The request target may be at most {} bytes.",
-                config.max_uri_bytes
-            ),
-        ))
-    } else if header_bytes > config.max_header_bytes {
-        Some(refuse(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
-            format!(
-                "The request headers may be at most {} bytes in all.",
-                config.max_header_bytes
-            ),
-        ))
-    } else if req.method() == Method::OPTIONS
-        && origin.is_some()
-        && req
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
-    {
-        // A CORS preflight: answered here, never proxied.
-        Some(match &allowed_origin {
-            Some(o) => HttpResponse::NoContent()
-                .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, o.as_str()))
-                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, ALLOWED_METHODS))
-                .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, ALLOWED_HEADERS))
-                .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
-                .insert_header((header::VARY, "Origin"))
-                .finish(),
-            None => refuse(
-                StatusCode::FORBIDDEN,
-                "cors_origin_not_allowed",
-                "This origin may not call the API from a browser.".to_owned(),
-            ),
-        })
-    } else {
-        None
-    };
-
-    let request_id = crate::proxy::request_id(req.request());
-    req.extensions_mut()
-        .insert(crate::proxy::RequestId(request_id.clone()));
-    // The request's span (trace_http's, around this middleware) logs the id the answer carries.
-    tracing::Span::current().record("request_id", request_id.as_str());
+    let early = over_limits(&req, &config)
+        .or_else(|| cors::preflight(&req, origin.is_some(), allowed_origin.as_deref()));
+    let request_id = settle(&req, &config);
 
     let mut response = match early {
         Some(answer) => req.into_response(answer).map_into_right_body(),
         None => next.call(req).await?.map_into_left_body(),
     };
     let headers = response.headers_mut();
+    stamp(headers, &request_id);
+    cors::stamp(headers, origin.is_some(), allowed_origin);
+    Ok(response)
+}
+
+/// The refusal of a request line or headers over their limits.
+fn over_limits(req: &ServiceRequest, config: &EdgeConfig) -> Option<HttpResponse> {
+    let uri_len = req.uri().to_string().len();
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    let (status, code, msg) = if uri_len > config.max_uri_bytes {
+        (
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!(
+                "The request target may be at most {} bytes.",
+                config.max_uri_bytes
+            ),
+        )
+    } else if header_bytes > config.max_header_bytes {
+        (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "The request headers may be at most {} bytes in all.",
+                config.max_header_bytes
+            ),
+        )
+    } else {
+        return None;
+    };
+    Some(ApiError::new(status, code, msg).error_response())
+}
+
+/// Settles the request's id and its client's address, once, in the request's extensions.
+fn settle(req: &ServiceRequest, config: &EdgeConfig) -> String {
+    let request_id = crate::request::request_id(req.request());
+    let client = client_address::of_request(req.request(), &config.trusted_proxies);
+    let mut extensions = req.extensions_mut();
+    extensions.insert(RequestId(request_id.clone()));
+    extensions.insert(ClientAddress(client));
+    // The request's span (trace_http's, around this middleware) logs the id the answer carries.
+    tracing::Span::current().record("request_id", request_id.as_str());
+    request_id
+}
+
+/// The security headers an answer lacks, and the request's id unless the answer names one.
+fn stamp(headers: &mut HeaderMap, request_id: &str) {
     for (name, value) in SECURITY_HEADERS {
         let name = HeaderName::from_static(name);
         if !headers.contains_key(&name) {
@@ -175,24 +189,11 @@ pub async fn check(
         }
     }
     // Every answer, the gateway's own refusals included, names the request it answers.
-    if !headers.contains_key(crate::proxy::REQUEST_ID)
-        && let Ok(value) = HeaderValue::from_str(&request_id)
+    if !headers.contains_key(REQUEST_ID)
+        && let Ok(value) = HeaderValue::from_str(request_id)
     {
-        headers.insert(HeaderName::from_static(crate::proxy::REQUEST_ID), value);
+        headers.insert(HeaderName::from_static(REQUEST_ID), value);
     }
-    if let Some(origin) = allowed_origin
-        && let Ok(value) = HeaderValue::from_str(&origin)
-    {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
-        headers.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static(EXPOSED_HEADERS),
-        );
-    }
-    if origin.is_some() {
-        headers.append(header::VARY, HeaderValue::from_static("Origin"));
-    }
-    Ok(response)
 }
 
 #[cfg(test)]
@@ -221,5 +222,22 @@ mod tests {
             EdgeConfig::read(&mut env);
             assert!(env.finish().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let var =
+            |value: &str| Env::from_map([("TRUSTED_PROXIES".to_owned(), value.to_owned())].into());
+        let mut env = var("10.0.0.0/8, ::1");
+        assert_eq!(EdgeConfig::read(&mut env).trusted_proxies.len(), 2);
+        env.finish().unwrap();
+        let mut env = var("10.0.0.0/8, proxy.local");
+        EdgeConfig::read(&mut env);
+        assert!(
+            env.finish()
+                .unwrap_err()
+                .to_string()
+                .contains("TRUSTED_PROXIES")
+        );
     }
 }

@@ -1,47 +1,22 @@
-//! `GET /ws`: the admin WebSocket, proxied to notify-svc.
-//!
-//! The gateway checks the token itself (header, or `?access_token=` for browsers) and refuses
-//! before any upgrade: 401 JSON without a valid token, 403 for anyone but an admin, 429 when
-//! the upgrade is over the client's rate limits (the upgrade counts like any request: route
-//! `/ws`, the default limits unless `RATE_LIMIT_ROUTES` names it). It then opens the upstream
-//! socket before answering the client, so a notify-svc that is down is a 502 JSON answer rather
-//! than a socket that closes at once, and notify-svc's own refusals (429 when the admin holds
-//! `WS_MAX_CONNECTIONS_PER_USER` sockets there, 503 when it is full) come back as they are:
-//! notify-svc holds the sockets, so it counts them, and each client socket here is one there. Frames are relayed both ways (text,
-//! binary, ping, pong, close). The token travels upstream as a header; of the query only
-//! `last_event_id` is passed on.
-//!
-//! Each hop watches its own liveness (tungstenite answers notify-svc's pings for the gateway,
-//! so those say nothing about the client): the gateway pings both sides itself and closes the
-//! pair when either stays silent.
+//! The relay of an open pair of sockets: frames both ways, the gateway's own heartbeat on
+//! each side, and the close of both when either ends.
 
-use crate::config::Config;
-use crate::error::GatewayError;
-use crate::proxy::{REQUEST_ID, request_id};
-use crate::ratelimit::Verdict;
-use crate::routes::Upstream;
-use crate::state::GatewayState;
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Closed, Session};
 use bytes::Bytes;
 use bytestring::ByteString;
-use common::ApiError;
-use common::jwt::bearer_token;
 use futures_util::{SinkExt, StreamExt};
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type UpstreamSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type UpstreamSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The largest message relayed either way (notify-svc's events are a few kilobytes).
-const MAX_MESSAGE: usize = 1024 * 1024;
+pub const MAX_MESSAGE: usize = 1024 * 1024;
 /// How often the gateway pings each side, and how long either may stay silent.
 const HEARTBEAT: Duration = Duration::from_secs(20);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -51,187 +26,6 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(20);
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// The payload of the gateway's own pings, whose pongs are not relayed.
 const GATEWAY_PING: &[u8] = b"gateway";
-/// The path, also the rate limits' route name.
-pub const PATH: &str = "/ws";
-
-/// Where `/ws` goes.
-pub struct WsProxy {
-    /// notify-svc's `/ws` as a `ws://` URL.
-    upstream: Option<String>,
-    connect_timeout: Duration,
-}
-
-impl WsProxy {
-    pub fn new(config: &Config) -> Self {
-        let upstream = config.upstreams.get(&Upstream::Notify).map(|base| {
-            let ws_base = match base.strip_prefix("https://") {
-                Some(rest) => format!("wss://{rest}"),
-                None => format!("ws://{}", base.trim_start_matches("http://")),
-            };
-            format!("{ws_base}/ws")
-        });
-        WsProxy {
-            upstream,
-            connect_timeout: config.connect_timeout,
-        }
-    }
-
-    /// Opens the upstream socket; an HTTP answer from notify-svc (401, 400, 503…) is passed
-    /// back to the client as it is.
-    async fn connect(
-        &self,
-        req: &HttpRequest,
-        token: &str,
-        request_id: &str,
-    ) -> Result<UpstreamSocket, Result<HttpResponse, GatewayError>> {
-        let down = || Err(GatewayError::BadGateway(Upstream::Notify.name()));
-        let Some(base) = &self.upstream else {
-            return Err(down());
-        };
-        let url = match last_event_id(req.query_string()) {
-            Some(pair) => format!("{base}?{pair}"),
-            None => base.clone(),
-        };
-        let mut request = url.into_client_request().map_err(|e| {
-            tracing::warn!(error = %e, url = %base, "notify-svc's WebSocket URL is not valid");
-            down()
-        })?;
-        let headers = request.headers_mut();
-        let mut set = |name: &'static str, value: &str| {
-            if let Ok(v) = value.parse() {
-                headers.insert(name, v);
-            }
-        };
-        set("authorization", &format!("Bearer {token}"));
-        set(REQUEST_ID, request_id);
-        if let Some(peer) = req.peer_addr() {
-            set("x-forwarded-for", &peer.ip().to_string());
-        }
-        // Small buffers: admin sockets are mostly idle, and tungstenite's 128 KiB defaults
-        // made each proxied socket cost the gateway ~150 KiB.
-        let config = WebSocketConfig::default()
-            .read_buffer_size(4 * 1024)
-            .write_buffer_size(0)
-            .max_message_size(Some(MAX_MESSAGE))
-            .max_frame_size(Some(MAX_MESSAGE));
-        let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
-        match tokio::time::timeout(self.connect_timeout, connecting).await {
-            Ok(Ok((socket, _))) => Ok(socket),
-            Ok(Err(tungstenite::Error::Http(answer))) if answer.status().as_u16() >= 400 => {
-                Err(Ok(relay_refusal(&answer, request_id)))
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(request_id, error = %e, "notify-svc's WebSocket is unavailable");
-                Err(down())
-            }
-            Err(_) => {
-                tracing::warn!(request_id, "notify-svc's WebSocket did not answer in time");
-                Err(Err(GatewayError::GatewayTimeout(Upstream::Notify.name())))
-            }
-        }
-    }
-}
-
-/// The `last_event_id=…` pair of a query string, verbatim (notify-svc validates it).
-fn last_event_id(query: &str) -> Option<&str> {
-    query
-        .split('&')
-        .find(|pair| pair.split('=').next() == Some("last_event_id"))
-}
-
-/// notify-svc's refusal of the upgrade, as the client's answer.
-fn relay_refusal(
-    answer: &tungstenite::http::Response<Option<Vec<u8>>>,
-    request_id: &str,
-) -> HttpResponse {
-    let status = actix_web::http::StatusCode::from_u16(answer.status().as_u16())
-        .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
-    let mut builder = HttpResponse::build(status);
-    if let Some(ct) = answer.headers().get("content-type")
-        && let Ok(ct) = HeaderValue::from_bytes(ct.as_bytes())
-    {
-        builder.insert_header((actix_web::http::header::CONTENT_TYPE, ct));
-    }
-    builder.insert_header((REQUEST_ID, request_id.to_owned()));
-    builder.body(answer.body().clone().unwrap_or_default())
-}
-
-fn refused(e: GatewayError) -> ApiError {
-    ApiError::from(&e)
-}
-
-pub async fn proxy(
-    req: HttpRequest,
-    body: web::Payload,
-    state: web::Data<GatewayState>,
-    ws: web::Data<WsProxy>,
-) -> Result<HttpResponse, ApiError> {
-    let token = bearer_token(&req, true).ok_or_else(|| refused(GatewayError::MissingToken))?;
-    let claims = state
-        .verifier
-        .verify(&token)
-        .await
-        .map_err(|e| refused(GatewayError::Token(e)))?;
-    if !claims.is_admin() {
-        tracing::info!(user = %claims.name, "a non-admin asked for the admins' WebSocket");
-        return Err(refused(GatewayError::Forbidden));
-    }
-    let limit_headers = match state
-        .rate_limiter
-        .check(PATH, PATH, &format!("user:{}", claims.sub))
-        .await
-    {
-        Verdict::Unlimited => vec![],
-        Verdict::Allowed(headers) => headers,
-        Verdict::Refused {
-            headers,
-            retry_after,
-            message,
-        } => {
-            // With its Retry-After and RateLimit headers, as every other route's.
-            let e = GatewayError::RateLimited {
-                message,
-                retry_after,
-                headers,
-            };
-            return Ok(e.error_response());
-        }
-        Verdict::Unavailable => return Err(refused(GatewayError::RateLimitUnavailable)),
-    };
-    let (mut response, session, client) = actix_ws::handle(&req, body).map_err(|_| {
-        ApiError::bad_request(
-            "websocket_required",
-            "GET /ws is a WebSocket: send an upgrade request (`Connection: Upgrade`, `Upgrade: websocket`).",
-        )
-    })?;
-    let request_id = request_id(&req);
-    let upstream = match ws.connect(&req, &token, &request_id).await {
-        Ok(socket) => socket,
-        Err(Ok(answer)) => return Ok(answer),
-        Err(Err(e)) => return Err(refused(e)),
-    };
-    let headers = limit_headers
-        .into_iter()
-        .chain(std::iter::once((REQUEST_ID, request_id.clone())));
-    for (name, value) in headers {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            response
-                .headers_mut()
-                .insert(HeaderName::from_static(name), v);
-        }
-    }
-    tracing::info!(request_id, user = %claims.name, "websocket proxied to notify-svc");
-    let client = client
-        .max_frame_size(MAX_MESSAGE)
-        .aggregate_continuations()
-        .max_continuation_size(MAX_MESSAGE);
-    actix_web::rt::spawn(async move {
-        let end = relay(session.clone(), client, upstream).await;
-        tracing::debug!(request_id, end = end.kind(), "websocket relay ended");
-        end.close(session).await;
-    });
-    Ok(response)
-}
 
 enum Step {
     Client(Option<Result<AggregatedMessage, actix_ws::ProtocolError>>),
@@ -240,7 +34,7 @@ enum Step {
 }
 
 /// Why a relay ends, with the upstream socket when it still needs closing.
-enum End {
+pub enum End {
     ClientClosed(Option<CloseReason>, UpstreamSocket),
     ClientGone(UpstreamSocket),
     ClientTooLarge(UpstreamSocket),
@@ -251,7 +45,7 @@ enum End {
 }
 
 impl End {
-    fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         match self {
             End::ClientClosed(..) => "client closed",
             End::ClientGone(_) => "client gone",
@@ -264,7 +58,7 @@ impl End {
     }
 
     /// Closes both sides as the end requires; each close is bounded in time.
-    async fn close(self, session: Session) {
+    pub async fn close(self, session: Session) {
         let away = |why: &'static str| {
             Some(CloseFrame {
                 code: CloseCode::Away.into_tungstenite(),
@@ -391,7 +185,7 @@ async fn upstream_gone(mut upstream: UpstreamSocket) -> End {
     }
 }
 
-async fn relay(
+pub async fn relay(
     mut session: Session,
     mut client: actix_ws::AggregatedMessageStream,
     mut upstream: UpstreamSocket,
@@ -467,21 +261,5 @@ async fn relay(
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::last_event_id;
-
-    #[test]
-    fn only_last_event_id_is_passed_upstream() {
-        assert_eq!(
-            last_event_id("access_token=abc&last_event_id=0190-x"),
-            Some("last_event_id=0190-x")
-        );
-        assert_eq!(last_event_id("access_token=abc"), None);
-        assert_eq!(last_event_id("last_event_idx=1"), None);
-        assert_eq!(last_event_id(""), None);
     }
 }

@@ -1,0 +1,5 @@
+//! The job API (through the gateway, admins only).
+
+pub mod jobs;
+
+pub use jobs::configure;
