@@ -24,6 +24,10 @@ const NOT_CONFIGURATION: &[(&str, &str)] = &[
         "HOME",
         "the user's home, where the caches go without XDG_CACHE_HOME (documented there)",
     ),
+    (
+        "PATH",
+        "the system's search path, where `cargo xtask test` looks for the tools it needs",
+    ),
 ];
 
 /// The calls that read a variable; the name is their first argument.
