@@ -189,12 +189,7 @@ mod tests {
     const SERVICE_CLIENTS: &str = "feedback-svc:0123456789abcdef0123456789abcdef=predictions:read";
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        Env::from_map(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+        Env::from_pairs(pairs)
     }
 
     #[test]

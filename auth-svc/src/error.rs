@@ -1,4 +1,3 @@
-use actix_web::{HttpResponse, ResponseError, http::StatusCode};
 use common::ApiError;
 use common::db::DbError;
 
@@ -47,14 +46,7 @@ impl From<&AuthError> for ApiError {
     }
 }
 
-impl ResponseError for AuthError {
-    fn status_code(&self) -> StatusCode {
-        ApiError::from(self).status()
-    }
-    fn error_response(&self) -> HttpResponse {
-        ApiError::from(self).error_response()
-    }
-}
+common::respond_as_api_error!(AuthError);
 
 impl From<diesel::result::Error> for AuthError {
     fn from(e: diesel::result::Error) -> Self {

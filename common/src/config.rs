@@ -133,6 +133,16 @@ impl Env {
         }
     }
 
+    /// An environment of the given pairs (tests, embedding).
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        Self::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
     /// The raw value, with empty strings treated as unset.
     pub fn raw(&self, name: &str) -> Option<&str> {
         self.vars
@@ -400,12 +410,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        Env::from_map(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+        Env::from_pairs(pairs)
     }
 
     #[test]

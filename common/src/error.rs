@@ -125,3 +125,19 @@ impl From<&crate::db::DbError> for ApiError {
         }
     }
 }
+
+/// Answers a service's error type as the [`ApiError`] it converts into (by reference): the one
+/// `ResponseError` every service's error shares, so that a route can return its own error type.
+#[macro_export]
+macro_rules! respond_as_api_error {
+    ($ty:ty) => {
+        impl actix_web::ResponseError for $ty {
+            fn status_code(&self) -> actix_web::http::StatusCode {
+                $crate::ApiError::from(self).status()
+            }
+            fn error_response(&self) -> actix_web::HttpResponse {
+                actix_web::ResponseError::error_response(&$crate::ApiError::from(self))
+            }
+        }
+    };
+}

@@ -1,5 +1,4 @@
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
 use common::ApiError;
 use common::db::DbError;
 
@@ -61,14 +60,7 @@ impl From<&FeedbackError> for ApiError {
     }
 }
 
-impl ResponseError for FeedbackError {
-    fn status_code(&self) -> StatusCode {
-        ApiError::from(self).status()
-    }
-    fn error_response(&self) -> HttpResponse {
-        ApiError::from(self).error_response()
-    }
-}
+common::respond_as_api_error!(FeedbackError);
 
 impl From<diesel::result::Error> for FeedbackError {
     fn from(e: diesel::result::Error) -> Self {
