@@ -90,90 +90,102 @@ impl ServiceClients {
             if entry.is_empty() {
                 continue;
             }
-            let n = n + 1;
-            let Some((credentials, scope_list)) = entry.split_once('=') else {
-                env.problem(format!(
-                    "SERVICE_CLIENTS entry {n}: expected `ID:SECRET=SCOPE,SCOPE`"
-                ));
-                continue;
-            };
-            let Some((id, secret)) = credentials.split_once(':') else {
-                env.problem(format!(
-                    "SERVICE_CLIENTS entry {n}: expected `ID:SECRET=SCOPE,SCOPE`"
-                ));
-                continue;
-            };
-            let (id, secret) = (id.trim(), secret.trim());
-            if !valid_id(id) {
-                env.problem(format!(
-                    "SERVICE_CLIENTS entry {n}: the client id must be 1 to 64 letters, digits, \
-                     `-`, `_` or `.`"
-                ));
-                continue;
-            }
-            if clients.iter().any(|c| c.id == id) {
-                env.problem(format!("SERVICE_CLIENTS: client `{id}` is listed twice"));
-                continue;
-            }
-            let secret_sha256 = if let Some(hex) = secret.strip_prefix("sha256:") {
-                match decode_hex(hex) {
-                    Some(d) => d,
-                    None => {
-                        env.problem(format!(
-                            "SERVICE_CLIENTS `{id}`: `sha256:` must be followed by 64 hex digits"
-                        ));
-                        continue;
+            match parse_entry(n + 1, entry, mode, &clients) {
+                Ok((client, problems)) => {
+                    for problem in problems {
+                        env.problem(problem);
                     }
+                    clients.push(client);
                 }
-            } else {
-                if secret.is_empty()
-                    || !secret
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'))
-                {
-                    env.problem(format!(
-                        "SERVICE_CLIENTS `{id}`: the secret must be URL-safe characters \
-                         (letters, digits, `-`, `_`, `.`, `~`), e.g. `openssl rand -hex 32`"
-                    ));
-                    continue;
-                }
-                if !mode.is_development()
-                    && (secret.len() < MIN_SECRET_LEN
-                        || WELL_KNOWN_SECRETS
-                            .iter()
-                            .any(|w| w.eq_ignore_ascii_case(secret)))
-                {
-                    env.problem(format!(
-                        "SERVICE_CLIENTS `{id}`: the secret must have at least {MIN_SECRET_LEN} \
-                         characters and not be a well-known one, e.g. `openssl rand -hex 32`"
-                    ));
-                    continue;
-                }
-                digest(secret)
-            };
-            let mut granted = Vec::new();
-            for scope in scope_list
-                .split([',', ' '])
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-            {
-                match scopes::ALL.iter().find(|s| **s == scope) {
-                    Some(s) if !granted.contains(s) => granted.push(*s),
-                    Some(_) => {}
-                    None => env.problem(format!(
-                        "SERVICE_CLIENTS `{id}`: unknown scope `{scope}` (known: {})",
-                        scopes::ALL.join(", ")
-                    )),
-                }
+                Err(problem) => env.problem(problem),
             }
-            clients.push(ServiceClient {
-                id: id.to_owned(),
-                secret_sha256,
-                scopes: granted,
-            });
         }
         ServiceClients(clients)
     }
+}
+
+/// One `ID:SECRET=SCOPE,SCOPE` entry (the `n`th): the client and the problems that do not
+/// refuse it (unknown scopes), or the problem that does.
+fn parse_entry(
+    n: usize,
+    entry: &str,
+    mode: Mode,
+    earlier: &[ServiceClient],
+) -> Result<(ServiceClient, Vec<String>), String> {
+    let malformed = || format!("SERVICE_CLIENTS entry {n}: expected `ID:SECRET=SCOPE,SCOPE`");
+    let (credentials, scope_list) = entry.split_once('=').ok_or_else(malformed)?;
+    let (id, secret) = credentials.split_once(':').ok_or_else(malformed)?;
+    let (id, secret) = (id.trim(), secret.trim());
+    if !valid_id(id) {
+        return Err(format!(
+            "SERVICE_CLIENTS entry {n}: the client id must be 1 to 64 letters, digits, \
+             `-`, `_` or `.`"
+        ));
+    }
+    if earlier.iter().any(|c| c.id == id) {
+        return Err(format!("SERVICE_CLIENTS: client `{id}` is listed twice"));
+    }
+    let secret_sha256 = secret_digest(id, secret, mode)?;
+    let (scopes, problems) = parse_scopes(id, scope_list);
+    let client = ServiceClient {
+        id: id.to_owned(),
+        secret_sha256,
+        scopes,
+    };
+    Ok((client, problems))
+}
+
+/// The SHA-256 of a client's secret: given as `sha256:HEX`, or a plain secret that must be
+/// URL-safe and, outside development mode, long and not a well-known one.
+fn secret_digest(id: &str, secret: &str, mode: Mode) -> Result<[u8; 32], String> {
+    if let Some(hex) = secret.strip_prefix("sha256:") {
+        return decode_hex(hex).ok_or_else(|| {
+            format!("SERVICE_CLIENTS `{id}`: `sha256:` must be followed by 64 hex digits")
+        });
+    }
+    let url_safe = !secret.is_empty()
+        && secret
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'));
+    if !url_safe {
+        return Err(format!(
+            "SERVICE_CLIENTS `{id}`: the secret must be URL-safe characters \
+             (letters, digits, `-`, `_`, `.`, `~`), e.g. `openssl rand -hex 32`"
+        ));
+    }
+    let weak = secret.len() < MIN_SECRET_LEN
+        || WELL_KNOWN_SECRETS
+            .iter()
+            .any(|w| w.eq_ignore_ascii_case(secret));
+    if !mode.is_development() && weak {
+        return Err(format!(
+            "SERVICE_CLIENTS `{id}`: the secret must have at least {MIN_SECRET_LEN} \
+             characters and not be a well-known one, e.g. `openssl rand -hex 32`"
+        ));
+    }
+    Ok(digest(secret))
+}
+
+/// The known scopes of a comma- or space-separated list, each once; a problem for each
+/// unknown one.
+fn parse_scopes(id: &str, list: &str) -> (Vec<&'static str>, Vec<String>) {
+    let mut granted = Vec::new();
+    let mut problems = Vec::new();
+    for scope in list
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        match scopes::ALL.iter().find(|s| **s == scope) {
+            Some(s) if !granted.contains(s) => granted.push(*s),
+            Some(_) => {}
+            None => problems.push(format!(
+                "SERVICE_CLIENTS `{id}`: unknown scope `{scope}` (known: {})",
+                scopes::ALL.join(", ")
+            )),
+        }
+    }
+    (granted, problems)
 }
 
 fn decode_hex(hex: &str) -> Option<[u8; 32]> {

@@ -88,6 +88,10 @@ struct Plan {
     secrets: HashMap<&'static str, String>,
 }
 
+fn env_of(vars: &HashMap<String, String>) -> Env {
+    Env::from_map(vars.clone())
+}
+
 fn local_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
@@ -186,61 +190,7 @@ impl System {
             public_management,
             secrets,
         } = self.plan(settings)?;
-        let env = |vars: &HashMap<String, String>| Env::from_map(vars.clone());
-        let as_client = |vars: &mut HashMap<String, String>, id: &str| {
-            vars.insert("SERVICE_CLIENT_ID".into(), id.to_owned());
-            vars.insert(
-                "SERVICE_CLIENT_SECRET".into(),
-                secrets.get(id).cloned().unwrap_or_default(),
-            );
-        };
-
-        let auth = auth_svc::build(
-            auth_svc::Config::from_env(env(&vars)).context("auth-svc's configuration")?,
-        )
-        .await
-        .context("starting auth-svc")?;
-        let auth_url = local_url(self.add(auth).0);
-        vars.insert(
-            "AUTH_JWKS_URL".into(),
-            format!("{auth_url}/.well-known/jwks.json"),
-        );
-        vars.insert("AUTH_URL".into(), auth_url);
-
-        let predict = predict_svc::build(
-            predict_svc::Config::from_env(env(&vars)).context("predict-svc's configuration")?,
-        )
-        .await
-        .context("starting predict-svc")?;
-        let (public, management) = self.add(predict);
-        vars.insert("PREDICT_URL".into(), local_url(public));
-        vars.insert("PREDICT_INTERNAL_URL".into(), local_url(management));
-
-        as_client(&mut vars, "feedback-svc");
-        let feedback = feedback_svc::build(
-            feedback_svc::Config::from_env(env(&vars)).context("feedback-svc's configuration")?,
-        )
-        .await
-        .context("starting feedback-svc")?;
-        let (public, management) = self.add(feedback);
-        vars.insert("FEEDBACK_URL".into(), local_url(public));
-        vars.insert("FEEDBACK_INTERNAL_URL".into(), local_url(management));
-
-        let notify = notify_svc::build(
-            notify_svc::Config::from_env(env(&vars)).context("notify-svc's configuration")?,
-        )
-        .await
-        .context("starting notify-svc")?;
-        vars.insert("NOTIFY_URL".into(), local_url(self.add(notify).0));
-
-        as_client(&mut vars, "retrain-worker");
-        let retrain = retrain_worker::build(
-            retrain_worker::Config::from_env(env(&vars))
-                .context("retrain-worker's configuration")?,
-        )
-        .await
-        .context("starting retrain-worker")?;
-        vars.insert("RETRAIN_URL".into(), local_url(self.add(retrain).0));
+        self.start_backends(&mut vars, &secrets).await?;
         for name in [
             "SERVICE_CLIENTS",
             "SERVICE_CLIENT_ID",
@@ -248,7 +198,6 @@ impl System {
         ] {
             vars.remove(name);
         }
-
         vars.insert("BIND_ADDR".into(), public_bind);
         // The gateway's management port (its /metrics): MANAGEMENT_BIND_ADDR, else its
         // default, the public port + 1000.
@@ -257,7 +206,7 @@ impl System {
             None => vars.remove("MANAGEMENT_BIND_ADDR"),
         };
         let gateway = gateway::build(
-            gateway::Config::from_env(env(&vars)).context("the gateway's configuration")?,
+            gateway::Config::from_env(env_of(&vars)).context("the gateway's configuration")?,
         )
         .await
         .context("starting the gateway")?;
@@ -270,6 +219,70 @@ impl System {
                 .map_or_else(|| "in-process".to_owned(), common::db::redact_url),
             "predictloop is running (all-in-one)"
         );
+        Ok(())
+    }
+
+    /// The services behind the gateway, in the order they call each other; each one's address
+    /// goes into `vars` for those started after it.
+    async fn start_backends(
+        &mut self,
+        vars: &mut HashMap<String, String>,
+        secrets: &HashMap<&'static str, String>,
+    ) -> anyhow::Result<()> {
+        let as_client = |vars: &mut HashMap<String, String>, id: &str| {
+            vars.insert("SERVICE_CLIENT_ID".into(), id.to_owned());
+            vars.insert(
+                "SERVICE_CLIENT_SECRET".into(),
+                secrets.get(id).cloned().unwrap_or_default(),
+            );
+        };
+
+        let auth = auth_svc::build(
+            auth_svc::Config::from_env(env_of(vars)).context("auth-svc's configuration")?,
+        )
+        .await
+        .context("starting auth-svc")?;
+        let auth_url = local_url(self.add(auth).0);
+        vars.insert(
+            "AUTH_JWKS_URL".into(),
+            format!("{auth_url}/.well-known/jwks.json"),
+        );
+        vars.insert("AUTH_URL".into(), auth_url);
+
+        let predict = predict_svc::build(
+            predict_svc::Config::from_env(env_of(vars)).context("predict-svc's configuration")?,
+        )
+        .await
+        .context("starting predict-svc")?;
+        let (public, management) = self.add(predict);
+        vars.insert("PREDICT_URL".into(), local_url(public));
+        vars.insert("PREDICT_INTERNAL_URL".into(), local_url(management));
+
+        as_client(vars, "feedback-svc");
+        let feedback = feedback_svc::build(
+            feedback_svc::Config::from_env(env_of(vars)).context("feedback-svc's configuration")?,
+        )
+        .await
+        .context("starting feedback-svc")?;
+        let (public, management) = self.add(feedback);
+        vars.insert("FEEDBACK_URL".into(), local_url(public));
+        vars.insert("FEEDBACK_INTERNAL_URL".into(), local_url(management));
+
+        let notify = notify_svc::build(
+            notify_svc::Config::from_env(env_of(vars)).context("notify-svc's configuration")?,
+        )
+        .await
+        .context("starting notify-svc")?;
+        vars.insert("NOTIFY_URL".into(), local_url(self.add(notify).0));
+
+        as_client(vars, "retrain-worker");
+        let retrain = retrain_worker::build(
+            retrain_worker::Config::from_env(env_of(vars))
+                .context("retrain-worker's configuration")?,
+        )
+        .await
+        .context("starting retrain-worker")?;
+        vars.insert("RETRAIN_URL".into(), local_url(self.add(retrain).0));
         Ok(())
     }
 

@@ -5,6 +5,10 @@
 //! `client_secret` in the form body, not both. Answers and errors are RFC 6749's (§5.1, §5.2),
 //! the errors with this project's `msg` beside `error_description`.
 
+// The steps of a grant return the refusal to answer as their error: an `HttpResponse`, built
+// once on a path that ends the request, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -75,91 +79,47 @@ pub async fn issue(
     req: HttpRequest,
     form: web::Form<HashMap<String, String>>,
 ) -> HttpResponse {
-    let form = form.into_inner();
+    grant(&state, &req, &form.into_inner()).unwrap_or_else(|refusal| refusal)
+}
+
+/// The token for an authenticated client and a valid grant, or the OAuth error to answer.
+fn grant(
+    state: &AppState,
+    req: &HttpRequest,
+    form: &HashMap<String, String>,
+) -> Result<HttpResponse, HttpResponse> {
     let field = |name: &str| form.get(name).map(String::as_str).filter(|v| !v.is_empty());
-    let body_credentials = match (field("client_id"), field("client_secret")) {
-        (Some(id), Some(secret)) => Some((id.to_owned(), secret.to_owned())),
-        (None, None) => None,
-        _ => {
-            return oauth_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                "Send both client_id and client_secret, or use HTTP Basic authentication.",
-            );
-        }
-    };
-    let (client_id, secret) = match (basic_credentials(&req), body_credentials) {
-        (Some(_), Some(_)) => {
-            return invalid_request(
-                "Authenticate the client one way only: HTTP Basic or the body, not both.",
-            );
-        }
-        (Some(Ok(creds)), None) | (None, Some(creds)) => creds,
-        (Some(Err(())), None) | (None, None) => {
-            return oauth_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                "Client authentication is required: HTTP Basic with client_id:client_secret.",
-            );
-        }
-    };
+    let (client_id, secret) = client_credentials(req, field("client_id"), field("client_secret"))?;
     let Some(client) = state.service_clients.authenticate(&client_id, &secret) else {
         tracing::warn!(
             client_id = ?client_id.chars().take(64).collect::<String>(),
             "service client authentication failed"
         );
-        return oauth_error(
+        return Err(oauth_error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             "Unknown client or wrong client secret.",
-        );
+        ));
     };
     match field("grant_type") {
-        None => return invalid_request("grant_type is required."),
+        None => return Err(invalid_request("grant_type is required.")),
         Some("client_credentials") => {}
         Some(_) => {
-            return oauth_error(
+            return Err(oauth_error(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
                 "Only the client_credentials grant is supported here.",
-            );
+            ));
         }
     }
-    let granted: Vec<&str> = match field("scope") {
-        None => client.scopes.clone(),
-        Some(requested) => {
-            let mut granted = Vec::new();
-            for scope in requested.split(' ').filter(|s| !s.is_empty()) {
-                let Some(allowed) = client.scopes.iter().find(|s| **s == scope) else {
-                    return oauth_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_scope",
-                        "A requested scope is unknown or not allowed to this client.",
-                    );
-                };
-                if !granted.contains(allowed) {
-                    granted.push(*allowed);
-                }
-            }
-            granted
-        }
-    };
-    if granted.is_empty() {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_scope",
-            "This client is allowed no scope.",
-        );
-    }
+    let granted = granted_scopes(&client.scopes, field("scope"))?;
     let claims = ServiceClaims::new(&state.issuer, &client.id, &granted, state.service_ttl);
-    let token = match state.key.sign(&claims) {
-        Ok(token) => token,
-        Err(e) => {
-            return actix_web::ResponseError::error_response(&common::ApiError::internal(e));
-        }
-    };
+    let token = state
+        .key
+        .sign(&claims)
+        .map_err(|e| actix_web::ResponseError::error_response(&common::ApiError::internal(e)))?;
     tracing::info!(client = %client.id, scope = %claims.scope, "service token issued");
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
         .json(json!({
@@ -167,5 +127,70 @@ pub async fn issue(
             "token_type": "Bearer",
             "expires_in": state.service_ttl.as_secs(),
             "scope": claims.scope,
-        }))
+        })))
+}
+
+/// The client's id and secret, from HTTP Basic or from the body (one way only).
+fn client_credentials(
+    req: &HttpRequest,
+    body_id: Option<&str>,
+    body_secret: Option<&str>,
+) -> Result<(String, String), HttpResponse> {
+    let body_credentials = match (body_id, body_secret) {
+        (Some(id), Some(secret)) => Some((id.to_owned(), secret.to_owned())),
+        (None, None) => None,
+        _ => {
+            return Err(oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "Send both client_id and client_secret, or use HTTP Basic authentication.",
+            ));
+        }
+    };
+    match (basic_credentials(req), body_credentials) {
+        (Some(_), Some(_)) => Err(invalid_request(
+            "Authenticate the client one way only: HTTP Basic or the body, not both.",
+        )),
+        (Some(Ok(creds)), None) | (None, Some(creds)) => Ok(creds),
+        (Some(Err(())), None) | (None, None) => Err(oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Client authentication is required: HTTP Basic with client_id:client_secret.",
+        )),
+    }
+}
+
+/// The scopes to grant: all the client's when none is requested, else the requested ones, each
+/// of which the client must be allowed; never none.
+fn granted_scopes(
+    allowed: &[&'static str],
+    requested: Option<&str>,
+) -> Result<Vec<&'static str>, HttpResponse> {
+    let granted: Vec<&'static str> = match requested {
+        None => allowed.to_vec(),
+        Some(requested) => {
+            let mut granted = Vec::new();
+            for scope in requested.split(' ').filter(|s| !s.is_empty()) {
+                let Some(scope) = allowed.iter().find(|s| **s == scope) else {
+                    return Err(oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_scope",
+                        "A requested scope is unknown or not allowed to this client.",
+                    ));
+                };
+                if !granted.contains(scope) {
+                    granted.push(*scope);
+                }
+            }
+            granted
+        }
+    };
+    if granted.is_empty() {
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "This client is allowed no scope.",
+        ));
+    }
+    Ok(granted)
 }
