@@ -51,6 +51,23 @@ pub fn png_zeros(side: u32, pixels: PngPixels) -> Result<Vec<u8>, png::EncodingE
     Ok(file)
 }
 
+/// An Open Inference Protocol JSON body (`/v2/models/{m}/infer`) carrying `batch` 28×28 images
+/// of zeros: `batch` × 784 numbers, about 1.6 KB an image.
+pub fn oip_zeros(batch: usize) -> Vec<u8> {
+    let head =
+        format!(r#"{{"inputs":[{{"name":"input","shape":[{batch},784],"datatype":"FP32","data":["#);
+    let mut body = head.into_bytes();
+    body.reserve(batch * 784 * 2 + 4);
+    for i in 0..batch * 784 {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.push(b'0');
+    }
+    body.extend_from_slice(b"]}]}");
+    body
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

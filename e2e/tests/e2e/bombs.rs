@@ -26,22 +26,6 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
 }
 
-/// An Open Inference Protocol body with `batch` images of zeros.
-fn infer_body(batch: usize) -> Vec<u8> {
-    let head =
-        format!(r#"{{"inputs":[{{"name":"input","shape":[{batch},784],"datatype":"FP32","data":["#);
-    let mut body = head.into_bytes();
-    body.reserve(batch * 784 * 2 + 4);
-    for i in 0..batch * 784 {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.push(b'0');
-    }
-    body.extend_from_slice(b"]}]}");
-    body
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Gif,
@@ -168,7 +152,7 @@ async fn twenty_four_bombs_at_once_are_refused_within_256_mib() {
     let gif = digits::bombs::gif_canvas(8192);
     let png16 = digits::bombs::png_zeros(8192, digits::bombs::PngPixels::Grey16).unwrap();
     let rgba = digits::bombs::png_zeros(8192, digits::bombs::PngPixels::Rgba8).unwrap();
-    let infer = infer_body(OIP_BATCH);
+    let infer = digits::bombs::oip_zeros(OIP_BATCH);
     let bombs: Vec<(Kind, Vec<u8>)> = std::iter::repeat_n((Kind::Gif, &gif), 12)
         .chain(std::iter::repeat_n((Kind::Png16, &png16), 4))
         .chain(std::iter::repeat_n((Kind::PngRgba, &rgba), 4))

@@ -102,7 +102,7 @@ fn bomb_requests() -> Result<Vec<Bomb>> {
     let gif = digits::bombs::gif_canvas(8192);
     let grey16 = digits::bombs::png_zeros(8192, digits::bombs::PngPixels::Grey16)?;
     let rgba = digits::bombs::png_zeros(8192, digits::bombs::PngPixels::Rgba8)?;
-    let infer = infer_body(BOMB_OIP_BATCH);
+    let infer = digits::bombs::oip_zeros(BOMB_OIP_BATCH);
     let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
     let mut bombs = Vec::new();
     for (kind, (_, count)) in BOMB_KINDS.iter().enumerate() {
@@ -135,22 +135,6 @@ fn bomb_requests() -> Result<Vec<Bomb>> {
         }
     }
     Ok(bombs)
-}
-
-/// An Open Inference Protocol body with `batch` images of zeros.
-fn infer_body(batch: usize) -> Vec<u8> {
-    let mut body =
-        format!(r#"{{"inputs":[{{"name":"input","shape":[{batch},784],"datatype":"FP32","data":["#)
-            .into_bytes();
-    body.reserve(batch * 784 * 2 + 4);
-    for i in 0..batch * 784 {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.push(b'0');
-    }
-    body.extend_from_slice(b"]}]}");
-    body
 }
 
 /// Every bomb on a connection of its own, all released together.
@@ -269,7 +253,7 @@ fn warm_up(gateway: SocketAddr, bearer: &str, upload: &[u8]) -> Result<()> {
     for version in ["v1", "v2"] {
         normal_upload(gateway, bearer, version, upload)?;
     }
-    let one_image = infer_body(1);
+    let one_image = digits::bombs::oip_zeros(1);
     for model in ["mnist-mlp", "mnist-cnn"] {
         let answer = send_once(
             gateway,
