@@ -95,6 +95,42 @@ pub async fn run(service: &str, schema: Schema, mut env: Env) -> anyhow::Result<
     Ok(applied)
 }
 
+/// The `main` of a service that owns a schema: `<service>` serves (as
+/// [`crate::server::serve_main`]), `<service> migrate` applies the schema's migrations and exits.
+pub async fn serve_or_migrate_main<F, Fut>(
+    service: &'static str,
+    schema: Schema,
+    serve: F,
+) -> std::process::ExitCode
+where
+    F: FnOnce(Env) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    crate::server::main_wrapper(service, async move {
+        match Command::from_process(service)? {
+            Command::Migrate => {
+                run(service, schema, Env::from_process()).await?;
+            }
+            Command::Serve => serve(Env::from_process()).await?,
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Declares a service's `SCHEMA` ([`Schema`]) from the migrations under its crate's
+/// `migrations/postgres` and `migrations/sqlite`, embedded at build time.
+#[macro_export]
+macro_rules! service_schema {
+    ($name:literal) => {
+        pub const SCHEMA: $crate::migrate::Schema = $crate::migrate::Schema {
+            name: $name,
+            postgres: diesel_migrations::embed_migrations!("migrations/postgres"),
+            sqlite: diesel_migrations::embed_migrations!("migrations/sqlite"),
+        };
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,42 @@ pub async fn wait_for_signal() {
 }
 
 /// Runs a service's `main`: logs a start-up failure as one clear line and exits non-zero.
+/// A service binary's whole `main`: telemetry, then `serve` with the process's environment
+/// until it stops; a failure is logged and printed, and the process exits non-zero.
+pub async fn serve_main<F, Fut>(service: &'static str, serve: F) -> std::process::ExitCode
+where
+    F: FnOnce(crate::config::Env) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    main_wrapper(service, serve(crate::config::Env::from_process())).await
+}
+
+/// A service binary's `main`: `common::service_main!("gateway", gateway)` serves the crate's
+/// `build(Config::from_env(env)?)` (as [`serve_main`]); with `, migrate` after the crate, the
+/// binary also has the `migrate` command of its crate's `db::SCHEMA`
+/// (`common::migrate::serve_or_migrate_main`).
+#[macro_export]
+macro_rules! service_main {
+    ($service:literal, $krate:ident) => {
+        $crate::service_main!(@main $krate, $crate::server::serve_main, $service);
+    };
+    ($service:literal, $krate:ident, migrate) => {
+        $crate::service_main!(
+            @main $krate, $crate::migrate::serve_or_migrate_main, $service, $krate::db::SCHEMA
+        );
+    };
+    (@main $krate:ident, $run:path, $($arg:expr),+) => {
+        #[actix_web::main]
+        async fn main() -> std::process::ExitCode {
+            $run($($arg),+, |env| async {
+                let config = $krate::Config::from_env(env)?;
+                Ok($krate::build(config).await?.run_until_stopped().await?)
+            })
+            .await
+        }
+    };
+}
+
 pub async fn main_wrapper<F>(service: &'static str, run: F) -> std::process::ExitCode
 where
     F: Future<Output = anyhow::Result<()>>,

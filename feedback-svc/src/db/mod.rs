@@ -6,17 +6,7 @@ pub mod outbox;
 pub mod report;
 pub mod schema;
 
-use diesel_migrations::{EmbeddedMigrations, embed_migrations};
-
-pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
-pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
-
-/// The `feedback` schema, for the `migrate` command (`feedback-svc migrate`).
-pub const SCHEMA: common::migrate::Schema = common::migrate::Schema {
-    name: "feedback",
-    postgres: POSTGRES_MIGRATIONS,
-    sqlite: SQLITE_MIGRATIONS,
-};
+common::service_schema!("feedback");
 
 /// The backend type of queries boxed for either database.
 pub type Backend = <common::db::DbConnection as diesel::Connection>::Backend;

@@ -3,17 +3,7 @@
 pub mod jobs;
 pub mod schema;
 
-use diesel_migrations::{EmbeddedMigrations, embed_migrations};
-
-pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
-pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
-
-/// The `retrain` schema, for the `migrate` command (`retrain-worker migrate`).
-pub const SCHEMA: common::migrate::Schema = common::migrate::Schema {
-    name: "retrain",
-    postgres: POSTGRES_MIGRATIONS,
-    sqlite: SQLITE_MIGRATIONS,
-};
+common::service_schema!("retrain");
 
 pub use common::db::now;
 

@@ -195,8 +195,8 @@ impl Cluster {
             "retrain",
             config.common.mode,
             false,
-            retrain_worker::db::POSTGRES_MIGRATIONS,
-            retrain_worker::db::SQLITE_MIGRATIONS,
+            retrain_worker::db::SCHEMA.postgres,
+            retrain_worker::db::SCHEMA.sqlite,
         )
         .await
         .unwrap();

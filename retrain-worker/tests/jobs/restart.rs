@@ -38,8 +38,8 @@ async fn jobs_a_previous_run_left_unfinished_are_queued_again_at_start() {
         "retrain",
         Mode::Development,
         true,
-        retrain_worker::db::POSTGRES_MIGRATIONS,
-        retrain_worker::db::SQLITE_MIGRATIONS,
+        retrain_worker::db::SCHEMA.postgres,
+        retrain_worker::db::SCHEMA.sqlite,
     )
     .await
     .unwrap();
