@@ -48,7 +48,30 @@ pub fn build(
     days: &[DayCount],
     today: chrono::NaiveDate,
 ) -> Value {
-    // Per model version; feedback not linked to a prediction is the (null, null) group, last.
+    let by_model_version = accuracy_by_version(versions);
+    let total: i64 = by_model_version.iter().map(|v| v.total_feedback).sum();
+    let correct: i64 = by_model_version.iter().map(|v| v.correct_feedback).sum();
+    let (matrix, labelled) = confusion_matrix(confusion);
+    let mut report = json!({
+        "total_feedback": total,
+        "correct_feedback": correct,
+        "incorrect_feedback": total - correct,
+        "labelled_feedback": labelled,
+        "by_model_version": by_model_version,
+        "confusion_matrix": matrix,
+        "daily": daily(days, today),
+    });
+    if total == 0 {
+        // The seed's answer when there is nothing to report, beside the (zero) figures.
+        report["msg"] = json!("No hay feedback disponible");
+    } else {
+        report["accuracy_percentage"] = json!(percent(correct, total));
+    }
+    report
+}
+
+/// Per model version; feedback not linked to a prediction is the (null, null) group, last.
+fn accuracy_by_version(versions: &[VersionCount]) -> Vec<VersionAccuracy> {
     let mut per_version: BTreeMap<VersionKey, (i64, i64)> = BTreeMap::new();
     for v in versions {
         let entry = per_version
@@ -59,7 +82,7 @@ pub fn build(
             entry.1 += v.count;
         }
     }
-    let by_model_version: Vec<VersionAccuracy> = per_version
+    per_version
         .into_iter()
         .map(
             |((_, model, model_version), (total, correct))| VersionAccuracy {
@@ -71,11 +94,11 @@ pub fn build(
                 accuracy_percentage: percent(correct, total),
             },
         )
-        .collect();
-    let total: i64 = by_model_version.iter().map(|v| v.total_feedback).sum();
-    let correct: i64 = by_model_version.iter().map(|v| v.correct_feedback).sum();
+        .collect()
+}
 
-    // Rows are the true label, columns the prediction.
+/// Rows are the true label, columns the prediction; with the number of labelled feedback.
+fn confusion_matrix(confusion: &[ConfusionCount]) -> ([[i64; 10]; 10], i64) {
     let mut matrix = [[0i64; 10]; 10];
     let mut labelled = 0;
     for c in confusion {
@@ -87,7 +110,11 @@ pub fn build(
             labelled += c.count;
         }
     }
+    (matrix, labelled)
+}
 
+/// The last [`DAYS`] days up to `today`, each with its counts (zero when nothing came).
+fn daily(days: &[DayCount], today: chrono::NaiveDate) -> Vec<Day> {
     let mut by_day: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
     for d in days {
         let entry = by_day.entry(d.day.as_str()).or_default();
@@ -96,7 +123,7 @@ pub fn build(
             entry.1 += d.count;
         }
     }
-    let daily: Vec<Day> = first_day(today)
+    first_day(today)
         .iter_days()
         .take(DAYS as usize)
         .map(|day| {
@@ -108,24 +135,7 @@ pub fn build(
                 correct_feedback: correct,
             }
         })
-        .collect();
-
-    let mut report = json!({
-        "total_feedback": total,
-        "correct_feedback": correct,
-        "incorrect_feedback": total - correct,
-        "labelled_feedback": labelled,
-        "by_model_version": by_model_version,
-        "confusion_matrix": matrix,
-        "daily": daily,
-    });
-    if total == 0 {
-        // The seed's answer when there is nothing to report, beside the (zero) figures.
-        report["msg"] = json!("No hay feedback disponible");
-    } else {
-        report["accuracy_percentage"] = json!(percent(correct, total));
-    }
-    report
+        .collect()
 }
 
 #[cfg(test)]

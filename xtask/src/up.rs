@@ -784,14 +784,6 @@ fn print_walkthrough(
         ),
         None => "(from $ADMIN_PASSWORD)".to_string(),
     };
-    let field = |name: &str| {
-        format!("python3 -c 'import json,sys; print(json.load(sys.stdin)[\"{name}\"])'")
-    };
-    let user = r#"{"username":"alice","password":"correct-horse-battery"}"#;
-    let admin_json = format!(
-        r#"{{"username":"{}","password":"'"$ADMIN_PASSWORD"'"}}"#,
-        admin.username
-    );
     let image = sample.map_or_else(
         || "digit.png   # any image of one handwritten digit".to_string(),
         |path| display_path(root, path),
@@ -809,7 +801,27 @@ predictloop is up: {url}
 In a browser: {url}/ to draw a digit and see both models' answers, and {url}/dashboard
 (as the admin) for the live feedback, the report, retraining and the model versions.
 The API itself is described at {url}/openapi.json (OpenAPI 3.1).
+{walkthrough}
+Press Ctrl-C to stop everything; the next start keeps the data and takes seconds.
+"#,
+        username = admin.username,
+        walkthrough = curl_walkthrough(&url, gateway_port, admin, &image),
+    );
+    let _ = out.flush();
+}
 
+/// The walk-through's curl commands: a user's prediction and feedback, then the admin's view.
+fn curl_walkthrough(url: &str, gateway_port: u16, admin: &AdminCredentials, image: &str) -> String {
+    let field = |name: &str| {
+        format!("python3 -c 'import json,sys; print(json.load(sys.stdin)[\"{name}\"])'")
+    };
+    let user = r#"{"username":"alice","password":"correct-horse-battery"}"#;
+    let admin_json = format!(
+        r#"{{"username":"{}","password":"'"$ADMIN_PASSWORD"'"}}"#,
+        admin.username
+    );
+    format!(
+        r#"
 Walk-through with curl (in another terminal, from this folder):
   # 1. register a user and log in (the answer also holds a refresh_token)
   curl -sS -X POST {url}/register -H 'Content-Type: application/json' -d '{user}'
@@ -830,10 +842,7 @@ Walk-through with curl (in another terminal, from this folder):
        -d '{{"model":"mnist-mlp","epochs":1}}'
   curl -sS {url}/admin/retrain -H "Authorization: Bearer $ADMIN_TOKEN"     # its state and metrics
   curl -sS {url}/admin/models -H "Authorization: Bearer $ADMIN_TOKEN"      # the model versions
-
-Press Ctrl-C to stop everything; the next start keeps the data and takes seconds.
 "#,
-        username = admin.username,
         admin_password_line = if admin.password_file.is_some() {
             format!("  ADMIN_PASSWORD='{}'\n", admin.password)
         } else {
@@ -847,8 +856,7 @@ Press Ctrl-C to stop everything; the next start keeps the data and takes seconds
         access_token = field("access_token"),
         prediccion = field("prediccion"),
         prediction_id = field("prediction_id"),
-    );
-    let _ = out.flush();
+    )
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use retrain_worker::train::cache::{self, Metrics, ModelMetrics};
 use retrain_worker::train::{
-    self, Arch, DEFAULT_SEED, Hyperparameters, TRAINING_CODE_VERSION, TrainObserver,
+    self, Arch, DEFAULT_SEED, Evaluation, Hyperparameters, TRAINING_CODE_VERSION, TrainObserver,
 };
 
 #[derive(Parser)]
@@ -152,26 +152,7 @@ fn train_all(
             );
         }
         let trained_at = chrono::Utc::now();
-        let metadata = vec![
-            ("model".to_string(), arch.model_name().to_string()),
-            ("training_seed".to_string(), hyper.seed.to_string()),
-            (
-                "test_accuracy".to_string(),
-                format!("{:.4}", evaluation.accuracy),
-            ),
-            ("test_loss".to_string(), format!("{:.5}", evaluation.loss)),
-            ("epochs".to_string(), hyper.epochs.to_string()),
-            ("hyperparameters".to_string(), serde_json::to_string(hyper)?),
-            (
-                "training_code_version".to_string(),
-                TRAINING_CODE_VERSION.to_string(),
-            ),
-            ("trained_at".to_string(), trained_at.to_rfc3339()),
-            (
-                "source".to_string(),
-                "initial training on MNIST".to_string(),
-            ),
-        ];
+        let metadata = onnx_metadata(*arch, hyper, &evaluation, trained_at)?;
         let bytes = train::export_onnx(&trained.network, &metadata)?;
         let file = cache::artifact_file(*arch);
         let sha256 = cache::write_artifact(&pending.path().join(&file), &bytes)?;
@@ -202,6 +183,27 @@ fn train_all(
     cache::write_metrics(pending.path(), &metrics)?;
     pending.commit(cache_root, key)?;
     Ok(metrics)
+}
+
+/// What the exported ONNX file says of its own making (its metadata properties).
+fn onnx_metadata(
+    arch: Arch,
+    hyper: &Hyperparameters,
+    evaluation: &Evaluation,
+    trained_at: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<(String, String)>> {
+    let pairs = [
+        ("model", arch.model_name().to_string()),
+        ("training_seed", hyper.seed.to_string()),
+        ("test_accuracy", format!("{:.4}", evaluation.accuracy)),
+        ("test_loss", format!("{:.5}", evaluation.loss)),
+        ("epochs", hyper.epochs.to_string()),
+        ("hyperparameters", serde_json::to_string(hyper)?),
+        ("training_code_version", TRAINING_CODE_VERSION.to_string()),
+        ("trained_at", trained_at.to_rfc3339()),
+        ("source", "initial training on MNIST".to_string()),
+    ];
+    Ok(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }
 
 /// One progress bar per epoch, and a line when it ends (also where no terminal shows the bar).
