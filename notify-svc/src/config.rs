@@ -1,12 +1,11 @@
-use common::config::{CommonConfig, ConfigError, Env, JwtConfig};
+use common::config::{CommonConfig, ConfigError, Env, JwtConfig, RedisConfig};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
-    pub redis_url: String,
-    /// Namespace of every Redis key and channel (empty in a deployment, unique per test).
-    pub redis_prefix: String,
+    /// Where events arrive from and the history is kept (`REDIS_URL`, `REDIS_PREFIX`).
+    pub redis: RedisConfig,
     pub jwt: JwtConfig,
     pub ws: WsSettings,
 }
@@ -86,16 +85,13 @@ pub const DEFAULT_PORT: u16 = 8084;
 impl Config {
     pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
         let common = CommonConfig::read(&mut env, DEFAULT_PORT);
-        let redis_url: String = env.required("REDIS_URL");
-        common::config::check_url_secret(&mut env, "REDIS_URL", &redis_url, common.mode);
-        let redis_prefix = env.or("REDIS_PREFIX", String::new());
+        let redis = RedisConfig::read(&mut env, common.mode);
         let jwt = JwtConfig::read(&mut env);
         let ws = WsSettings::read(&mut env);
         env.finish()?;
         Ok(Config {
             common,
-            redis_url,
-            redis_prefix,
+            redis,
             jwt,
             ws,
         })

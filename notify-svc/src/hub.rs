@@ -382,7 +382,7 @@ impl Drop for Membership {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::bus::events;
+    use crate::protocol::tests::feedback_event;
     use serde_json::json;
 
     fn kick() -> (
@@ -412,7 +412,7 @@ mod tests {
         let (k2, _) = kick();
         let mut a = hub.join(k1);
         let mut b = hub.join(k2);
-        let env = Envelope::new(events::FEEDBACK_CREATED, json!({"id": 1}));
+        let env = feedback_event(1);
         assert!(hub.publish(&env));
         assert!(!hub.publish(&env), "a duplicate is dropped");
         assert!(!hub.publish(&Envelope::new("other.kind", json!({}))));
@@ -432,7 +432,7 @@ mod tests {
         let _slow = hub.join(slow_kick);
         let mut fast = hub.join(fast_kick);
         for i in 0..3 {
-            hub.publish(&Envelope::new(events::FEEDBACK_CREATED, json!({"i": i})));
+            hub.publish(&feedback_event(i));
             fast.events.recv().await.unwrap();
         }
         slow_kicked.changed().await.unwrap();

@@ -50,7 +50,7 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
 
 /// [`build`], also giving the hub (its [`Stats`], for tests).
 pub async fn build_with_hub(config: Config) -> anyhow::Result<(RunningService, Arc<Hub>)> {
-    let infra = Infra::connect(&config.redis_url, &config.redis_prefix)?;
+    let infra = Infra::connect(&config.redis.url, &config.redis.prefix)?;
     let verifier = web::Data::new(JwtVerifier::remote(&config.jwt));
     // Warm the key cache; auth-svc may start later, verification fetches the keys then.
     if let Err(e) = verifier.refresh_keys().await {

@@ -6,6 +6,7 @@
 
 use bytestring::ByteString;
 use common::bus::{Envelope, events};
+use contracts::Event;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -13,16 +14,15 @@ use uuid::Uuid;
 /// The seed's answer to `join_admin`.
 pub const JOINED_ADMINS: &str = "Te has unido a la sala de notificaciones de administradores.";
 
-/// The name admins see for a bus event type; `None` for types they are not told about. The
-/// event's `data` goes to them as published (the publishers build it from `contracts`), so a
-/// field a newer publisher adds reaches admins without notify-svc being rebuilt.
-pub fn event_name(kind: &str) -> Option<&'static str> {
-    match kind {
-        events::FEEDBACK_CREATED => Some("new_feedback"),
-        events::RETRAIN_PROGRESS => Some("retrain_progress"),
-        events::RETRAIN_FINISHED => Some("retrain_finished"),
-        events::MODEL_PROMOTED => Some("model_promoted"),
-        _ => None,
+/// The name admins see for a bus event. Every event is checked against its contract
+/// (`contracts::Event`) before it goes out; its `data` then goes to admins as published, so a
+/// field a newer publisher adds reaches them without notify-svc being rebuilt.
+pub fn event_name(event: &Event) -> &'static str {
+    match event {
+        Event::FeedbackCreated(_) => "new_feedback",
+        Event::RetrainProgress(_) => "retrain_progress",
+        Event::RetrainFinished(_) => "retrain_finished",
+        Event::ModelPromoted(_) => "model_promoted",
     }
 }
 
@@ -47,7 +47,13 @@ pub struct EventFrame {
 
 impl EventFrame {
     pub fn from_envelope(envelope: &Envelope) -> Option<Self> {
-        let event = event_name(&envelope.kind)?;
+        let event = match envelope.event() {
+            Ok(event) => event_name(&event),
+            Err(e) => {
+                tracing::warn!(id = %envelope.id, error = %e, "dropping an event that breaks its contract");
+                return None;
+            }
+        };
         let text = serde_json::to_string(&Outgoing {
             event,
             id: Some(envelope.id),
@@ -138,27 +144,58 @@ pub fn parse_request(text: &str) -> Result<ClientRequest, RequestError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
+    /// A stored feedback as feedback-svc publishes it.
+    pub(crate) fn feedback_event(id: i64) -> Envelope {
+        let data = json!({
+            "id": id, "username": "alice", "prediction": 7, "correct": true, "comment": "",
+            "timestamp": "2026-11-28T10:00:00.123456", "prediction_id": null, "label": 7,
+            "model": null, "model_version": null, "input": null,
+        });
+        Envelope::new(events::FEEDBACK_CREATED, data)
+    }
+
     #[test]
-    fn bus_events_become_named_frames_with_their_id() {
-        let env = Envelope::new(events::FEEDBACK_CREATED, json!({"id": 7, "correct": true}));
+    fn bus_events_become_named_frames_with_their_data_as_published() {
+        let env = feedback_event(7);
         let frame = EventFrame::from_envelope(&env).unwrap();
         let v: Value = serde_json::from_str(&frame.text).unwrap();
         assert_eq!(
             v,
-            json!({"event": "new_feedback", "id": env.id.to_string(), "data": {"id": 7, "correct": true}})
+            json!({"event": "new_feedback", "id": env.id.to_string(), "data": env.data})
         );
-        for (kind, name) in [
-            (events::RETRAIN_PROGRESS, "retrain_progress"),
-            (events::RETRAIN_FINISHED, "retrain_finished"),
-            (events::MODEL_PROMOTED, "model_promoted"),
+        for (kind, data, name) in [
+            (
+                events::RETRAIN_PROGRESS,
+                json!({"job_id": "j1", "model": "mnist-mlp", "stage": "training"}),
+                "retrain_progress",
+            ),
+            (
+                events::RETRAIN_FINISHED,
+                json!({"job_id": "j1", "model": "mnist-mlp", "state": "rejected",
+                       "model_version": 4, "promoted": false, "reason": "gate", "metrics": null}),
+                "retrain_finished",
+            ),
+            (
+                events::MODEL_PROMOTED,
+                json!({"model": "mnist-mlp", "version": 4, "sha256": "ab12", "added_later": 1}),
+                "model_promoted",
+            ),
         ] {
-            let f = EventFrame::from_envelope(&Envelope::new(kind, json!({}))).unwrap();
-            assert!(f.text.contains(&format!("\"event\":\"{name}\"")));
+            let f = EventFrame::from_envelope(&Envelope::new(kind, data.clone())).unwrap();
+            let v: Value = serde_json::from_str(&f.text).unwrap();
+            assert_eq!((v["event"].as_str(), &v["data"]), (Some(name), &data));
         }
+    }
+
+    #[test]
+    fn events_of_unknown_types_or_that_break_their_contract_are_not_sent() {
         assert!(EventFrame::from_envelope(&Envelope::new("user.created", json!({}))).is_none());
+        let no_version = json!({"model": "mnist-mlp", "sha256": "ab12"});
+        let broken = Envelope::new(events::MODEL_PROMOTED, no_version);
+        assert!(EventFrame::from_envelope(&broken).is_none());
     }
 
     #[test]

@@ -56,8 +56,10 @@ impl WsWorld {
         let (notify, notify_url) = if let Some(ws) = notify_settings {
             let (app, hub) = notify_svc::build_with_hub(notify_svc::Config {
                 common: local(0),
-                redis_url: redis_url(),
-                redis_prefix: prefix.clone(),
+                redis: common::config::RedisConfig {
+                    url: redis_url(),
+                    prefix: prefix.clone(),
+                },
                 jwt: jwt.clone(),
                 ws,
             })
@@ -133,7 +135,9 @@ impl WsWorld {
     async fn feedback(&self, id: i64) -> Envelope {
         let envelope = Envelope::new(
             events::FEEDBACK_CREATED,
-            json!({"id": id, "username": "alice", "prediction": 3, "correct": true, "comment": ""}),
+            json!({"id": id, "username": "alice", "prediction": 3, "correct": true, "comment": "",
+                   "timestamp": "2026-11-28T10:00:00.123456", "prediction_id": null, "label": 3,
+                   "model": null, "model_version": null, "input": null}),
         );
         let _: String = redis::cmd("XADD")
             .arg(self.redis.key("events:history"))

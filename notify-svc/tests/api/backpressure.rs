@@ -38,12 +38,9 @@ async fn a_client_that_does_not_read_is_disconnected_while_others_keep_receiving
     let mut sent = 0;
     while notify.stats().slow_clients_dropped == 0 {
         assert!(sent < 2_000, "the slow client was never dropped");
-        let envelope = world
-            .publish(
-                events::FEEDBACK_CREATED,
-                json!({"id": sent, "comment": comment}),
-            )
-            .await;
+        let mut data = feedback_dict(sent);
+        data["comment"] = json!(comment);
+        let envelope = world.publish(events::FEEDBACK_CREATED, data).await;
         // The fast client keeps up, one event at a time.
         assert_eq!(next_event(&mut fast).await["id"], envelope.id.to_string());
         sent += 1;

@@ -43,17 +43,28 @@ async fn retrain_and_model_events_are_pushed_under_their_names() {
     let world = World::new();
     let notify = world.spawn(test_settings()).await;
     let mut ws = notify.connect(&world.auth.admin()).await;
-    for (kind, name) in [
-        (events::RETRAIN_PROGRESS, "retrain_progress"),
-        (events::RETRAIN_FINISHED, "retrain_finished"),
-        (events::MODEL_PROMOTED, "model_promoted"),
+    let finished = json!({"job_id": "j1", "model": "mnist-mlp", "state": "succeeded",
+        "model_version": 3, "promoted": true, "reason": null, "metrics": null});
+    for (kind, data, name) in [
+        (
+            events::RETRAIN_PROGRESS,
+            json!({"job_id": "j1", "model": "mnist-mlp", "stage": "training", "epoch": 1,
+                   "epochs": 2, "loss": 0.25, "val_accuracy": 0.9, "eta_seconds": 12.0}),
+            "retrain_progress",
+        ),
+        (events::RETRAIN_FINISHED, finished, "retrain_finished"),
+        (
+            events::MODEL_PROMOTED,
+            json!({"model": "mnist-mlp", "version": 3, "sha256": "ab12"}),
+            "model_promoted",
+        ),
     ] {
-        let envelope = Envelope::new(kind, json!({"job_id": "j1", "progress": 0.5}));
+        let envelope = Envelope::new(kind, data.clone());
         world.publish_live(&envelope).await;
         let event = next_event(&mut ws).await;
         assert_eq!(event["event"], name);
         assert_eq!(event["id"], envelope.id.to_string());
-        assert_eq!(event["data"]["job_id"], "j1");
+        assert_eq!(event["data"], data);
     }
 }
 

@@ -2,7 +2,7 @@
 //! WebSocket client.
 
 use common::bus::{Envelope, EventBus, RedisBus};
-use common::config::{CommonConfig, JwtConfig, Mode};
+use common::config::{CommonConfig, JwtConfig, Mode, RedisConfig};
 use common::jwt::{JwkSet, Role, SigningKeyPair};
 use common::kv::Redis;
 use common::service::RunningService;
@@ -115,8 +115,10 @@ impl World {
                 shutdown_timeout_secs: 2,
                 workers: 2,
             },
-            redis_url: redis_url(),
-            redis_prefix: self.prefix.clone(),
+            redis: RedisConfig {
+                url: redis_url(),
+                prefix: self.prefix.clone(),
+            },
             jwt: JwtConfig {
                 jwks_url: self.auth.jwks_url.clone(),
                 issuer: JwtConfig::DEFAULT_ISSUER.into(),

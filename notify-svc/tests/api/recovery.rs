@@ -6,7 +6,7 @@ async fn events_published_while_the_subscription_was_down_arrive_once_it_is_back
     let world = World::new();
     let link = RedisLink::start().await;
     let mut config = world.config(test_settings());
-    config.redis_url = link.url.clone();
+    config.redis.url = link.url.clone();
     let notify = world.spawn_with(config).await;
     let mut ws = notify.connect(&world.auth.admin()).await;
     let before = world.feedback(1).await;
