@@ -45,14 +45,19 @@ enum Task {
     /// `cargo xtask up`, logged in as its admin.
     Watch,
     /// Run a benchmark against release builds and print its figures (`predict`, `notify`,
-    /// `retrain`, `gateway`, `bombs`).
+    /// `retrain`, `gateway`, `bombs`, `rollout`).
     Bench {
         /// Which benchmark: `predict` (inference throughput and latency), `notify` (feedback
         /// delivery to 1,000 admin WebSockets, and memory per idle socket), `retrain` (the time
-        /// of a retrain job on N digits), `gateway` (the latency the gateway adds, next to NGINX)
-        /// or `bombs` (24 decompression bombs and oversize inference bodies at once: their
-        /// answers and predict-svc's memory growth).
+        /// of a retrain job on N digits), `gateway` (the latency the gateway adds, next to NGINX),
+        /// `bombs` (24 decompression bombs and oversize inference bodies at once: their
+        /// answers and predict-svc's memory growth) or `rollout` (how often the rollout decision
+        /// rolls back, promotes or gives up on candidates of known quality, replayed on the real
+        /// model's answers to the MNIST test digits).
         what: String,
+        /// The benchmark's own flags (`rollout` only: `cargo xtask bench rollout --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Install what the tests need when missing (cargo-nextest; as root, Debian's browsers),
     /// start the local PostgreSQL and Redis when stopped, fetch the assets, then run the whole
@@ -71,7 +76,7 @@ fn main() -> ExitCode {
         Task::Up { release } => up::run(&root, release).map(|()| ExitCode::SUCCESS),
         Task::Train { force } => train::run(&root, force).map(|()| ExitCode::SUCCESS),
         Task::Watch => watch::run(&root).map(|()| ExitCode::SUCCESS),
-        Task::Bench { what } => bench::run(&root, &what).map(|()| ExitCode::SUCCESS),
+        Task::Bench { what, args } => bench::run(&root, &what, &args).map(|()| ExitCode::SUCCESS),
         Task::Test { nextest_args } => test::run(&root, &nextest_args),
     });
     match outcome {

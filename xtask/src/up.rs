@@ -235,7 +235,7 @@ pub(crate) fn build(root: &Path, release: bool) -> Result<PathBuf> {
 }
 
 /// Build the binaries of `packages`; returns the folder holding them.
-fn build_packages(root: &Path, release: bool, packages: &[&str]) -> Result<PathBuf> {
+pub(crate) fn build_packages(root: &Path, release: bool, packages: &[&str]) -> Result<PathBuf> {
     let mut command = cargo();
     command.current_dir(root).args(["build", "--bins"]);
     for package in packages {

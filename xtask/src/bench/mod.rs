@@ -15,6 +15,10 @@
 //! - `cargo xtask bench bombs`: 24 decompression bombs and oversize inference bodies sent at
 //!   once through the gateway; their answers, how much predict-svc's (and the gateway's)
 //!   resident memory grows while they run, and the time of a normal upload before and after.
+//! - `cargo xtask bench rollout`: the rollout decision replayed on the real model's answers to
+//!   the 10,000 MNIST test digits, for candidates of known quality, 100 seeds each: how often
+//!   each one was rolled back, promoted or left inconclusive, after how many requests; then the
+//!   same decided on unsolicited labels (the bias). Its flags: `cargo xtask bench rollout --help`.
 
 mod bombs;
 mod gateway;
@@ -22,6 +26,7 @@ mod load;
 mod notify;
 mod predict;
 mod retrain;
+mod rollout;
 
 use crate::http::{Client, json_string_field};
 use crate::up::{Fleet, Service, build, ensure_port_free};
@@ -39,15 +44,22 @@ use std::time::{Duration, Instant};
 
 const BOUNDARY: &str = "predictloop-bench-boundary";
 
-pub fn run(root: &Path, what: &str) -> Result<()> {
+pub fn run(root: &Path, what: &str, args: &[String]) -> Result<()> {
+    if what != "rollout" && !args.is_empty() {
+        bail!(
+            "`cargo xtask bench {what}` takes no arguments (got {})",
+            args.join(" ")
+        );
+    }
     match what {
         "predict" => predict::predict(root),
         "notify" => notify::notify(root),
         "retrain" => retrain::retrain(root),
         "gateway" => gateway::gateway(root),
         "bombs" => bombs::bombs(root),
+        "rollout" => rollout::rollout(root, args),
         other => bail!(
-            "unknown benchmark `{other}`; available: predict, notify, retrain, gateway, bombs"
+            "unknown benchmark `{other}`; available: predict, notify, retrain, gateway, bombs, rollout"
         ),
     }
 }
