@@ -55,7 +55,7 @@ enum Task {
         /// rolls back, promotes or gives up on candidates of known quality, replayed on the real
         /// model's answers to the MNIST test digits).
         what: String,
-        /// The benchmark's own flags (`rollout` only: `cargo xtask bench rollout --help`).
+        /// The benchmark's own flags (`rollout` only: `cargo xtask bench rollout -- --help`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },

@@ -18,7 +18,8 @@
 //! - `cargo xtask bench rollout`: the rollout decision replayed on the real model's answers to
 //!   the 10,000 MNIST test digits, for candidates of known quality, 100 seeds each: how often
 //!   each one was rolled back, promoted or left inconclusive, after how many requests; then the
-//!   same decided on unsolicited labels (the bias). Its flags: `cargo xtask bench rollout --help`.
+//!   same decided on unsolicited labels (the bias). Its flags:
+//!   `cargo xtask bench rollout -- --help`.
 
 mod bombs;
 mod gateway;
@@ -59,7 +60,8 @@ pub fn run(root: &Path, what: &str, args: &[String]) -> Result<()> {
         "bombs" => bombs::bombs(root),
         "rollout" => rollout::rollout(root, args),
         other => bail!(
-            "unknown benchmark `{other}`; available: predict, notify, retrain, gateway, bombs, rollout"
+            "unknown benchmark `{other}`; available: predict, notify, retrain, gateway, bombs, \
+             rollout"
         ),
     }
 }

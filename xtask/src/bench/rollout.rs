@@ -72,10 +72,17 @@ pub(super) struct RolloutArgs {
 }
 
 pub(super) fn rollout(root: &Path, args: &[String]) -> Result<()> {
-    let args = RolloutArgs::try_parse_from(
+    let args = match RolloutArgs::try_parse_from(
         std::iter::once("rollout".to_owned()).chain(args.iter().cloned()),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    ) {
+        Ok(args) => args,
+        // `cargo xtask bench rollout -- --help` (without `--`, xtask's own help answers).
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            print!("{e}");
+            return Ok(());
+        }
+        Err(e) => bail!("{e}"),
+    };
     setup::run(root)?;
     train::train_models(root, false)?;
     let test =
@@ -221,8 +228,9 @@ fn print_setting(args: &RolloutArgs, digits: usize) {
     let churn = (args.churn / 100.0 * digits as f64).round() as usize;
     println!(
         "candidates: the active version's right/wrong per digit with a seeded choice of digits \
-         flipped, so that the candidate's accuracy differs by exactly the points shown, and {churn} \
-         more digits flipped half each way ({} points of churn: equal accuracy, other mistakes)",
+         flipped, so that the candidate's accuracy differs by exactly the points shown, and \
+         {churn} more digits flipped half each way ({} points of churn: equal accuracy, other \
+         mistakes)",
         args.churn
     );
     let canary: Vec<String> = args.canary.iter().map(|p| format!("{p} %")).collect();
@@ -263,7 +271,15 @@ fn print_block(args: &RolloutArgs, correct: &[bool], source: Source) -> Result<(
         "candidate", "rolled back", "promoted", "inconclusive", "Δ read", "served", "over cap"
     );
     for &points in &args.candidates {
-        let runs = runs_of(args, correct, points, source)?;
+        let runs = match runs_of(args, correct, points, source) {
+            Ok(runs) => runs,
+            // A candidate the active version's answers cannot give (e.g. 3 points better than a
+            // version wrong on fewer digits): said, and the other rows still run.
+            Err(e) => {
+                println!("{:<10} {e:#}", format!("{points:+} points"));
+                continue;
+            }
+        };
         let endings = sim::endings(&runs);
         let cell = |verdict| {
             endings
