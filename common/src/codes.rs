@@ -332,6 +332,83 @@ mod tests {
         assert!(statuses.is_sorted(), "{statuses:?}");
     }
 
+    /// A document of the workspace (`docs/…`).
+    fn doc(name: &str) -> String {
+        let path = format!("{}/../docs/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// The `backticked` words of a text that could be codes (lowercase and `_`).
+    fn code_like(text: &str) -> Vec<&str> {
+        text.split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .collect()
+    }
+
+    /// docs/api.md's "Errors" list: each status with the text of its item.
+    fn documented_by_status() -> Vec<(u16, String)> {
+        let text = doc("api.md");
+        let section = text
+            .split("\n## Errors\n")
+            .nth(1)
+            .expect("an Errors section");
+        let section = section.split("\n## ").next().unwrap_or_default();
+        let mut items: Vec<(u16, String)> = Vec::new();
+        for line in section.lines() {
+            if let Some(item) = line.strip_prefix("- ") {
+                let (status, rest) = item.split_once(':').expect("`- STATUS: codes`");
+                items.push((status.parse().expect("a status"), rest.to_owned()));
+            } else if let (Some(more), Some(last)) = (line.strip_prefix("  "), items.last_mut()) {
+                last.1.push(' ');
+                last.1.push_str(more);
+            }
+        }
+        items
+    }
+
+    #[test]
+    fn the_api_documentation_lists_every_public_code_under_its_status() {
+        let items = documented_by_status();
+        let mut statuses: Vec<u16> = items.iter().map(|(s, _)| *s).collect();
+        statuses.sort_unstable();
+        statuses.dedup();
+        assert_eq!(
+            statuses.len(),
+            items.len(),
+            "a status listed twice: {statuses:?}"
+        );
+        for code in ErrorCode::ALL.iter().filter(|c| c.is_public()) {
+            let status = code.status().as_u16();
+            let item = items.iter().find(|(s, _)| *s == status);
+            assert!(
+                item.is_some_and(|(_, text)| code_like(text).contains(&code.as_str())),
+                "docs/api.md does not list `{code}` under {status}"
+            );
+        }
+        for (status, text) in &items {
+            for word in code_like(text) {
+                let code = ErrorCode::ALL.iter().find(|c| c.as_str() == word);
+                assert!(
+                    code.is_some_and(|c| c.is_public() && c.status().as_u16() == *status),
+                    "docs/api.md lists `{word}` under {status}: not a public code of that status"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_internal_plane_documentation_names_every_internal_code() {
+        let text = doc("internal-plane.md");
+        for code in ErrorCode::ALL.iter().filter(|c| !c.is_public()) {
+            assert!(
+                text.contains(code.as_str()),
+                "docs/internal-plane.md does not name `{code}`"
+            );
+        }
+    }
+
     #[test]
     fn a_code_serialises_as_its_wire_string() {
         let json = serde_json::to_value(ErrorCode::PayloadTooLarge).unwrap_or_default();
