@@ -1,5 +1,5 @@
-use common::ApiError;
 use common::db::DbError;
+use common::{ApiError, ErrorCode};
 
 /// Everything auth-svc can answer with besides success; each maps to one JSON error.
 #[derive(Debug, thiserror::Error)]
@@ -23,33 +23,61 @@ pub enum AuthError {
     UserNotFound,
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("{0}")]
-    Internal(String),
+    /// An unexpected failure (signing, randomness, the bcrypt task): logged with its causes.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
 }
 
 impl From<&AuthError> for ApiError {
     fn from(e: &AuthError) -> Self {
-        let msg = e.to_string();
-        match e {
+        let code = match e {
             AuthError::MissingCredentials | AuthError::MissingRefreshToken => {
-                ApiError::bad_request("missing_field", msg)
+                ErrorCode::MissingField
             }
-            AuthError::Invalid(_) => ApiError::unprocessable("validation_failed", msg),
-            AuthError::UsernameTaken => ApiError::conflict("username_taken", msg),
-            AuthError::InvalidCredentials => ApiError::unauthorized("invalid_credentials", msg),
-            AuthError::InvalidRefreshToken => ApiError::unauthorized("invalid_refresh_token", msg),
-            AuthError::RefreshTokenReused => ApiError::unauthorized("refresh_token_reused", msg),
-            AuthError::UserNotFound => ApiError::not_found(msg),
-            AuthError::Db(e) => ApiError::from(e),
-            AuthError::Internal(e) => ApiError::internal(e),
-        }
+            AuthError::Invalid(_) => ErrorCode::ValidationFailed,
+            AuthError::UsernameTaken => ErrorCode::UsernameTaken,
+            AuthError::InvalidCredentials => ErrorCode::InvalidCredentials,
+            AuthError::InvalidRefreshToken => ErrorCode::InvalidRefreshToken,
+            AuthError::RefreshTokenReused => ErrorCode::RefreshTokenReused,
+            AuthError::UserNotFound => ErrorCode::NotFound,
+            AuthError::Db(e) => return e.into(),
+            AuthError::Internal(e) => return ApiError::internal(e.as_ref()),
+        };
+        ApiError::new(code, e.to_string())
     }
 }
 
 common::respond_as_api_error!(AuthError);
+common::from_query_error!(AuthError);
 
-impl From<diesel::result::Error> for AuthError {
-    fn from(e: diesel::result::Error) -> Self {
-        AuthError::Db(DbError::Query(e))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_keeps_its_code_status_and_sentence() {
+        use AuthError::*;
+        let cases = [
+            (MissingCredentials, 400, "missing_field"),
+            (MissingRefreshToken, 400, "missing_field"),
+            (Invalid("Too short.".into()), 422, "validation_failed"),
+            (UsernameTaken, 409, "username_taken"),
+            (InvalidCredentials, 401, "invalid_credentials"),
+            (InvalidRefreshToken, 401, "invalid_refresh_token"),
+            (RefreshTokenReused, 401, "refresh_token_reused"),
+            (UserNotFound, 404, "not_found"),
+        ];
+        common::testing::assert_answers(cases);
+    }
+
+    #[test]
+    fn an_internal_error_tells_the_client_nothing_of_its_cause() {
+        let error = AuthError::Internal(anyhow::anyhow!("the key file is gone").context("signing"));
+        let api = ApiError::from(&error);
+        assert_eq!(
+            (api.status().as_u16(), api.code()),
+            (500, ErrorCode::InternalError)
+        );
+        assert!(!api.msg().contains("key file"), "{}", api.msg());
     }
 }

@@ -5,6 +5,7 @@ use crate::db::tokens::{self, RefreshToken};
 use crate::db::users::User;
 use crate::error::AuthError;
 use crate::state::AppState;
+use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::db::DbConnection;
@@ -39,7 +40,8 @@ pub fn access_token(state: &AppState, user: &User) -> Result<String, AuthError> 
     state
         .key
         .sign(&claims)
-        .map_err(|e| AuthError::Internal(e.to_string()))
+        .context("cannot sign an access token")
+        .map_err(AuthError::Internal)
 }
 
 /// Issues a pair; `family` continues a login's rotation chain, `None` starts a new one.
@@ -50,7 +52,7 @@ pub fn issue_pair(
     family: Option<String>,
 ) -> Result<TokenPair, AuthError> {
     let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).map_err(|e| AuthError::Internal(e.to_string()))?;
+    getrandom::fill(&mut secret).context("no randomness for a refresh token")?;
     let refresh_token = URL_SAFE_NO_PAD.encode(secret);
     let now = crate::db::now();
     let refresh_ttl = chrono::Duration::seconds(state.refresh_ttl.as_secs() as i64);

@@ -1,5 +1,6 @@
 use crate::config::Config;
 use crate::error::AuthError;
+use anyhow::Context;
 use common::db::Db;
 use common::jwt::SigningKeyPair;
 use std::time::Duration;
@@ -39,14 +40,16 @@ impl AppState {
 
 /// bcrypt is deliberately slow: it runs on the blocking pool, never on an async worker.
 pub async fn hash_password(password: String, cost: u32) -> Result<String, AuthError> {
-    tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
+    let hashed = tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
         .await
-        .map_err(|e| AuthError::Internal(e.to_string()))?
-        .map_err(|e| AuthError::Internal(e.to_string()))
+        .context("the password hashing task failed")?;
+    Ok(hashed.context("bcrypt cannot hash the password")?)
 }
 
 pub async fn verify_password(password: String, hash: String) -> Result<bool, AuthError> {
-    tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-        .await
-        .map_err(|e| AuthError::Internal(e.to_string()))
+    let verified =
+        tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+            .await
+            .context("the password checking task failed")?;
+    Ok(verified)
 }

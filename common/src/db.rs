@@ -128,6 +128,22 @@ impl DbError {
     }
 }
 
+/// A query's error, as diesel reports it.
+pub type QueryError = diesel::result::Error;
+
+/// `From<diesel::result::Error>` for a service's error type that converts from [`DbError`] (its
+/// `Db(#[from] DbError)` variant), so that `?` takes a query's error straight into it.
+#[macro_export]
+macro_rules! from_query_error {
+    ($ty:ty) => {
+        impl From<$crate::db::QueryError> for $ty {
+            fn from(e: $crate::db::QueryError) -> Self {
+                <$ty>::from($crate::db::DbError::Query(e))
+            }
+        }
+    };
+}
+
 /// The URL with any password hidden, for messages and logs.
 pub fn redact_url(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://")

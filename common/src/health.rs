@@ -1,6 +1,7 @@
 //! `GET /health` (liveness: the process answers) and `GET /ready` (readiness: every dependency
 //! the service needs answers).
 
+use crate::codes::ErrorCode;
 use actix_web::{HttpResponse, web};
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
@@ -63,10 +64,11 @@ pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
     if ok {
         HttpResponse::Ok().json(json!({"status": "ready", "checks": checks}))
     } else {
-        HttpResponse::ServiceUnavailable().json(json!({
+        let code = ErrorCode::NotReady;
+        HttpResponse::build(code.status()).json(json!({
             "status": "unavailable",
-            "error": "not_ready",
-            "msg": "A dependency of this service is unavailable.",
+            "error": code,
+            "msg": code.default_message(),
             "checks": checks,
         }))
     }

@@ -1,9 +1,9 @@
 //! Request-parsing configuration that turns every extractor failure into a JSON 4xx, and the
 //! JSON answer to a request no route takes.
 
+use crate::codes::ErrorCode;
 use crate::error::ApiError;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 /// Largest JSON body the services accept by default.
@@ -11,27 +11,43 @@ pub const DEFAULT_JSON_LIMIT: usize = 64 * 1024;
 
 pub fn json_error(err: &JsonPayloadError) -> ApiError {
     match err {
-        JsonPayloadError::ContentType => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "The body must be JSON, sent with `Content-Type: application/json`.",
-        ),
+        JsonPayloadError::ContentType => ApiError::from(ErrorCode::UnsupportedMediaType),
         JsonPayloadError::Overflow { limit }
-        | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("The body is larger than the {limit} bytes this route accepts."),
-        ),
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => too_large(*limit),
         JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!("The JSON body has a field of the wrong type or value: {e}."),
         ),
-        JsonPayloadError::Deserialize(e) => {
-            ApiError::bad_request("invalid_json", format!("The body is not valid JSON: {e}."))
-        }
-        _ => ApiError::bad_request("invalid_body", "The request body could not be read."),
+        JsonPayloadError::Deserialize(e) => ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("The body is not valid JSON: {e}."),
+        ),
+        _ => ApiError::from(ErrorCode::InvalidBody),
     }
+}
+
+/// The refusal of a body over `limit` bytes.
+pub fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("The body is larger than the {limit} bytes this route accepts."),
+    )
+}
+
+/// The refusal of a request for a path no route has.
+pub fn no_such_route(req: &HttpRequest) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("No route for {} {}.", req.method(), req.path()),
+    )
+}
+
+/// The refusal of a method none of the path's routes takes.
+pub fn method_not_allowed(req: &HttpRequest) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} is not allowed on {}.", req.method(), req.path()),
+    )
 }
 
 pub fn json_config(limit: usize) -> web::JsonConfig {
@@ -40,15 +56,22 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
         .error_handler(|err, _req| json_error(&err).into())
 }
 
+/// The refusal of a query string that does not parse.
+pub fn invalid_query(err: &dyn std::fmt::Display) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidQuery,
+        format!("Invalid query string: {err}."),
+    )
+}
+
 pub fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default().error_handler(|err: QueryPayloadError, _req| {
-        ApiError::bad_request("invalid_query", format!("Invalid query string: {err}.")).into()
-    })
+    web::QueryConfig::default()
+        .error_handler(|err: QueryPayloadError, _req| invalid_query(&err).into())
 }
 
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|err: PathError, _req| {
-        ApiError::not_found(format!("No such resource: {err}.")).into()
+        ApiError::new(ErrorCode::NotFound, format!("No such resource: {err}.")).into()
     })
 }
 
@@ -69,22 +92,24 @@ pub async fn read_body(
     limit: usize,
 ) -> Result<Vec<u8>, ApiError> {
     use futures_util::StreamExt;
-    let too_large = || json_error(&JsonPayloadError::Overflow { limit });
     let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
+        return Err(too_large(limit));
     }
     let mut body = Vec::with_capacity(declared.map_or(0, |n| n.min(limit as u64) as usize));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::bad_request("invalid_body", format!("The body could not be read: {e}."))
+            ApiError::new(
+                ErrorCode::InvalidBody,
+                format!("The body could not be read: {e}."),
+            )
         })?;
         if body.len() + chunk.len() > limit {
-            return Err(too_large());
+            return Err(too_large(limit));
         }
         body.extend_from_slice(&chunk);
     }
@@ -103,13 +128,9 @@ pub fn configure_extractors(cfg: &mut web::ServiceConfig) {
 /// takes (405); both as JSON.
 pub async fn no_route(req: HttpRequest) -> HttpResponse {
     let error = if req.resource_map().has_resource(req.path()) {
-        ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{} is not allowed on {}.", req.method(), req.path()),
-        )
+        method_not_allowed(&req)
     } else {
-        ApiError::not_found(format!("No route for {} {}.", req.method(), req.path()))
+        no_such_route(&req)
     };
     actix_web::ResponseError::error_response(&error)
 }

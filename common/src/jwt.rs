@@ -3,6 +3,7 @@
 //! and once they are older than the refresh period, so a key removed from the set stops being
 //! trusted within that period).
 
+use crate::codes::ErrorCode;
 use crate::error::ApiError;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use base64::Engine;
@@ -208,7 +209,8 @@ impl SigningKeyPair {
     }
 }
 
-/// Why a token was refused. Each becomes a 401 with its own code.
+/// Why a token was refused: a 401 (`invalid_token`, `token_expired`), or a 503 when the keys
+/// cannot be fetched.
 #[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
     #[error("The token is malformed.")]
@@ -234,21 +236,26 @@ pub enum TokenError {
 }
 
 impl TokenError {
-    pub fn code(&self) -> &'static str {
+    /// `token_expired`, `auth_unavailable`, else `invalid_token`.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            TokenError::Expired => "token_expired",
-            TokenError::KeysUnavailable => "auth_unavailable",
-            _ => "invalid_token",
+            TokenError::Expired => ErrorCode::TokenExpired,
+            TokenError::KeysUnavailable => ErrorCode::AuthUnavailable,
+            TokenError::Malformed
+            | TokenError::Algorithm
+            | TokenError::UnknownKey
+            | TokenError::Signature
+            | TokenError::NotYetValid
+            | TokenError::Issuer
+            | TokenError::Audience
+            | TokenError::Claims => ErrorCode::InvalidToken,
         }
     }
 }
 
 impl From<TokenError> for ApiError {
     fn from(e: TokenError) -> Self {
-        if e == TokenError::KeysUnavailable {
-            return ApiError::unavailable(e.code(), e.to_string());
-        }
-        ApiError::unauthorized(e.code(), e.to_string())
+        ApiError::new(e.code(), e.to_string())
     }
 }
 
@@ -509,17 +516,17 @@ pub fn bearer_token(req: &HttpRequest, allow_query: bool) -> Option<String> {
     None
 }
 
+/// The 500 of a service that did not register its [`JwtVerifier`] (a bug, logged).
+pub(crate) fn verifier_missing() -> ApiError {
+    ApiError::internal(&*anyhow::anyhow!("JwtVerifier missing from app data"))
+}
+
 async fn authenticate(req: HttpRequest) -> Result<Claims, ApiError> {
     let verifier = req
         .app_data::<web::Data<JwtVerifier>>()
         .cloned()
-        .ok_or_else(|| ApiError::internal("JwtVerifier missing from app data"))?;
-    let token = bearer_token(&req, false).ok_or_else(|| {
-        ApiError::unauthorized(
-            "missing_token",
-            "Token de acceso requerido: send `Authorization: Bearer <token>`.",
-        )
-    })?;
+        .ok_or_else(verifier_missing)?;
+    let token = bearer_token(&req, false).ok_or(ErrorCode::MissingToken)?;
     Ok(verifier.verify(&token).await?)
 }
 
@@ -550,9 +557,7 @@ impl FromRequest for AdminUser {
         Box::pin(async move {
             let claims = authenticate(req).await?;
             if !claims.is_admin() {
-                return Err(ApiError::forbidden(
-                    "Acceso no autorizado: this route is for admins.",
-                ));
+                return Err(ErrorCode::Forbidden.into());
             }
             Ok(AdminUser(claims))
         })

@@ -1,6 +1,7 @@
 //! Shared plumbing of the predictloop services. No business logic of any one service lives here.
 
 pub mod bus;
+pub mod codes;
 pub mod config;
 #[cfg(feature = "db")]
 pub mod db;
@@ -25,4 +26,5 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use codes::ErrorCode;
 pub use error::ApiError;

@@ -169,8 +169,7 @@ pub async fn split_planes<B: actix_web::body::MessageBody>(
             .await
             .map(actix_web::dev::ServiceResponse::map_into_left_body);
     }
-    let error =
-        crate::ApiError::not_found(format!("No route for {} {}.", req.method(), req.path()));
+    let error = crate::http::no_such_route(req.request());
     Ok(req.error_response(error).map_into_right_body())
 }
 

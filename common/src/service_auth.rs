@@ -9,6 +9,7 @@
 //!
 //! Callers get and cache their tokens with [`ServiceTokens`].
 
+use crate::codes::ErrorCode;
 use crate::config::{Env, Mode, Secret};
 use crate::error::ApiError;
 use crate::jwt::{JwtVerifier, TokenError};
@@ -105,8 +106,8 @@ pub async fn authorize(
     scope: &str,
 ) -> Result<ServiceClaims, ApiError> {
     let token = crate::jwt::bearer_token(req, false).ok_or_else(|| {
-        ApiError::unauthorized(
-            "missing_token",
+        ApiError::new(
+            ErrorCode::MissingToken,
             "This internal route needs a service token: send `Authorization: Bearer <token>` \
              (auth-svc's POST /token, client-credentials grant).",
         )
@@ -118,7 +119,8 @@ pub async fn authorize(
         Ok(claims) => claims,
         // Validly signed by our issuer, for another audience: a user's token.
         Err(TokenError::Audience) => {
-            return Err(ApiError::forbidden(
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
                 "A user's token does not open internal routes; they need a service token.",
             ));
         }
@@ -126,9 +128,10 @@ pub async fn authorize(
     };
     if !claims.has_scope(scope) {
         tracing::warn!(client = %claims.sub, scope, "service token without the route's scope");
-        return Err(ApiError::forbidden(format!(
-            "This service token lacks the `{scope}` scope this route needs."
-        )));
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("This service token lacks the `{scope}` scope this route needs."),
+        ));
     }
     Ok(claims)
 }
@@ -147,11 +150,11 @@ pub async fn require<B: MessageBody>(
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
     // Defence in depth behind `split_planes`: never on the public port.
     if req.request().conn_data::<crate::server::Plane>() == Some(&crate::server::Plane::Public) {
-        let error = ApiError::not_found(format!("No route for {} {}.", req.method(), req.path()));
+        let error = crate::http::no_such_route(req.request());
         return Ok(req.error_response(error).map_into_right_body());
     }
     let Some(verifier) = req.app_data::<web::Data<JwtVerifier>>().cloned() else {
-        let error = ApiError::internal("JwtVerifier missing from app data");
+        let error = crate::jwt::verifier_missing();
         return Ok(req.error_response(error).map_into_right_body());
     };
     match authorize(&verifier, req.request(), scope).await {
@@ -179,7 +182,11 @@ impl FromRequest for ServiceCaller {
                 .get::<ServiceClaims>()
                 .cloned()
                 .map(ServiceCaller)
-                .ok_or_else(|| ApiError::internal("ServiceCaller on a route without `require`")),
+                .ok_or_else(|| {
+                    ApiError::internal(&*anyhow::anyhow!(
+                        "ServiceCaller on a route without `require`"
+                    ))
+                }),
         )
     }
 }

@@ -161,9 +161,9 @@ pub fn serve_auth(key: &crate::jwt::SigningKeyPair, clients: &[(&str, &str, &[&s
             .and_then(|b| b.split_once(':'))
             .and_then(|(id, secret)| clients.iter().find(|(i, s, _)| i == id && s == secret));
         let Some((id, _, scopes)) = client else {
-            return HttpResponse::Unauthorized().json(serde_json::json!({
-                "error": "invalid_client", "msg": "Unknown client or wrong secret.",
-            }));
+            return actix_web::ResponseError::error_response(&crate::ApiError::from(
+                crate::ErrorCode::InvalidClient,
+            ));
         };
         let ttl = std::time::Duration::from_secs(300);
         let claims = crate::service_auth::ServiceClaims::new(
@@ -223,4 +223,18 @@ pub fn repo_root() -> std::path::PathBuf {
         .parent()
         .map(std::path::Path::to_path_buf)
         .unwrap_or_default()
+}
+
+/// Asserts that each error of a service answers with the status and code given, and with its
+/// own sentence (its `Display`): the per-variant contract of a service's error type.
+pub fn assert_answers<E>(cases: impl IntoIterator<Item = (E, u16, &'static str)>)
+where
+    E: std::fmt::Display + std::fmt::Debug,
+    for<'a> crate::ApiError: From<&'a E>,
+{
+    for (error, status, code) in cases {
+        let api = crate::ApiError::from(&error);
+        let got = (api.status().as_u16(), api.code().as_str(), api.msg());
+        assert_eq!(got, (status, code, error.to_string().as_str()), "{error:?}");
+    }
 }

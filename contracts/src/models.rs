@@ -102,13 +102,9 @@ pub struct PromoteCondition {
 /// The 409 of a promotion whose condition no longer holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActiveVersionChanged {
-    /// `active_version_changed`.
+    /// `active_version_changed` (`common::ErrorCode::ActiveVersionChanged`).
     pub error: String,
     pub msg: String,
     /// The version active now.
     pub active_version: Option<i32>,
-}
-
-impl ActiveVersionChanged {
-    pub const CODE: &'static str = "active_version_changed";
 }

@@ -417,7 +417,7 @@ fn internal_requests_and_answers_match_the_documented_examples() {
     );
     same(
         &ActiveVersionChanged {
-            error: ActiveVersionChanged::CODE.into(),
+            error: "active_version_changed".into(),
             msg: "mnist-cnn v1 is no longer the active version (now v4); not promoted.".into(),
             active_version: Some(4),
         },

@@ -42,24 +42,12 @@ pub enum PreprocessError {
         reason: String,
     },
     /// Beyond the decoding budget ([`DecodeLimits`]): a guard against decompression bombs. The
-    /// text is a whole sentence for the client (a service answers 400 `image_too_large`).
+    /// text is a whole sentence for the client (a service answers 400).
     #[error("{0}")]
     TooLarge(String),
     /// Decodes fine but shows no digit: blank, or too faint (a service answers 400).
     #[error("the image is blank: no digit found")]
     Empty,
-}
-
-impl PreprocessError {
-    /// A stable snake_case code for the error, suitable for an API's error body.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::NotAnImage => "not_an_image",
-            Self::Corrupt { .. } => "corrupt_image",
-            Self::TooLarge(_) => "image_too_large",
-            Self::Empty => "empty_image",
-        }
-    }
 }
 
 /// The decoding budget of one image, checked against the file's header before any pixel is

@@ -1,6 +1,5 @@
-use actix_web::http::StatusCode;
-use common::ApiError;
 use common::db::DbError;
+use common::{ApiError, ErrorCode};
 
 /// Everything feedback-svc can answer with besides success; each maps to one JSON error.
 #[derive(Debug, thiserror::Error)]
@@ -31,39 +30,67 @@ pub enum FeedbackError {
     PredictInvalid(String),
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("{0}")]
-    Internal(String),
+    /// An unexpected failure: logged with its causes.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
 }
 
 impl From<&FeedbackError> for ApiError {
     fn from(e: &FeedbackError) -> Self {
         use FeedbackError::*;
-        let msg = e.to_string();
-        match e {
-            MissingFields => ApiError::bad_request("missing_field", msg),
-            InvalidBody(_) => ApiError::bad_request("invalid_body", msg),
-            InvalidField(_) => ApiError::unprocessable("invalid_field", msg),
-            InvalidQuery(_) => ApiError::bad_request("invalid_query", msg),
-            InvalidIdempotencyKey(_) => ApiError::bad_request("invalid_idempotency_key", msg),
-            IdempotencyKeyReused => ApiError::unprocessable("idempotency_key_reused", msg),
-            UnknownPrediction(_) => ApiError::unprocessable("unknown_prediction", msg),
-            PredictionMismatch { .. } => ApiError::unprocessable("prediction_mismatch", msg),
-            NotFound(_) => ApiError::not_found(msg),
-            PredictUnavailable => ApiError::unavailable("prediction_service_unavailable", msg),
+        let code = match e {
+            MissingFields => ErrorCode::MissingField,
+            InvalidBody(_) => ErrorCode::InvalidBody,
+            InvalidField(_) => ErrorCode::InvalidField,
+            InvalidQuery(_) => ErrorCode::InvalidQuery,
+            InvalidIdempotencyKey(_) => ErrorCode::InvalidIdempotencyKey,
+            IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            UnknownPrediction(_) => ErrorCode::UnknownPrediction,
+            PredictionMismatch { .. } => ErrorCode::PredictionMismatch,
+            NotFound(_) => ErrorCode::NotFound,
+            PredictUnavailable => ErrorCode::PredictionServiceUnavailable,
             PredictInvalid(cause) => {
                 tracing::error!(cause = %cause, "invalid answer from predict-svc");
-                ApiError::new(StatusCode::BAD_GATEWAY, "bad_upstream", msg)
+                ErrorCode::BadUpstream
             }
-            Db(e) => ApiError::from(e),
-            Internal(e) => ApiError::internal(e),
-        }
+            Db(e) => return e.into(),
+            Internal(e) => return ApiError::internal(e.as_ref()),
+        };
+        ApiError::new(code, e.to_string())
     }
 }
 
 common::respond_as_api_error!(FeedbackError);
+common::from_query_error!(FeedbackError);
 
-impl From<diesel::result::Error> for FeedbackError {
-    fn from(e: diesel::result::Error) -> Self {
-        FeedbackError::Db(DbError::Query(e))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_keeps_its_code_status_and_sentence() {
+        use FeedbackError::*;
+        let cases = [
+            (MissingFields, 400, "missing_field"),
+            (InvalidBody("x".into()), 400, "invalid_body"),
+            (InvalidField("x".into()), 422, "invalid_field"),
+            (InvalidQuery("x".into()), 400, "invalid_query"),
+            (
+                InvalidIdempotencyKey("x".into()),
+                400,
+                "invalid_idempotency_key",
+            ),
+            (IdempotencyKeyReused, 422, "idempotency_key_reused"),
+            (UnknownPrediction("p".into()), 422, "unknown_prediction"),
+            (
+                PredictionMismatch { sent: 1, served: 2 },
+                422,
+                "prediction_mismatch",
+            ),
+            (NotFound("x".into()), 404, "not_found"),
+            (PredictUnavailable, 503, "prediction_service_unavailable"),
+            (PredictInvalid("x".into()), 502, "bad_upstream"),
+        ];
+        common::testing::assert_answers(cases);
     }
 }

@@ -1,6 +1,7 @@
 //! predict-svc's internal API: the prediction a feedback is about, with the input it was made on.
 
 use crate::error::FeedbackError;
+use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::service_auth::{ServiceCallError, ServiceTokens};
@@ -42,7 +43,7 @@ impl PredictClient {
             .connect_timeout(Duration::from_secs(1))
             .timeout(Duration::from_secs(3))
             .build()
-            .map_err(|e| FeedbackError::Internal(format!("HTTP client: {e}")))?;
+            .context("cannot build the HTTP client for predict-svc")?;
         Ok(PredictClient {
             base_url: base_url.trim_end_matches('/').to_owned(),
             client,

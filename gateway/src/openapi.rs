@@ -14,7 +14,9 @@ mod tests {
 
     use super::*;
     use crate::routes::{Access, Match, RouteTable};
+    use common::ErrorCode;
     use serde_json::Value;
+    use std::collections::BTreeSet;
 
     const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
@@ -126,6 +128,104 @@ mod tests {
         }
         let described = op["responses"]["429"]["description"].as_str().unwrap();
         assert!(described.contains("rate_limited") && described.contains("too_many_sockets"));
+    }
+
+    /// The description of a response, with that of the shared response it refers to.
+    fn description(doc: &Value, response: &Value) -> String {
+        let own = response["description"].as_str().unwrap_or_default();
+        let shared = response["$ref"]
+            .as_str()
+            .and_then(|r| doc.pointer(r.trim_start_matches('#')))
+            .and_then(|r| r["description"].as_str())
+            .unwrap_or_default();
+        format!("{own} {shared}")
+    }
+
+    /// Every (status, description) of the documented error answers; `default` as `None`.
+    fn error_responses(doc: &Value) -> Vec<(Option<u16>, String)> {
+        let mut answers = Vec::new();
+        for (_, _, op) in operations(doc) {
+            for (key, response) in op["responses"].as_object().expect("responses") {
+                let status = key.parse::<u16>().ok();
+                if status.is_none_or(|s| s >= 400) {
+                    answers.push((status, description(doc, response)));
+                }
+            }
+        }
+        answers
+    }
+
+    /// Whether a response description names `code`; the shared `default` one, which covers
+    /// several statuses, must say which: "STATUS `code`".
+    fn names(status: Option<u16>, text: &str, code: ErrorCode) -> bool {
+        match status {
+            Some(_) => text.contains(&format!("`{code}`")),
+            None => text.contains(&format!("{} `{code}`", code.status().as_u16())),
+        }
+    }
+
+    #[test]
+    fn the_error_schema_lists_exactly_the_public_codes() {
+        let doc = document();
+        let listed: BTreeSet<&str> =
+            doc["components"]["schemas"]["Error"]["properties"]["error"]["enum"]
+                .as_array()
+                .expect("Error.error has an enum")
+                .iter()
+                .map(|v| v.as_str().expect("a string"))
+                .collect();
+        let public: BTreeSet<&str> = ErrorCode::ALL
+            .iter()
+            .filter(|c| c.is_public())
+            .map(|c| c.as_str())
+            .collect();
+        assert_eq!(listed, public);
+    }
+
+    #[test]
+    fn every_public_code_is_documented_with_its_status() {
+        let doc = document();
+        let answers = error_responses(&doc);
+        let socket = doc["paths"]["/ws"]["get"]["description"].as_str().unwrap();
+        for &code in ErrorCode::ALL.iter().filter(|c| c.is_public()) {
+            let status = code.status().as_u16();
+            let documented = if code.is_event_only() {
+                socket.contains(&format!("`{code}`"))
+            } else {
+                answers
+                    .iter()
+                    .any(|(s, text)| s.is_none_or(|s| s == status) && names(*s, text, code))
+            };
+            assert!(documented, "no answer documents {status} `{code}`");
+        }
+    }
+
+    /// The statuses a text puts right before `code`: "400 `code`".
+    fn statuses_before(text: &str, code: ErrorCode) -> Vec<u16> {
+        text.match_indices(&format!("`{code}`"))
+            .filter_map(|(at, _)| {
+                let before = text[..at].trim_end();
+                before.get(before.len().saturating_sub(3)..)?.parse().ok()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_error_answer_names_a_code_of_another_status() {
+        let doc = document();
+        for (status, text) in error_responses(&doc) {
+            for &code in ErrorCode::ALL {
+                let own = code.status().as_u16();
+                let elsewhere = match status {
+                    Some(s) => s != own && names(status, &text, code),
+                    None => statuses_before(&text, code).iter().any(|s| *s != own),
+                };
+                assert!(
+                    !elsewhere,
+                    "`{code}` ({own}) documented under {status:?}: {text}"
+                );
+            }
+        }
     }
 
     #[test]

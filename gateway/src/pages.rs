@@ -1,12 +1,11 @@
 //! The web pages (the "Try it" page and the admin dashboard) and their assets: a fixed table of
 //! URL path → file, read into memory once at start. Nothing else on disk is ever served.
 
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, guard, web};
 use bytes::Bytes;
-use common::ApiError;
 use common::config::Env;
+use common::{ApiError, ErrorCode};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -191,25 +190,14 @@ pub fn configure(assets: web::Data<WebAssets>) -> impl FnOnce(&mut web::ServiceC
 }
 
 async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    let mut response = ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("{} is not allowed on {}.", req.method(), req.path()),
-    )
-    .error_response();
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-    response
+    common::http::method_not_allowed(&req)
+        .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD"))
+        .error_response()
 }
 
 async fn serve(req: HttpRequest, assets: web::Data<WebAssets>) -> HttpResponse {
     let Some(Some(file)) = assets.files.get(req.path()) else {
-        return ApiError::unavailable(
-            "web_unavailable",
-            "This page is not available: the server was started without its web files.",
-        )
-        .error_response();
+        return ApiError::from(ErrorCode::WebUnavailable).error_response();
     };
     let fresh = req
         .headers()

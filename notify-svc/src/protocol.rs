@@ -5,6 +5,7 @@
 //! `error`. Client → server: `join_admin` (as in the seed) and `resume` (replay what was missed).
 
 use bytestring::ByteString;
+use common::ErrorCode;
 use common::bus::{Envelope, events};
 use contracts::Event;
 use serde::{Deserialize, Serialize};
@@ -73,7 +74,7 @@ pub fn message(text: &str) -> String {
 }
 
 /// `{"event":"error","data":{"error":CODE,"msg":SENTENCE}}`.
-pub fn error(code: &str, msg: &str) -> String {
+pub fn error(code: ErrorCode, msg: &str) -> String {
     json!({"event": "error", "data": {"error": code, "msg": msg}}).to_string()
 }
 
@@ -93,19 +94,17 @@ pub enum RequestError {
 }
 
 impl RequestError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            RequestError::NotJson => "invalid_message",
-            RequestError::UnknownEvent(_) => "unknown_event",
-            RequestError::InvalidEventId => "invalid_last_event_id",
+            RequestError::NotJson => ErrorCode::InvalidMessage,
+            RequestError::UnknownEvent(_) => ErrorCode::UnknownEvent,
+            RequestError::InvalidEventId => ErrorCode::InvalidLastEventId,
         }
     }
 
     pub fn msg(&self) -> String {
         match self {
-            RequestError::NotJson => {
-                "Messages are JSON text frames such as {\"event\":\"join_admin\"}.".to_owned()
-            }
+            RequestError::NotJson => self.code().default_message().to_owned(),
             RequestError::UnknownEvent(name) => {
                 format!("Unknown event `{name}`: the server understands `join_admin` and `resume`.")
             }
@@ -205,7 +204,7 @@ pub(crate) mod tests {
             v,
             json!({"event": "message", "data": {"data": JOINED_ADMINS}})
         );
-        let v: Value = serde_json::from_str(&error("forbidden", "no")).unwrap();
+        let v: Value = serde_json::from_str(&error(ErrorCode::Forbidden, "no")).unwrap();
         assert_eq!(
             v,
             json!({"event": "error", "data": {"error": "forbidden", "msg": "no"}})

@@ -14,6 +14,7 @@ use crate::hub::{Hub, Kick, Membership, RecentIds, SocketSlot, until};
 use crate::protocol::{self, ClientRequest, EventFrame};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Closed};
 use bytestring::ByteString;
+use common::ErrorCode;
 use common::jwt::Claims;
 use futures_util::StreamExt;
 use std::collections::HashSet;
@@ -235,7 +236,7 @@ impl Connection {
         guarded(&mut self.kick, timeout, self.session.text(text)).await
     }
 
-    async fn send_error(&mut self, code: &str, msg: &str) -> Result<(), End> {
+    async fn send_error(&mut self, code: ErrorCode, msg: &str) -> Result<(), End> {
         self.send_text(protocol::error(code, msg)).await
     }
 
@@ -258,7 +259,7 @@ impl Connection {
             AggregatedMessage::Text(text) => self.on_request(&text).await,
             AggregatedMessage::Binary(_) => {
                 self.send_error(
-                    "invalid_message",
+                    ErrorCode::InvalidMessage,
                     "Binary frames are not understood: send JSON text frames.",
                 )
                 .await
@@ -294,7 +295,7 @@ impl Connection {
                 tracing::warn!(error = %e, "cannot read the event history for a replay");
                 return self
                     .send_error(
-                        "replay_unavailable",
+                        ErrorCode::ReplayUnavailable,
                         "The event history cannot be read right now: missed events were not replayed.",
                     )
                     .await;
@@ -305,7 +306,7 @@ impl Connection {
                 "Event {after} is not among the last {limit} events kept for replay: \
                  what was missed cannot be replayed; reload the data instead."
             );
-            return self.send_error("replay_unavailable", &msg).await;
+            return self.send_error(ErrorCode::ReplayUnavailable, &msg).await;
         }
         let mut ids = HashSet::with_capacity(scan.entries.len());
         let mut replayed = 0;

@@ -1,7 +1,5 @@
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
-use common::ApiError;
 use common::db::DbError;
+use common::{ApiError, ErrorCode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PredictError {
@@ -43,8 +41,9 @@ pub enum PredictError {
     StoreUnavailable,
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("{0}")]
-    Internal(String),
+    /// An unexpected failure: logged with its causes.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
 }
 
 /// The preprocessing error as a sentence for the client.
@@ -60,66 +59,95 @@ fn image_message(e: &digits::PreprocessError) -> String {
     }
 }
 
-impl From<&PredictError> for ApiError {
-    fn from(e: &PredictError) -> Self {
-        let msg = e.to_string();
-        use PredictError::*;
-        match e {
-            MissingFile => ApiError::bad_request("missing_file", msg),
-            NoFileSelected => ApiError::bad_request("no_file_selected", msg),
-            TooLarge { .. } => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", msg)
-            }
-            Image(e) => {
-                let status = match e {
-                    digits::PreprocessError::NotAnImage => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    _ => StatusCode::BAD_REQUEST,
-                };
-                ApiError::new(status, e.code(), msg)
-            }
-            Multipart(_) => ApiError::bad_request("invalid_multipart", msg),
-            UnknownModel(_) | UnknownVersion(..) | UnknownPrediction(_) => ApiError::not_found(msg),
-            InvalidTensor(_) => ApiError::bad_request("invalid_tensor", msg),
-            InvalidJson(_) => ApiError::bad_request("invalid_json", msg),
-            BodyTooLarge(_) => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", msg)
-            }
-            NotJson => ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                msg,
-            ),
-            Overloaded { .. } => ApiError::unavailable("overloaded", msg),
-            InvalidArtifact(_) => ApiError::unprocessable("invalid_artifact", msg),
-            ModelUnavailable(_) => ApiError::unavailable("model_unavailable", msg),
-            StoreUnavailable => ApiError::unavailable("store_unavailable", msg),
-            Db(e) => ApiError::from(e),
-            Internal(e) => ApiError::internal(e),
-        }
+/// The code of a preprocessing failure (a new kind of failure must be given one here).
+fn image_code(e: &digits::PreprocessError) -> ErrorCode {
+    use digits::PreprocessError::*;
+    match e {
+        NotAnImage => ErrorCode::NotAnImage,
+        Corrupt { .. } => ErrorCode::CorruptImage,
+        TooLarge(_) => ErrorCode::ImageTooLarge,
+        Empty => ErrorCode::EmptyImage,
     }
 }
 
-impl ResponseError for PredictError {
-    fn status_code(&self) -> StatusCode {
-        ApiError::from(self).status()
-    }
-    fn error_response(&self) -> HttpResponse {
-        let mut response = ApiError::from(self).error_response();
-        if let PredictError::Overloaded { retry_after } = self {
-            response.headers_mut().insert(
-                actix_web::http::header::RETRY_AFTER,
-                actix_web::http::header::HeaderValue::from(retry_after.as_secs().max(1)),
-            );
-        }
-        response
+impl From<&PredictError> for ApiError {
+    fn from(e: &PredictError) -> Self {
+        use PredictError::*;
+        let code = match e {
+            MissingFile => ErrorCode::MissingFile,
+            NoFileSelected => ErrorCode::NoFileSelected,
+            TooLarge { .. } | BodyTooLarge(_) => ErrorCode::PayloadTooLarge,
+            Image(e) => image_code(e),
+            Multipart(_) => ErrorCode::InvalidMultipart,
+            UnknownModel(_) | UnknownVersion(..) | UnknownPrediction(_) => ErrorCode::NotFound,
+            InvalidTensor(_) => ErrorCode::InvalidTensor,
+            InvalidJson(_) => ErrorCode::InvalidJson,
+            NotJson => ErrorCode::UnsupportedMediaType,
+            Overloaded { retry_after } => {
+                return ApiError::new(ErrorCode::Overloaded, e.to_string())
+                    .with_retry_after(*retry_after);
+            }
+            InvalidArtifact(_) => ErrorCode::InvalidArtifact,
+            ModelUnavailable(_) => ErrorCode::ModelUnavailable,
+            StoreUnavailable => ErrorCode::StoreUnavailable,
+            Db(e) => return e.into(),
+            Internal(e) => return ApiError::internal(e.as_ref()),
+        };
+        ApiError::new(code, e.to_string())
     }
 }
+
+common::respond_as_api_error!(PredictError);
 
 impl From<crate::registry::RegistryError> for PredictError {
     fn from(e: crate::registry::RegistryError) -> Self {
         match e {
             crate::registry::RegistryError::Db(e) => PredictError::Db(e),
-            other => PredictError::Internal(other.to_string()),
+            other => PredictError::Internal(other.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use digits::PreprocessError;
+    use std::time::Duration;
+
+    #[test]
+    fn each_error_keeps_its_code_status_and_sentence() {
+        use PredictError::*;
+        let cases = [
+            (MissingFile, 400, "missing_file"),
+            (NoFileSelected, 400, "no_file_selected"),
+            (TooLarge { limit: 1 }, 413, "payload_too_large"),
+            (BodyTooLarge("x".into()), 413, "payload_too_large"),
+            (Image(PreprocessError::NotAnImage), 415, "not_an_image"),
+            (Image(PreprocessError::Empty), 400, "empty_image"),
+            (
+                Image(PreprocessError::TooLarge("Big.".into())),
+                400,
+                "image_too_large",
+            ),
+            (Multipart("x".into()), 400, "invalid_multipart"),
+            (UnknownModel("m".into()), 404, "not_found"),
+            (InvalidTensor("x".into()), 400, "invalid_tensor"),
+            (InvalidJson("x".into()), 400, "invalid_json"),
+            (NotJson, 415, "unsupported_media_type"),
+            (InvalidArtifact("x".into()), 422, "invalid_artifact"),
+            (ModelUnavailable("m".into()), 503, "model_unavailable"),
+            (StoreUnavailable, 503, "store_unavailable"),
+        ];
+        common::testing::assert_answers(cases);
+    }
+
+    #[test]
+    fn overloaded_says_when_to_come_back() {
+        let error = PredictError::Overloaded {
+            retry_after: Duration::from_secs(1),
+        };
+        let response = actix_web::ResponseError::error_response(&error);
+        assert_eq!(response.status().as_u16(), 503);
+        assert_eq!(response.headers().get("retry-after").unwrap(), "1");
     }
 }

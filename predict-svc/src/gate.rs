@@ -4,6 +4,7 @@
 //! burst costs a bounded amount of memory instead of a growing queue.
 
 use crate::error::PredictError;
+use anyhow::Context;
 use digits::DecodeLimits;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,14 +66,15 @@ impl Preprocessing {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|e| PredictError::Internal(e.to_string()))?;
+            .context("the preprocessing gate is closed")?;
         tokio::task::spawn_blocking(move || {
             let result = work();
             drop((running, admitted));
             result
         })
         .await
-        .map_err(|e| PredictError::Internal(e.to_string()))
+        .context("a preprocessing task failed")
+        .map_err(PredictError::Internal)
     }
 
     /// Takes every turn and every place in the queue, as many requests would: tests step the

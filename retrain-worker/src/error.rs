@@ -1,9 +1,9 @@
 //! What can go wrong in the job API and job submission, and how a route answers it.
 
-use actix_web::error::JsonPayloadError;
-use common::ApiError;
 use common::db::DbError;
+use common::error::Chain;
 use common::kv::StoreError;
+use common::{ApiError, ErrorCode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RetrainError {
@@ -27,24 +27,27 @@ pub enum RetrainError {
 
 impl From<RetrainError> for ApiError {
     fn from(e: RetrainError) -> Self {
+        ApiError::from(&e)
+    }
+}
+
+impl From<&RetrainError> for ApiError {
+    fn from(e: &RetrainError) -> Self {
         use RetrainError::*;
-        let msg = e.to_string();
-        match e {
-            NotJson => {
-                let not_json = common::http::json_error(&JsonPayloadError::ContentType);
-                ApiError::new(not_json.status(), not_json.code().to_owned(), msg)
-            }
-            InvalidBody(_) => ApiError::bad_request("invalid_body", msg),
-            UnknownModel(_) => ApiError::bad_request("unknown_model", msg),
-            InvalidField(_) => ApiError::unprocessable("invalid_field", msg),
-            InvalidQuery(_) => ApiError::bad_request("invalid_query", msg),
-            UnknownJob(_) => ApiError::not_found(msg),
+        let code = match e {
+            NotJson => ErrorCode::UnsupportedMediaType,
+            InvalidBody(_) => ErrorCode::InvalidBody,
+            UnknownModel(_) => ErrorCode::UnknownModel,
+            InvalidField(_) => ErrorCode::InvalidField,
+            InvalidQuery(_) => ErrorCode::InvalidQuery,
+            UnknownJob(_) => ErrorCode::NotFound,
             QueueUnavailable(cause) => {
-                tracing::warn!(error = %cause, "cannot enqueue a retrain job");
-                ApiError::unavailable("queue_unavailable", msg)
+                tracing::warn!(error = %Chain(cause), "cannot enqueue a retrain job");
+                ErrorCode::QueueUnavailable
             }
-            Db(e) => ApiError::from(e),
-        }
+            Db(e) => return e.into(),
+        };
+        ApiError::new(code, e.to_string())
     }
 }
 
@@ -53,23 +56,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_error_keeps_its_code_and_status() {
+    fn each_error_keeps_its_code_status_and_sentence() {
+        use RetrainError::*;
         let cases = [
-            (RetrainError::NotJson, 415, "unsupported_media_type"),
-            (RetrainError::InvalidBody("x".into()), 400, "invalid_body"),
-            (RetrainError::UnknownModel("m".into()), 400, "unknown_model"),
-            (RetrainError::InvalidField("x".into()), 422, "invalid_field"),
-            (RetrainError::InvalidQuery("x".into()), 400, "invalid_query"),
-            (RetrainError::UnknownJob("j".into()), 404, "not_found"),
+            (NotJson, 415, "unsupported_media_type"),
+            (InvalidBody("x".into()), 400, "invalid_body"),
+            (UnknownModel("m".into()), 400, "unknown_model"),
+            (InvalidField("x".into()), 422, "invalid_field"),
+            (InvalidQuery("x".into()), 400, "invalid_query"),
+            (UnknownJob("j".into()), 404, "not_found"),
             (
-                RetrainError::QueueUnavailable(StoreError::Decode("down".into())),
+                QueueUnavailable(StoreError::Decode("down".into())),
                 503,
                 "queue_unavailable",
             ),
         ];
-        for (error, status, code) in cases {
-            let api = ApiError::from(error);
-            assert_eq!((api.status().as_u16(), api.code()), (status, code));
-        }
+        common::testing::assert_answers(cases);
     }
 }

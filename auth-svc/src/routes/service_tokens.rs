@@ -15,6 +15,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use common::ErrorCode;
 use common::service_auth::ServiceClaims;
 use serde_json::json;
 use std::collections::HashMap;
@@ -23,7 +24,8 @@ use std::collections::HashMap;
 const FORM_LIMIT: usize = 4 * 1024;
 
 /// An RFC 6749 §5.2 error.
-fn oauth_error(status: StatusCode, code: &'static str, description: &str) -> HttpResponse {
+fn oauth_error(code: ErrorCode, description: &str) -> HttpResponse {
+    let status = code.status();
     let mut response = HttpResponse::build(status);
     response
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -42,7 +44,7 @@ fn oauth_error(status: StatusCode, code: &'static str, description: &str) -> Htt
 }
 
 fn invalid_request(description: &str) -> HttpResponse {
-    oauth_error(StatusCode::BAD_REQUEST, "invalid_request", description)
+    oauth_error(ErrorCode::InvalidRequest, description)
 }
 
 /// A body that is not a form (wrong media type, too large, not decodable) is `invalid_request`.
@@ -96,9 +98,8 @@ fn grant(
             "service client authentication failed"
         );
         return Err(oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "Unknown client or wrong client secret.",
+            ErrorCode::InvalidClient,
+            ErrorCode::InvalidClient.default_message(),
         ));
     };
     match field("grant_type") {
@@ -106,9 +107,8 @@ fn grant(
         Some("client_credentials") => {}
         Some(_) => {
             return Err(oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "Only the client_credentials grant is supported here.",
+                ErrorCode::UnsupportedGrantType,
+                ErrorCode::UnsupportedGrantType.default_message(),
             ));
         }
     }
@@ -117,7 +117,7 @@ fn grant(
     let token = state
         .key
         .sign(&claims)
-        .map_err(|e| actix_web::ResponseError::error_response(&common::ApiError::internal(e)))?;
+        .map_err(|e| actix_web::ResponseError::error_response(&common::ApiError::internal(&e)))?;
     tracing::info!(client = %client.id, scope = %claims.scope, "service token issued");
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -141,8 +141,7 @@ fn client_credentials(
         (None, None) => None,
         _ => {
             return Err(oauth_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
+                ErrorCode::InvalidClient,
                 "Send both client_id and client_secret, or use HTTP Basic authentication.",
             ));
         }
@@ -153,8 +152,7 @@ fn client_credentials(
         )),
         (Some(Ok(creds)), None) | (None, Some(creds)) => Ok(creds),
         (Some(Err(())), None) | (None, None) => Err(oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
+            ErrorCode::InvalidClient,
             "Client authentication is required: HTTP Basic with client_id:client_secret.",
         )),
     }
@@ -173,9 +171,8 @@ fn granted_scopes(
             for scope in requested.split(' ').filter(|s| !s.is_empty()) {
                 let Some(scope) = allowed.iter().find(|s| **s == scope) else {
                     return Err(oauth_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_scope",
-                        "A requested scope is unknown or not allowed to this client.",
+                        ErrorCode::InvalidScope,
+                        ErrorCode::InvalidScope.default_message(),
                     ));
                 };
                 if !granted.contains(scope) {
@@ -187,8 +184,7 @@ fn granted_scopes(
     };
     if granted.is_empty() {
         return Err(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_scope",
+            ErrorCode::InvalidScope,
             "This client is allowed no scope.",
         ));
     }

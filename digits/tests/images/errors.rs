@@ -17,7 +17,6 @@ fn garbage_is_not_an_image() {
     ] {
         let err = preprocess(bytes).unwrap_err();
         assert!(matches!(err, PreprocessError::NotAnImage), "{err:?}");
-        assert_eq!(err.code(), "not_an_image");
     }
 }
 
@@ -40,7 +39,6 @@ fn a_truncated_png_is_corrupt() {
             matches!(err, PreprocessError::Corrupt { format: "PNG", .. }),
             "cut at {cut}: {err:?}"
         );
-        assert_eq!(err.code(), "corrupt_image");
     }
 }
 
@@ -64,7 +62,6 @@ fn a_blank_image_is_empty() {
     let blank = encode(&[0; 784], &Rendering::drawn(64), OutputFormat::Png).unwrap();
     let err = preprocess(&blank).unwrap_err();
     assert!(matches!(err, PreprocessError::Empty), "{err:?}");
-    assert_eq!(err.code(), "empty_image");
 }
 
 #[test]
@@ -81,7 +78,6 @@ fn dimensions_beyond_the_limits_are_refused_before_decoding() {
     };
     let err = preprocess_with_limits(&png, &small).unwrap_err();
     assert!(matches!(err, PreprocessError::TooLarge(_)), "{err:?}");
-    assert_eq!(err.code(), "image_too_large");
     assert_eq!(
         err.to_string(),
         "The PNG image is 280×280 pixels; at most 100 pixels on its longest side are accepted."
@@ -137,7 +133,7 @@ fn a_gif_whose_canvas_is_huge_is_refused_from_its_header() {
     let bomb = digits::bombs::gif_canvas(8192);
     assert_eq!(bomb.len(), 35);
     let err = preprocess(&bomb).unwrap_err();
-    assert_eq!(err.code(), "image_too_large", "{err:?}");
+    assert!(matches!(err, PreprocessError::TooLarge(_)), "{err:?}");
     assert_eq!(
         err.to_string(),
         "The GIF image is 8192×8192 pixels; at most 4096 pixels on its longest side are accepted."
@@ -149,7 +145,7 @@ fn a_gif_whose_canvas_is_huge_is_refused_from_its_header() {
         max_bytes: 32 * 1024 * 1024,
     };
     let err = preprocess_with_limits(&digits::bombs::gif_canvas(4096), &limits).unwrap_err();
-    assert_eq!(err.code(), "image_too_large", "{err:?}");
+    assert!(matches!(err, PreprocessError::TooLarge(_)), "{err:?}");
     assert!(err.to_string().contains("64 MiB once decoded"), "{err}");
 }
 
@@ -164,7 +160,10 @@ fn sixteen_bit_and_rgba_pngs_are_refused_by_their_decoded_size() {
     for pixels in [PngPixels::Grey16, PngPixels::Rgba8] {
         let png = png_zeros(2048, pixels).unwrap();
         let err = preprocess_with_limits(&png, &limits).unwrap_err();
-        assert_eq!(err.code(), "image_too_large", "{pixels:?}: {err:?}");
+        assert!(
+            matches!(err, PreprocessError::TooLarge(_)),
+            "{pixels:?}: {err:?}"
+        );
         assert!(err.to_string().contains("once decoded"), "{err}");
     }
     // The 8192² ones of the issue, with the default limits.
@@ -172,6 +171,9 @@ fn sixteen_bit_and_rgba_pngs_are_refused_by_their_decoded_size() {
         let png = png_zeros(8192, pixels).unwrap();
         assert!(png.len() < 1024 * 1024, "{pixels:?}: {} bytes", png.len());
         let err = preprocess(&png).unwrap_err();
-        assert_eq!(err.code(), "image_too_large", "{pixels:?}: {err:?}");
+        assert!(
+            matches!(err, PreprocessError::TooLarge(_)),
+            "{pixels:?}: {err:?}"
+        );
     }
 }

@@ -91,7 +91,7 @@ pub async fn submit(
             Some(key) if e.is_unique_violation() => {
                 let first = find_by_key(&state, &claims.sub, key)
                     .await?
-                    .ok_or_else(|| FeedbackError::Internal("idempotent row vanished".into()))?;
+                    .ok_or_else(|| anyhow::anyhow!("idempotent row vanished"))?;
                 replay(&first, &fingerprint)
             }
             _ => Err(e.into()),

@@ -4,9 +4,9 @@
 use actix_web::HttpResponse;
 use actix_web::ResponseError;
 use actix_web::dev::ServiceRequest;
+use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
-use actix_web::http::{Method, StatusCode};
-use common::ApiError;
+use common::{ApiError, ErrorCode};
 
 /// Headers a browser may send cross-origin, and the ones its scripts may read.
 const ALLOWED_HEADERS: &str = "authorization, content-type, idempotency-key, x-request-id";
@@ -44,12 +44,7 @@ pub fn preflight(
             .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
             .insert_header((header::VARY, "Origin"))
             .finish(),
-        None => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "cors_origin_not_allowed",
-            "This origin may not call the API from a browser.",
-        )
-        .error_response(),
+        None => ApiError::from(ErrorCode::CorsOriginNotAllowed).error_response(),
     })
 }
 

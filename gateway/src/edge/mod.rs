@@ -11,12 +11,11 @@ pub use client_address::Cidr;
 use crate::request::{ClientAddress, REQUEST_ID, RequestId};
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
-use common::ApiError;
 use common::config::Env;
+use common::{ApiError, ErrorCode};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct EdgeConfig {
@@ -144,10 +143,9 @@ fn over_limits(req: &ServiceRequest, config: &EdgeConfig) -> Option<HttpResponse
         .iter()
         .map(|(n, v)| n.as_str().len() + v.len() + 4)
         .sum();
-    let (status, code, msg) = if uri_len > config.max_uri_bytes {
+    let (code, msg) = if uri_len > config.max_uri_bytes {
         (
-            StatusCode::URI_TOO_LONG,
-            "uri_too_long",
+            ErrorCode::UriTooLong,
             format!(
                 "The request target may be at most {} bytes.",
                 config.max_uri_bytes
@@ -155,8 +153,7 @@ fn over_limits(req: &ServiceRequest, config: &EdgeConfig) -> Option<HttpResponse
         )
     } else if header_bytes > config.max_header_bytes {
         (
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
+            ErrorCode::HeadersTooLarge,
             format!(
                 "The request headers may be at most {} bytes in all.",
                 config.max_header_bytes
@@ -165,7 +162,7 @@ fn over_limits(req: &ServiceRequest, config: &EdgeConfig) -> Option<HttpResponse
     } else {
         return None;
     };
-    Some(ApiError::new(status, code, msg).error_response())
+    Some(ApiError::new(code, msg).error_response())
 }
 
 /// Settles the request's id and its client's address, once, in the request's extensions.

@@ -23,9 +23,9 @@ use crate::ratelimit::{LimitHeaders, RateLimiter, key};
 use crate::request::{ClientAddress, REQUEST_ID, request_id};
 use crate::routes::Upstream;
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use common::ApiError;
+use actix_web::{HttpRequest, HttpResponse, web};
 use common::jwt::JwtVerifier;
+use common::{ApiError, ErrorCode};
 use relay::{MAX_MESSAGE, UpstreamSocket, relay};
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,16 +173,11 @@ pub async fn proxy(
 ) -> Result<HttpResponse, ApiError> {
     let (Verified { token, claims }, limit_headers) = match ws.admit(&req).await {
         Ok(admitted) => admitted,
-        // With its Retry-After and RateLimit headers, as every other route's.
-        Err(e @ GatewayError::RateLimited { .. }) => return Ok(e.error_response()),
+        // A 429 with its Retry-After and RateLimit headers, as every other route's.
         Err(e) => return Err(refused(e)),
     };
-    let (mut response, session, client) = actix_ws::handle(&req, body).map_err(|_| {
-        ApiError::bad_request(
-            "websocket_required",
-            "GET /ws is a WebSocket: send an upgrade request (`Connection: Upgrade`, `Upgrade: websocket`).",
-        )
-    })?;
+    let (mut response, session, client) =
+        actix_ws::handle(&req, body).map_err(|_| ErrorCode::WebsocketRequired)?;
     let request_id = request_id(&req);
     let upstream = match ws.connect(&req, &token, &request_id).await {
         Ok(socket) => socket,

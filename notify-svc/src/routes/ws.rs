@@ -5,10 +5,9 @@
 
 use crate::hub::SlotRefused;
 use crate::socket::{Connection, Shared};
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use common::ApiError;
 use common::jwt::{JwtVerifier, bearer_token};
+use common::{ApiError, ErrorCode};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -28,53 +27,41 @@ pub async fn connect(
     verifier: web::Data<JwtVerifier>,
 ) -> Result<HttpResponse, ApiError> {
     let token = bearer_token(&req, true).ok_or_else(|| {
-        ApiError::unauthorized(
-            "missing_token",
+        ApiError::new(
+            ErrorCode::MissingToken,
             "Token de acceso requerido: send `Authorization: Bearer <token>` or `?access_token=<token>`.",
         )
     })?;
     let claims = verifier.verify(&token).await?;
     if !claims.is_admin() {
         tracing::info!(user = %claims.name, "a non-admin asked for the admins' WebSocket");
-        return Err(ApiError::forbidden(
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
             "Acceso no autorizado: the WebSocket is for admins.",
         ));
     }
     let query = web::Query::<WsQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::bad_request("invalid_query", format!("Invalid query string: {e}.")))?
+        .map_err(|e| common::http::invalid_query(&e))?
         .into_inner();
     let resume_from = match query.last_event_id.as_deref() {
         None | Some("") => None,
-        Some(raw) => Some(Uuid::parse_str(raw).map_err(|_| {
-            ApiError::bad_request(
-                "invalid_last_event_id",
-                "`last_event_id` must be the id (a UUID) of the last event received.",
-            )
-        })?),
+        Some(raw) => Some(Uuid::parse_str(raw).map_err(|_| ErrorCode::InvalidLastEventId)?),
     };
     let slot = shared
         .hub
         .open_socket(&claims.sub)
         .map_err(|refused| match refused {
             SlotRefused::UserLimit(held) => ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_sockets",
+                ErrorCode::TooManySockets,
                 format!(
                     "You already have {held} WebSockets open, as many as one user may; \
                      close one before opening another."
                 ),
             ),
-            SlotRefused::ProcessLimit => ApiError::unavailable(
-                "too_many_connections",
-                "This server has as many WebSockets open as it accepts; try again later.",
-            ),
+            SlotRefused::ProcessLimit => ErrorCode::TooManyConnections.into(),
         })?;
-    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|_| {
-        ApiError::bad_request(
-            "websocket_required",
-            "GET /ws is a WebSocket: send an upgrade request (`Connection: Upgrade`, `Upgrade: websocket`).",
-        )
-    })?;
+    let (response, session, stream) =
+        actix_ws::handle(&req, body).map_err(|_| ErrorCode::WebsocketRequired)?;
     let stream = stream
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .aggregate_continuations()

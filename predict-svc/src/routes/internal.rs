@@ -7,9 +7,8 @@ use crate::engine::{BatchConfig, LoadedModel};
 use crate::error::PredictError;
 use crate::registry::sha256_hex;
 use crate::state::AppState;
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use common::ApiError;
+use common::{ApiError, ErrorCode};
 use contracts::models::{
     ARTIFACT_CONTENT_TYPE, ActiveVersionChanged, ArtifactInfo, MAX_ARTIFACT_BYTES,
     MAX_METRICS_BYTES, ModelVersion, PromoteCondition, Registration,
@@ -54,8 +53,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn read_artifact(req: &HttpRequest, payload: web::Payload) -> Result<Vec<u8>, ApiError> {
     if !common::http::has_media_type(req, ARTIFACT_CONTENT_TYPE) {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             format!(
                 "The body must be the ONNX file, sent with `Content-Type: {ARTIFACT_CONTENT_TYPE}`."
             ),
@@ -69,7 +67,7 @@ fn parse_metrics(metrics: Option<&str>) -> Result<serde_json::Value, ApiError> {
     let Some(text) = metrics else {
         return Ok(serde_json::Value::Null);
     };
-    let invalid = |why: &str| ApiError::bad_request("invalid_query", format!("`metrics` {why}."));
+    let invalid = |why: &str| ApiError::new(ErrorCode::InvalidQuery, format!("`metrics` {why}."));
     if text.len() > MAX_METRICS_BYTES {
         return Err(invalid(&format!(
             "may be at most {MAX_METRICS_BYTES} bytes"
@@ -165,7 +163,7 @@ async fn insert_candidate(
             })
         })
         .await?
-        .ok_or_else(|| PredictError::Internal("registered version vanished".into()))
+        .ok_or_else(|| PredictError::Internal(anyhow::anyhow!("registered version vanished")))
 }
 
 /// A registry row as the internal routes answer it.
@@ -232,8 +230,9 @@ async fn promote(
             .find(|v| v.name == n)
             .map(|v| v.version);
         if current != Some(expected) && current != Some(version) {
-            return Ok(HttpResponse::Conflict().json(ActiveVersionChanged {
-                error: ActiveVersionChanged::CODE.to_owned(),
+            let code = ErrorCode::ActiveVersionChanged;
+            return Ok(HttpResponse::build(code.status()).json(ActiveVersionChanged {
+                error: code.as_str().to_owned(),
                 msg: format!(
                     "{name} v{expected} is no longer the active version (now {}); not promoted.",
                     current.map_or_else(|| "none".to_owned(), |v| format!("v{v}"))

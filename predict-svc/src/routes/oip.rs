@@ -6,6 +6,8 @@ use crate::registry::INITIAL_MODELS;
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use anyhow::Context;
+use common::ErrorCode;
 use common::jwt::Authenticated;
 use futures_util::StreamExt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -45,8 +47,9 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
     if ready {
         HttpResponse::Ok().json(json!({"ready": true}))
     } else {
-        HttpResponse::ServiceUnavailable().json(json!({
-            "ready": false, "error": "not_ready", "msg": "The models are not loaded yet."
+        let code = ErrorCode::NotReady;
+        HttpResponse::build(code.status()).json(json!({
+            "ready": false, "error": code, "msg": "The models are not loaded yet."
         }))
     }
 }
@@ -454,10 +457,7 @@ async fn infer(
         .run(move || parse_request(&body, max_batch))
         .await??;
     let InferInput { n, values, .. } = request.input;
-    let probabilities = m
-        .infer(n, values)
-        .await
-        .map_err(|e| PredictError::Internal(e.to_string()))?;
+    let probabilities = m.infer(n, values).await.context("inference failed")?;
     let mut answer = json!({
         "model_name": m.name,
         "model_version": m.version.to_string(),

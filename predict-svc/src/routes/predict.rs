@@ -7,6 +7,7 @@ use crate::state::AppState;
 use crate::store::StoredPrediction;
 use actix_multipart::Multipart;
 use actix_web::{HttpResponse, web};
+use anyhow::Context;
 use common::jwt::{Authenticated, Claims};
 use futures_util::StreamExt;
 use serde_json::json;
@@ -83,7 +84,7 @@ async fn serve(
     let probabilities = model
         .infer(1, input.to_vec())
         .await
-        .map_err(|e| PredictError::Internal(e.to_string()))?;
+        .context("inference failed")?;
     debug_assert_eq!(probabilities.len(), CLASSES);
     let served = Served {
         id: uuid::Uuid::now_v7().to_string(),
