@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::feedback::FeedbackRecord;
 use crate::jobs::{JobProgress, JobState, RetrainMetrics};
+use crate::rollouts::{Policy, Reason, Stage, Stats, Verdict};
 
 /// The version of the event contract, carried by every envelope (`version`). A consumer reads
 /// the versions it knows; an envelope without one is version 1.
@@ -17,12 +18,22 @@ pub mod kinds {
     pub const RETRAIN_PROGRESS: &str = "retrain.progress";
     pub const RETRAIN_FINISHED: &str = "retrain.finished";
     pub const MODEL_PROMOTED: &str = "model.promoted";
+    pub const ROLLOUT_STARTED: &str = "model.rollout.started";
+    pub const ROLLOUT_PROGRESS: &str = "model.rollout.progress";
+    pub const ROLLOUT_DECIDED: &str = "model.rollout.decided";
+    pub const LABELS_EXCLUDED: &str = "labels.excluded";
+    /// The rollout events, which every predict-svc replica follows to serve the same stage.
+    pub const ROLLOUT: [&str; 3] = [ROLLOUT_STARTED, ROLLOUT_PROGRESS, ROLLOUT_DECIDED];
     /// Every event type there is.
-    pub const ALL: [&str; 4] = [
+    pub const ALL: [&str; 8] = [
         FEEDBACK_CREATED,
         RETRAIN_PROGRESS,
         RETRAIN_FINISHED,
         MODEL_PROMOTED,
+        ROLLOUT_STARTED,
+        ROLLOUT_PROGRESS,
+        ROLLOUT_DECIDED,
+        LABELS_EXCLUDED,
     ];
 }
 
@@ -42,6 +53,19 @@ pub enum Event {
     /// predict-svc: a version became a model's active one; every replica swaps to it.
     #[serde(rename = "model.promoted")]
     ModelPromoted(ModelPromoted),
+    /// predict-svc: a candidate that passed the offline gate began its rollout (in shadow).
+    #[serde(rename = "model.rollout.started")]
+    RolloutStarted(RolloutStarted),
+    /// predict-svc: a rollout's stage or share changed, or (at most once a second) its
+    /// statistics moved.
+    #[serde(rename = "model.rollout.progress")]
+    RolloutProgress(RolloutProgress),
+    /// predict-svc: a rollout ended (promoted, rolled back, or inconclusive).
+    #[serde(rename = "model.rollout.decided")]
+    RolloutDecided(RolloutDecided),
+    /// feedback-svc: an admin excluded a user's labels from training and from open rollouts.
+    #[serde(rename = "labels.excluded")]
+    LabelsExcluded(LabelsExcluded),
 }
 
 /// An envelope's `type` and `data` that are not an event this build knows.
@@ -67,6 +91,10 @@ impl Event {
             Event::RetrainProgress(_) => kinds::RETRAIN_PROGRESS,
             Event::RetrainFinished(_) => kinds::RETRAIN_FINISHED,
             Event::ModelPromoted(_) => kinds::MODEL_PROMOTED,
+            Event::RolloutStarted(_) => kinds::ROLLOUT_STARTED,
+            Event::RolloutProgress(_) => kinds::ROLLOUT_PROGRESS,
+            Event::RolloutDecided(_) => kinds::ROLLOUT_DECIDED,
+            Event::LabelsExcluded(_) => kinds::LABELS_EXCLUDED,
         }
     }
 
@@ -77,8 +105,13 @@ impl Event {
             Event::RetrainProgress(d) => serde_json::to_value(d),
             Event::RetrainFinished(d) => serde_json::to_value(d),
             Event::ModelPromoted(d) => serde_json::to_value(d),
+            Event::RolloutStarted(d) => serde_json::to_value(d),
+            Event::RolloutProgress(d) => serde_json::to_value(d),
+            Event::RolloutDecided(d) => serde_json::to_value(d),
+            Event::LabelsExcluded(d) => serde_json::to_value(d),
         };
-        // These types have string keys only, so serialising them cannot fail.
+        // These types have string keys only, so serialising them cannot fail (a statistic that
+        // is not finite becomes null).
         data.unwrap_or_default()
     }
 
@@ -117,7 +150,12 @@ pub struct RetrainFinished {
     pub model: String,
     pub state: JobState,
     pub model_version: Option<i32>,
+    /// Always false since rollouts: a passing candidate starts a rollout (`rollout_id`), which
+    /// decides later. Kept for the clients that read it.
     pub promoted: bool,
+    /// The rollout the candidate began, when it passed the offline gate.
+    #[serde(default)]
+    pub rollout_id: Option<String>,
     pub reason: Option<String>,
     pub metrics: Option<RetrainMetrics>,
 }
@@ -128,4 +166,61 @@ pub struct ModelPromoted {
     pub model: String,
     pub version: i32,
     pub sha256: String,
+}
+
+/// `model.rollout.started`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutStarted {
+    pub rollout_id: String,
+    pub model: String,
+    pub candidate_version: i32,
+    pub active_version: i32,
+    pub stage: Stage,
+    pub share: f64,
+    pub policy: Policy,
+    /// The retrain job that trained the candidate.
+    pub job_id: Option<String>,
+}
+
+/// `model.rollout.progress`: where the rollout stands, with each version's accuracy on the
+/// decision sample and its interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutProgress {
+    pub rollout_id: String,
+    pub model: String,
+    pub candidate_version: i32,
+    pub active_version: i32,
+    pub stage: Stage,
+    pub share: f64,
+    pub paused: bool,
+    /// The promotion boundary: Δ (candidate − active accuracy) must stay above `−margin`.
+    pub margin: f64,
+    pub stats: Stats,
+}
+
+/// `model.rollout.decided`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutDecided {
+    pub rollout_id: String,
+    pub model: String,
+    pub candidate_version: i32,
+    pub active_version: i32,
+    pub verdict: Verdict,
+    /// The candidate's last stage: `active` when promoted, else `rolled_back`.
+    pub stage: Stage,
+    pub reason: Reason,
+    /// The admin who decided; `None` when the controller did.
+    pub actor: Option<String>,
+    pub stats: Stats,
+}
+
+/// `labels.excluded`: the user's labels no longer train a model nor decide a rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelsExcluded {
+    /// The user's id (the token's `sub`).
+    pub user_id: String,
+    /// The admin's name.
+    pub excluded_by: String,
+    /// How many of the user's labelled feedback were excluded.
+    pub labels: i64,
 }

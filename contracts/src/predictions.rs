@@ -18,4 +18,10 @@ pub struct ServedPrediction {
     pub prediction: u8,
     pub probability: f32,
     pub created_at: DateTime<Utc>,
+    /// The answer asked the user for a label (`"feedback_requested": true`), chosen at random.
+    #[serde(default)]
+    pub feedback_requested: bool,
+    /// The rollout open when it was served, and each version's digit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::rollouts::ServedRollout>,
 }

@@ -16,6 +16,7 @@ use contracts::models::{
     ActiveVersionChanged, ArtifactInfo, ModelVersion, PromoteCondition, Registration,
 };
 use contracts::predictions::ServedPrediction;
+use contracts::rollouts::{Arm, ServedRollout};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -156,13 +157,15 @@ fn events() -> Vec<(Event, Value)> {
                 model: "mnist-cnn".into(),
                 state: JobState::Succeeded,
                 model_version: Some(3),
-                promoted: true,
+                promoted: false,
+                rollout_id: Some("0193e4b2-7c1a-7d4e-9f00-3a5b6c7d8e90".into()),
                 reason: None,
                 metrics: Some(metrics()),
             }),
             json!({"type": "retrain.finished", "data": {
                 "job_id": "0193e4b2-7c1a-7d4e-9f00-3a5b6c7d8e9f", "model": "mnist-cnn",
-                "state": "succeeded", "model_version": 3, "promoted": true, "reason": null,
+                "state": "succeeded", "model_version": 3, "promoted": false,
+                "rollout_id": "0193e4b2-7c1a-7d4e-9f00-3a5b6c7d8e90", "reason": null,
                 "metrics": metrics_json(),
             }}),
         ),
@@ -173,12 +176,14 @@ fn events() -> Vec<(Event, Value)> {
                 state: JobState::Failed,
                 model_version: None,
                 promoted: false,
+                rollout_id: None,
                 reason: Some("predict-svc is unreachable".into()),
                 metrics: None,
             }),
             json!({"type": "retrain.finished", "data": {
                 "job_id": "j", "model": "mnist-mlp", "state": "failed", "model_version": null,
-                "promoted": false, "reason": "predict-svc is unreachable", "metrics": null,
+                "promoted": false, "rollout_id": null, "reason": "predict-svc is unreachable",
+                "metrics": null,
             }}),
         ),
         (
@@ -449,12 +454,23 @@ fn internal_requests_and_answers_match_the_documented_examples() {
             prediction: 0,
             probability: 0.5,
             created_at: "2026-11-29T10:15:30.123456Z".parse().unwrap(),
+            feedback_requested: true,
+            rollout: Some(ServedRollout {
+                rollout_id: "r-1".into(),
+                served: Arm::Candidate,
+                active_version: 1,
+                candidate_version: 2,
+                active_prediction: None,
+                candidate_prediction: Some(0),
+            }),
         },
         json!({
             "id": "0193e4b2-7c1a-7d4e-9f00-3a5b6c7d8e9f", "user_id": "u-1", "username": "ana",
             "model": "mnist-mlp", "model_version": 1, "input": "AAAA",
             "probabilities": [0.5, 0.25, 0.25], "prediction": 0, "probability": 0.5,
-            "created_at": "2026-11-29T10:15:30.123456Z",
+            "created_at": "2026-11-29T10:15:30.123456Z", "feedback_requested": true,
+            "rollout": {"rollout_id": "r-1", "served": "candidate", "active_version": 1,
+                "candidate_version": 2, "active_prediction": null, "candidate_prediction": 0},
         }),
     );
     same(

@@ -24,11 +24,15 @@ pub fn event_name(event: &Event) -> &'static str {
         Event::RetrainProgress(_) => "retrain_progress",
         Event::RetrainFinished(_) => "retrain_finished",
         Event::ModelPromoted(_) => "model_promoted",
+        Event::RolloutStarted(_) => "rollout_started",
+        Event::RolloutProgress(_) => "rollout_progress",
+        Event::RolloutDecided(_) => "rollout_decided",
+        Event::LabelsExcluded(_) => "labels_excluded",
     }
 }
 
 /// The bus event types notify-svc subscribes to: every one (`contracts::Event`).
-pub const SUBSCRIBED: [&str; 4] = events::ALL;
+pub const SUBSCRIBED: [&str; 8] = events::ALL;
 
 #[derive(Serialize)]
 struct Outgoing<'a> {

@@ -532,6 +532,7 @@ impl Worker {
             state: outcome.state,
             model_version: outcome.model_version,
             promoted: outcome.promoted,
+            rollout_id: None,
             reason: outcome.reason.clone(),
             metrics: outcome.metrics.clone(),
         }))

@@ -34,7 +34,7 @@ pub enum Arm {
 }
 
 /// One label on one prediction of the rollout, scored against each version's output.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
     pub user: String,
     /// The answer asked for this label (`"feedback_requested": true`).
@@ -122,7 +122,7 @@ pub enum Recorded {
 }
 
 /// Everything labelled in one rollout.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Evidence {
     user_cap: f64,
     pairs: Pairs,

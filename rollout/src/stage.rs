@@ -147,6 +147,13 @@ pub enum Reason {
     MaxOutcomes,
     /// The rollout ran out of time without a decision: the active version stays.
     TimeLimit,
+    /// A newer candidate of the same model started its own rollout: this one ends, the active
+    /// version stays.
+    Superseded,
+    /// An admin rolled the candidate back by hand.
+    Aborted,
+    /// An admin promoted the candidate by hand.
+    PromotedByAdmin,
 }
 
 /// How a rollout ended, as an admin reads it.
@@ -162,9 +169,11 @@ impl Reason {
     /// The verdict of a rollout that ended for this reason (`None` when it goes on).
     pub fn verdict(self) -> Option<Verdict> {
         match self {
-            Reason::NonInferior => Some(Verdict::Promoted),
-            Reason::Inferior | Reason::GateFailed => Some(Verdict::RolledBack),
-            Reason::MaxOutcomes | Reason::TimeLimit => Some(Verdict::Inconclusive),
+            Reason::NonInferior | Reason::PromotedByAdmin => Some(Verdict::Promoted),
+            Reason::Inferior | Reason::GateFailed | Reason::Aborted => Some(Verdict::RolledBack),
+            Reason::MaxOutcomes | Reason::TimeLimit | Reason::Superseded => {
+                Some(Verdict::Inconclusive)
+            }
             Reason::GatePassed | Reason::NoSignOfHarm => None,
         }
     }
@@ -230,8 +239,9 @@ impl std::fmt::Display for StageError {
 
 impl std::error::Error for StageError {}
 
-/// One candidate's rollout against the active version.
-#[derive(Debug, Clone)]
+/// One candidate's rollout against the active version. It serialises whole (policy, stage,
+/// evidence), so a controller can keep it between outcomes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rollout {
     id: String,
     policy: Policy,
@@ -330,6 +340,38 @@ impl Rollout {
         self.stage
             .is_open()
             .then(|| self.move_to(Stage::RolledBack, Reason::TimeLimit))
+    }
+
+    /// Ends an open rollout for a reason outside the test: an admin's abort
+    /// ([`Reason::Aborted`]) or promotion ([`Reason::PromotedByAdmin`]), or a newer candidate
+    /// ([`Reason::Superseded`]).
+    pub fn end(&mut self, reason: Reason) -> Result<Transition, StageError> {
+        let to = match reason {
+            Reason::PromotedByAdmin => Stage::Active,
+            _ => Stage::RolledBack,
+        };
+        let ends = matches!(
+            reason,
+            Reason::Aborted | Reason::PromotedByAdmin | Reason::Superseded
+        );
+        if !self.stage.is_open() || !ends {
+            return Err(StageError {
+                stage: self.stage,
+                wanted: to,
+            });
+        }
+        Ok(self.move_to(to, reason))
+    }
+
+    /// Counts the evidence again from `outcomes` (in their order), without deciding: after an
+    /// admin excluded a user's labels. The stage stays where it is; the next outcome decides on
+    /// the recounted evidence.
+    pub fn recount<'a>(&mut self, outcomes: impl IntoIterator<Item = &'a Outcome>) {
+        let mut evidence = Evidence::new(self.policy.user_cap);
+        for outcome in outcomes {
+            evidence.record(outcome);
+        }
+        self.evidence = evidence;
     }
 
     /// The rules of the module's documentation, after a counted outcome.

@@ -134,6 +134,8 @@ impl FakePredict {
                 prediction: digit,
                 probability: 0.91,
                 created_at: chrono::Utc::now(),
+                feedback_requested: false,
+                rollout: None,
             },
         );
         id

@@ -104,6 +104,8 @@ async fn serve(
         prediction: digit as u8,
         probability,
         created_at: chrono::Utc::now(),
+        feedback_requested: false,
+        rollout: None,
     };
     state.store.put(&record).await.map_err(|e| {
         tracing::warn!(error = %e, "cannot store the prediction");
