@@ -175,6 +175,9 @@ error_codes! {
     /// A conditional promotion whose version is no longer the active one.
     ActiveVersionChanged = "active_version_changed", CONFLICT, Internal,
         "The active version changed meanwhile; not promoted.";
+    /// An admin action on a rollout that has ended.
+    RolloutClosed = "rollout_closed", CONFLICT, Public,
+        "The rollout has ended; nothing more can be done to it.";
 
     // 413 Payload Too Large
     PayloadTooLarge = "payload_too_large", PAYLOAD_TOO_LARGE, Public,

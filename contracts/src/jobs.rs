@@ -19,9 +19,9 @@ pub struct RetrainJobEntry {
 pub enum JobState {
     Queued,
     Running,
-    /// Registered and promoted.
+    /// Registered, passed the offline gate, and its rollout started.
     Succeeded,
-    /// Registered, not promoted (the gate, or another version became active meanwhile).
+    /// Registered, no rollout (the gate, or another version became active meanwhile).
     Rejected,
     Failed,
 }

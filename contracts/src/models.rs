@@ -4,7 +4,7 @@
 //! |---|---|---|---|
 //! | `GET /internal/models/{name}/active` | `models:read` | — | the ONNX file (`application/octet-stream`), [`ArtifactInfo`] in headers |
 //! | `POST /internal/models/{name}/versions` | `models:register` | the ONNX file (`application/octet-stream`), [`Registration`] in the query | [`ModelVersion`]: 201 registered, 200 when the job had registered it already |
-//! | `POST /internal/models/{name}/versions/{v}/promote` | `models:promote` | optional [`PromoteCondition`] | [`ModelVersion`], or 409 [`ActiveVersionChanged`] |
+//! | `POST /internal/models/{name}/rollouts` | `models:promote` | `rollouts::StartRollout` | `rollouts::RolloutRecord`, or 409 [`ActiveVersionChanged`] |
 //!
 //! Artifacts travel as raw bytes: no base64, no JSON around a file of megabytes.
 
@@ -90,16 +90,7 @@ pub struct ModelVersion {
     pub promoted_at: Option<String>,
 }
 
-/// The optional body of `POST /internal/models/{name}/versions/{v}/promote`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PromoteCondition {
-    /// Promote only while this version is the active one (the one the caller's gate compared
-    /// against); otherwise 409. Promoting the version that is already active always succeeds.
-    #[serde(default)]
-    pub if_active: Option<i32>,
-}
-
-/// The 409 of a promotion whose condition no longer holds.
+/// The 409 of a rollout start whose compared active version is no longer the active one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActiveVersionChanged {
     /// `active_version_changed` (`common::ErrorCode::ActiveVersionChanged`).

@@ -12,11 +12,9 @@ use contracts::jobs::{
     ComparedVersion, EpochReport, Evaluation, GateReport, JobProgress, JobState, RetrainJobEntry,
     RetrainMetrics, Scores, Stage, TrainingReport,
 };
-use contracts::models::{
-    ActiveVersionChanged, ArtifactInfo, ModelVersion, PromoteCondition, Registration,
-};
+use contracts::models::{ActiveVersionChanged, ArtifactInfo, ModelVersion, Registration};
 use contracts::predictions::ServedPrediction;
-use contracts::rollouts::{Arm, ServedRollout};
+use contracts::rollouts::{Arm, ServedRollout, StartRollout};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -413,12 +411,12 @@ fn internal_requests_and_answers_match_the_documented_examples() {
         }),
     );
     same(
-        &PromoteCondition { if_active: Some(1) },
-        json!({"if_active": 1}),
-    );
-    assert_eq!(
-        serde_json::from_value::<PromoteCondition>(json!({})).unwrap(),
-        PromoteCondition::default()
+        &StartRollout {
+            candidate_version: 3,
+            active_version: 2,
+            job_id: Some("job-1".into()),
+        },
+        json!({"candidate_version": 3, "active_version": 2, "job_id": "job-1"}),
     );
     same(
         &ActiveVersionChanged {

@@ -26,6 +26,54 @@ pub struct Config {
     pub prediction_ttl: Duration,
     /// How often the registry is re-read, in case a promotion event was missed.
     pub registry_sync: Duration,
+    /// How rollouts decide (`ROLLOUT_*`).
+    pub rollout: rollout::Policy,
+    /// How long a rollout may run before it ends inconclusive (`ROLLOUT_MAX_HOURS`).
+    pub rollout_max_age: Duration,
+    /// Share of answers that ask for a label (`FEEDBACK_REQUEST_SHARE`).
+    pub feedback_share: f64,
+    /// Share of a rollout's requests also run on the other version (`SHADOW_SAMPLE`), and how
+    /// many such runs may wait (`SHADOW_QUEUE`).
+    pub shadow_sample: f64,
+    pub shadow_queue: usize,
+}
+
+/// The rollout policy from `ROLLOUT_MARGIN`, `ROLLOUT_CONFIDENCE`, `ROLLOUT_MAX_OUTCOMES`,
+/// `ROLLOUT_USER_CAP`, `ROLLOUT_CANARY_STEPS` (comma-separated shares) and
+/// `ROLLOUT_MIN_OUTCOMES`.
+fn read_policy(env: &mut Env) -> rollout::Policy {
+    let default = rollout::Policy::default();
+    let steps = match env.raw("ROLLOUT_CANARY_STEPS").map(str::to_owned) {
+        None => default.canary_steps.clone(),
+        Some(text) => match text
+            .split(',')
+            .map(|s| s.trim().parse::<f64>())
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(steps) => steps,
+            Err(e) => {
+                env.problem(format!("ROLLOUT_CANARY_STEPS: {e}"));
+                default.canary_steps.clone()
+            }
+        },
+    };
+    let policy = rollout::Policy {
+        margin: env.in_range("ROLLOUT_MARGIN", default.margin, 0.0..=1.0),
+        confidence: env.in_range("ROLLOUT_CONFIDENCE", default.confidence, 0.5..=1.0),
+        max_outcomes: env.in_range("ROLLOUT_MAX_OUTCOMES", default.max_outcomes, 2..=10_000_000),
+        user_cap: env.in_range("ROLLOUT_USER_CAP", default.user_cap, 0.0..=1.0),
+        canary_steps: steps,
+        min_outcomes_per_stage: env.in_range(
+            "ROLLOUT_MIN_OUTCOMES",
+            default.min_outcomes_per_stage,
+            1..=1_000_000,
+        ),
+    };
+    if let Err(e) = policy.validate() {
+        env.problem(format!("rollout policy: {e}"));
+        return default;
+    }
+    policy
 }
 
 pub const DEFAULT_PORT: u16 = 8082;
@@ -63,6 +111,11 @@ impl Config {
             24 * 3600..=90 * 24 * 3600,
         );
         let sync = env.in_range("REGISTRY_SYNC_SECS", 30, 1..=3600);
+        let rollout = read_policy(&mut env);
+        let rollout_hours = env.in_range("ROLLOUT_MAX_HOURS", 168, 1..=24 * 365);
+        let feedback_share = env.in_range("FEEDBACK_REQUEST_SHARE", 0.2, 0.0..=1.0);
+        let shadow_sample = env.in_range("SHADOW_SAMPLE", 1.0, 0.0..=1.0);
+        let shadow_queue = env.in_range("SHADOW_QUEUE", 256, 1..=65_536);
         env.finish()?;
         Ok(Config {
             common,
@@ -86,6 +139,11 @@ impl Config {
             },
             prediction_ttl: Duration::from_secs(ttl),
             registry_sync: Duration::from_secs(sync),
+            rollout,
+            rollout_max_age: Duration::from_secs(rollout_hours * 3600),
+            feedback_share,
+            shadow_sample,
+            shadow_queue,
         })
     }
 }

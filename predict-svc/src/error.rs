@@ -20,6 +20,8 @@ pub enum PredictError {
     UnknownVersion(String, i32),
     #[error("No prediction with id `{0}` (it may have expired).")]
     UnknownPrediction(String),
+    #[error("No such rollout: {0}.")]
+    UnknownRollout(String),
     #[error("{0}")]
     InvalidTensor(String),
     #[error("{0}")]
@@ -39,6 +41,8 @@ pub enum PredictError {
     ModelUnavailable(String),
     #[error("The prediction store is unavailable; try again shortly.")]
     StoreUnavailable,
+    #[error("{0}")]
+    RolloutClosed(String),
     #[error(transparent)]
     Db(#[from] DbError),
     /// An unexpected failure: logged with its causes.
@@ -79,7 +83,9 @@ impl From<&PredictError> for ApiError {
             TooLarge { .. } | BodyTooLarge(_) => ErrorCode::PayloadTooLarge,
             Image(e) => image_code(e),
             Multipart(_) => ErrorCode::InvalidMultipart,
-            UnknownModel(_) | UnknownVersion(..) | UnknownPrediction(_) => ErrorCode::NotFound,
+            UnknownModel(_) | UnknownVersion(..) | UnknownPrediction(_) | UnknownRollout(_) => {
+                ErrorCode::NotFound
+            }
             InvalidTensor(_) => ErrorCode::InvalidTensor,
             InvalidJson(_) => ErrorCode::InvalidJson,
             NotJson => ErrorCode::UnsupportedMediaType,
@@ -90,6 +96,7 @@ impl From<&PredictError> for ApiError {
             InvalidArtifact(_) => ErrorCode::InvalidArtifact,
             ModelUnavailable(_) => ErrorCode::ModelUnavailable,
             StoreUnavailable => ErrorCode::StoreUnavailable,
+            RolloutClosed(_) => ErrorCode::RolloutClosed,
             Db(e) => return e.into(),
             Internal(e) => return ApiError::internal(e.as_ref()),
         };
@@ -98,6 +105,21 @@ impl From<&PredictError> for ApiError {
 }
 
 common::respond_as_api_error!(PredictError);
+
+impl From<crate::controller::ControllerError> for PredictError {
+    fn from(e: crate::controller::ControllerError) -> Self {
+        use crate::controller::ControllerError as C;
+        match e {
+            C::Db(e) => PredictError::Db(e),
+            C::UnknownVersion(name, version) => PredictError::UnknownVersion(name, version),
+            C::UnknownRollout(..) => PredictError::UnknownRollout(e.to_string()),
+            C::Closed(_) => PredictError::RolloutClosed(format!(
+                "The rollout has ended ({e}); nothing more can be done to it."
+            )),
+            other => PredictError::Internal(other.into()),
+        }
+    }
+}
 
 impl From<crate::registry::RegistryError> for PredictError {
     fn from(e: crate::registry::RegistryError) -> Self {
@@ -137,6 +159,8 @@ mod tests {
             (InvalidArtifact("x".into()), 422, "invalid_artifact"),
             (ModelUnavailable("m".into()), 503, "model_unavailable"),
             (StoreUnavailable, 503, "store_unavailable"),
+            (RolloutClosed("x".into()), 409, "rollout_closed"),
+            (UnknownRollout("r".into()), 404, "not_found"),
         ];
         common::testing::assert_answers(cases);
     }

@@ -2,12 +2,15 @@
 //! Open Inference Protocol; the model registry (schema `models`) with hot swap on promotion.
 
 pub mod config;
+pub mod controller;
 pub mod db;
 pub mod engine;
 mod error;
 pub mod gate;
+pub mod outcomes;
 pub mod registry;
 mod routes;
+pub mod shadow;
 mod state;
 pub mod store;
 
@@ -37,21 +40,42 @@ pub async fn build(config: Config) -> anyhow::Result<RunningService> {
     let models = Arc::new(registry::ModelSet::new(env, config.batch, db.clone()));
     models.sync_with_registry().await?;
     let swapper = registry::spawn_swapper(models.clone(), bus.clone(), config.registry_sync);
+    let store = store::PredictionStore::new(infra.kv(), config.prediction_ttl);
+    let controller = Arc::new(controller::Controller::new(
+        db.clone(),
+        bus.clone(),
+        models.clone(),
+        config.rollout.clone(),
+        config.rollout_max_age,
+    ));
+    let (shadow, shadow_worker) =
+        shadow::Shadow::start(store.clone(), config.shadow_queue, config.shadow_sample);
+    let rollout_tasks = common::service::AbortOnStop(vec![
+        tokio::spawn(shadow_worker.run_forever()),
+        outcomes::spawn_feed(controller.clone(), store.clone(), bus.clone()),
+        outcomes::spawn_expiry(controller.clone(), config.registry_sync),
+    ]);
 
     let state = web::Data::new(state::AppState {
         db: db.clone(),
         models,
-        store: store::PredictionStore::new(infra.kv(), config.prediction_ttl),
+        store,
         bus,
         max_upload_bytes: config.max_upload_bytes,
         preprocessing: config.preprocessing.clone(),
         oip_max_batch: config.oip_max_batch,
+        controller,
+        shadow,
+        feedback_share: config.feedback_share,
     });
     let verifier = web::Data::new(JwtVerifier::remote(&config.backends.jwt));
     let readiness = infra.ready_check(Readiness::new().with(DbCheck(db)));
     ServiceApp::new("predict-svc", readiness, routes::configure)
         .data(state)
         .data(verifier)
-        .serve(&config.common, vec![Box::new(swapper)])
+        .serve(
+            &config.common,
+            vec![Box::new(swapper), Box::new(rollout_tasks)],
+        )
         .await
 }

@@ -6,6 +6,7 @@ use crate::engine::{BatchConfig, EngineError, LoadedModel};
 use common::bus::{Envelope, EventBus, events};
 use common::db::{Db, DbError};
 use contracts::events::{Event, ModelPromoted};
+use contracts::rollouts::Stage;
 use futures_util::StreamExt;
 use ort::environment::Environment;
 use std::collections::HashMap;
@@ -30,12 +31,34 @@ pub enum RegistryError {
 
 pub use common::digest::sha256_hex;
 
-/// The loaded active versions, by model name.
+/// A model's open rollout as this replica serves it.
+#[derive(Debug)]
+pub struct Serving {
+    pub rollout_id: String,
+    pub stage: Stage,
+    /// The share of users served the candidate (0 in shadow).
+    pub share: f64,
+    pub candidate: Arc<LoadedModel>,
+}
+
+impl Serving {
+    /// Whether this user is served the candidate: sticky, by a hash of user and rollout.
+    pub fn serves_candidate(&self, user_id: &str) -> bool {
+        self.stage == Stage::Canary
+            && rollout::assign::in_canary(
+                rollout::assign::canary_point(&self.rollout_id, user_id),
+                self.share,
+            )
+    }
+}
+
+/// The loaded active versions, by model name, and the candidates of open rollouts.
 pub struct ModelSet {
     env: &'static Environment,
     batch: BatchConfig,
     db: Db,
     models: RwLock<HashMap<String, Arc<LoadedModel>>>,
+    rollouts: RwLock<HashMap<String, Arc<Serving>>>,
     /// Serialises loads so that two swaps of one model never race.
     loading: tokio::sync::Mutex<()>,
 }
@@ -47,6 +70,7 @@ impl ModelSet {
             batch,
             db,
             models: RwLock::new(HashMap::new()),
+            rollouts: RwLock::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
         }
     }
@@ -66,11 +90,75 @@ impl ModelSet {
             .unwrap_or_default()
     }
 
+    /// The open rollout of `name`, as served here.
+    pub fn rollout_of(&self, name: &str) -> Option<Arc<Serving>> {
+        self.rollouts.read().ok()?.get(name).cloned()
+    }
+
+    /// Serves what the registry says of each open rollout: its stage and share, with its
+    /// candidate loaded (once; a stage change swaps only the small serving record). A rollout
+    /// that ended stops being served here.
+    pub async fn sync_rollouts(&self) -> Result<(), RegistryError> {
+        let open = self.db.run(crate::db::rollouts::open).await?;
+        let mut next = HashMap::new();
+        for row in open {
+            let stage = serde_json::from_value(serde_json::Value::String(row.stage.clone()))
+                .unwrap_or(Stage::Candidate);
+            let loaded = self
+                .rollout_of(&row.model)
+                .filter(|s| s.candidate.version == row.candidate_version)
+                .map(|s| s.candidate.clone());
+            let candidate = match loaded {
+                Some(candidate) => candidate,
+                None => self.load(&row.model, row.candidate_version).await?,
+            };
+            let serving = Serving {
+                rollout_id: row.id,
+                stage,
+                share: row.share,
+                candidate,
+            };
+            next.insert(row.model, Arc::new(serving));
+        }
+        if let Ok(mut rollouts) = self.rollouts.write() {
+            *rollouts = next;
+        }
+        Ok(())
+    }
+
+    /// Loads `name` v`version` from the registry, not serving it yet.
+    async fn load(&self, name: &str, version: i32) -> Result<Arc<LoadedModel>, RegistryError> {
+        let (n, v) = (name.to_owned(), version);
+        let loaded = self
+            .db
+            .run(move |c| {
+                let info = versions::find(c, &n, v)?;
+                let bytes = versions::artifact(c, &n, v)?;
+                Ok::<_, DbError>(info.zip(bytes))
+            })
+            .await?;
+        let Some((info, bytes)) = loaded else {
+            return Err(RegistryError::Import(format!(
+                "{name} v{version} is not in the registry"
+            )));
+        };
+        Ok(LoadedModel::load(self.env, name, version, &info.sha256, bytes, self.batch).await?)
+    }
+
     /// Loads `name` v`version` from the registry and makes it the one served, unless it is
     /// already. Requests holding the previous version finish on it.
     pub async fn ensure_loaded(&self, name: &str, version: i32) -> Result<(), RegistryError> {
         let _guard = self.loading.lock().await;
         if self.get(name).is_some_and(|m| m.version == version) {
+            return Ok(());
+        }
+        // The candidate being promoted is loaded already: the swap costs no load.
+        let candidate = self
+            .rollout_of(name)
+            .filter(|s| s.candidate.version == version)
+            .map(|s| s.candidate.clone());
+        if let Some(model) = candidate {
+            self.swap_in(name, model);
             return Ok(());
         }
         let (n, v) = (name.to_owned(), version);
@@ -89,6 +177,12 @@ impl ModelSet {
         };
         let model =
             LoadedModel::load(self.env, name, version, &info.sha256, bytes, self.batch).await?;
+        self.swap_in(name, model);
+        Ok(())
+    }
+
+    fn swap_in(&self, name: &str, model: Arc<LoadedModel>) {
+        let version = model.version;
         let previous = self
             .models
             .write()
@@ -103,7 +197,6 @@ impl ModelSet {
                 "model swapped"
             );
         }
-        Ok(())
     }
 
     /// Loads whatever the registry says is active now (start-up, and the periodic check that
@@ -113,7 +206,7 @@ impl ModelSet {
         for info in active {
             self.ensure_loaded(&info.name, info.version).await?;
         }
-        Ok(())
+        self.sync_rollouts().await
     }
 
     /// Promotes in the database, swaps here at once, and tells every other replica.
@@ -184,6 +277,7 @@ pub async fn import_initial(db: &Db, dir: &Path) -> Result<usize, RegistryError>
             source_job_id: None,
             created_at: now,
             promoted_at: Some(now),
+            traffic_share: 1.0,
         };
         match db.run(move |c| versions::insert(c, &row)).await {
             Ok(()) => imported += 1,
@@ -196,10 +290,17 @@ pub async fn import_initial(db: &Db, dir: &Path) -> Result<usize, RegistryError>
     Ok(imported)
 }
 
-/// Swaps to the version a `model.promoted` event names.
+/// Swaps to the version a `model.promoted` event names; follows a rollout's stage on a
+/// rollout event.
 async fn swap_to(models: &ModelSet, envelope: &Envelope) {
     let promoted = match envelope.event() {
         Ok(Event::ModelPromoted(promoted)) => promoted,
+        Ok(Event::RolloutStarted(_) | Event::RolloutProgress(_) | Event::RolloutDecided(_)) => {
+            if let Err(e) = models.sync_rollouts().await {
+                tracing::warn!(error = %e, "cannot follow a rollout");
+            }
+            return;
+        }
         Ok(other) => {
             tracing::warn!(kind = other.kind(), "not a model.promoted event");
             return;
@@ -228,13 +329,19 @@ pub fn spawn_swapper(
     let from_bus = models.clone();
     let follow = tokio::spawn(async move {
         loop {
-            match bus.subscribe(&[events::MODEL_PROMOTED]).await {
+            let kinds = [
+                events::MODEL_PROMOTED,
+                events::ROLLOUT_STARTED,
+                events::ROLLOUT_PROGRESS,
+                events::ROLLOUT_DECIDED,
+            ];
+            match bus.subscribe(&kinds).await {
                 Ok(mut stream) => {
                     while let Some(envelope) = stream.next().await {
                         swap_to(&from_bus, &envelope).await;
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot subscribe to model.promoted"),
+                Err(e) => tracing::warn!(error = %e, "cannot subscribe to model events"),
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }

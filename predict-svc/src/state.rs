@@ -12,4 +12,8 @@ pub struct AppState {
     pub max_upload_bytes: usize,
     pub preprocessing: Arc<crate::gate::Preprocessing>,
     pub oip_max_batch: usize,
+    pub controller: Arc<crate::controller::Controller>,
+    pub shadow: crate::shadow::Shadow,
+    /// Share of answers that ask for a label.
+    pub feedback_share: f64,
 }

@@ -6,9 +6,9 @@ use common::service_auth::{ServiceCallError, ServiceTokens};
 use contracts::feedback::{LabelledItem, LabelledPage, LabelledQuery};
 use contracts::jobs::RetrainMetrics;
 use contracts::models::{
-    ARTIFACT_CONTENT_TYPE, ActiveVersionChanged, ArtifactInfo, ModelVersion, PromoteCondition,
-    Registration,
+    ARTIFACT_CONTENT_TYPE, ActiveVersionChanged, ArtifactInfo, ModelVersion, Registration,
 };
+use contracts::rollouts::{RolloutRecord, StartRollout};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::Duration;
@@ -183,25 +183,28 @@ impl Clients {
         })
     }
 
-    /// Promotes `version` if `if_active` is still the active version (or `version` already
-    /// is); `Ok(Err(active))` when another version became active meanwhile.
-    pub async fn promote(
+    /// Starts the rollout of `version`, compared with `if_active` by the gate; the rollout's
+    /// id, or `Ok(Err(active))` when another version became active meanwhile.
+    pub async fn start_rollout(
         &self,
         model: &str,
         version: i32,
         if_active: i32,
-    ) -> Result<Result<(), Option<i32>>, ClientError> {
+        job_id: &str,
+    ) -> Result<Result<String, Option<i32>>, ClientError> {
         let request = self
             .http
             .post(format!(
-                "{}/internal/models/{model}/versions/{version}/promote",
+                "{}/internal/models/{model}/rollouts",
                 self.predict_url
             ))
-            .json(&PromoteCondition {
-                if_active: Some(if_active),
+            .json(&StartRollout {
+                candidate_version: version,
+                active_version: if_active,
+                job_id: Some(job_id.to_owned()),
             });
-        match self.send(PREDICT, request).await {
-            Ok(_) => Ok(Ok(())),
+        match self.json::<RolloutRecord>(PREDICT, request).await {
+            Ok((_, record)) => Ok(Ok(record.id)),
             Err(ClientError::Status {
                 status: 409, body, ..
             }) => Ok(Err(serde_json::from_str::<ActiveVersionChanged>(&body)

@@ -325,7 +325,7 @@ impl Worker {
         }
         self.publish_finished(job, outcome).await;
         self.ack(entry).await;
-        tracing::info!(job_id, state = outcome.state.as_str(), version = ?outcome.model_version, promoted = outcome.promoted, "retrain job finished");
+        tracing::info!(job_id, state = outcome.state.as_str(), version = ?outcome.model_version, rollout = ?outcome.rollout_id, "retrain job finished");
         Processed::Finished {
             job_id,
             state: outcome.state,
@@ -392,7 +392,7 @@ impl Worker {
         })
     }
 
-    /// Trains, registers the candidate and promotes it if the gate lets it.
+    /// Trains, registers the candidate and, if the offline gate lets it, starts its rollout.
     async fn execute(&self, job: &Job, lost: &Arc<AtomicBool>) -> Result<Outcome, Failure> {
         let plan = self.plan(job)?;
         self.publish_progress(job, JobProgress::at(Stage::LoadingData))
@@ -418,7 +418,7 @@ impl Worker {
         if lost.load(Ordering::Relaxed) {
             return Err(Failure::Lost);
         }
-        self.promote(job, verdict).await
+        self.start_rollout(job, verdict).await
     }
 
     /// Trains on a blocking thread, relaying each epoch as progress.
@@ -479,27 +479,32 @@ impl Worker {
         }))
     }
 
-    /// Promotes the candidate if the version it was compared with is still the active one.
-    async fn promote(&self, job: &Job, verdict: Verdict) -> Result<Outcome, Failure> {
+    /// Starts the candidate's rollout (shadow, then canary, decided by labelled feedback) if
+    /// the version it was compared with is still the active one. A job never promotes.
+    async fn start_rollout(&self, job: &Job, verdict: Verdict) -> Result<Outcome, Failure> {
         let (version, compared_with) = (verdict.version, verdict.compared_with);
-        let promoted =
-            match retry(|| self.clients.promote(&job.model, version, compared_with)).await {
-                Ok(result) => result,
-                // Registered, not promoted, and predict-svc is away: the job runs again later and
-                // finds its registered version, instead of ending `failed`.
-                Err(e) => return Err(Failure::Retry(format!("promotion failed: {e}"))),
-            };
-        Ok(match promoted {
-            Ok(()) => Outcome {
+        let started = match retry(|| {
+            self.clients
+                .start_rollout(&job.model, version, compared_with, &job.id)
+        })
+        .await
+        {
+            Ok(result) => result,
+            // Registered, no rollout yet, and predict-svc is away: the job runs again later
+            // and finds its registered version, instead of ending `failed`.
+            Err(e) => return Err(Failure::Retry(format!("starting the rollout failed: {e}"))),
+        };
+        Ok(match started {
+            Ok(rollout_id) => Outcome {
                 state: JobState::Succeeded,
                 metrics: Some(verdict.metrics),
                 reason: None,
                 model_version: Some(version),
-                promoted: true,
+                rollout_id: Some(rollout_id),
             },
             Err(now) => Outcome {
                 reason: Some(format!(
-                    "The candidate passed the gate against v{compared_with}, but the active version changed to {} while the job ran; not promoted (an admin may promote v{version} by hand).",
+                    "The candidate passed the gate against v{compared_with}, but the active version changed to {} while the job ran; no rollout started (an admin may promote v{version} by hand).",
                     now.map_or_else(|| "none".to_owned(), |v| format!("v{v}"))
                 )),
                 ..verdict.rejected()
@@ -531,8 +536,8 @@ impl Worker {
             model: job.model.clone(),
             state: outcome.state,
             model_version: outcome.model_version,
-            promoted: outcome.promoted,
-            rollout_id: None,
+            promoted: false,
+            rollout_id: outcome.rollout_id.clone(),
             reason: outcome.reason.clone(),
             metrics: outcome.metrics.clone(),
         }))
@@ -591,7 +596,7 @@ impl Verdict {
             metrics: Some(self.metrics),
             reason: self.reason,
             model_version: Some(self.version),
-            promoted: false,
+            rollout_id: None,
         }
     }
 }

@@ -180,7 +180,7 @@ impl Reason {
 }
 
 /// A value with its always-valid bounds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
     pub estimate: f64,
     pub lower: f64,
@@ -188,7 +188,7 @@ pub struct Estimate {
 }
 
 /// The statistics behind a decision, as recorded with each transition.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     /// The decision sample.
     pub pairs: Pairs,

@@ -1,5 +1,6 @@
 //! The `models` schema: the model registry. Queries run on PostgreSQL and SQLite alike.
 
+pub mod rollouts;
 pub mod schema;
 pub mod versions;
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 pub const ACTIVE: &str = "active";
 pub const CANDIDATE: &str = "candidate";
 pub const RETIRED: &str = "retired";
+// The other stages of a rollout (`rollout::Stage`, snake case) share the column.
 
 /// A registry row without its artifact (listing never loads the bytes).
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -25,6 +26,8 @@ pub struct VersionInfo {
     pub created_at: chrono::NaiveDateTime,
     #[serde(serialize_with = "utc_opt")]
     pub promoted_at: Option<chrono::NaiveDateTime>,
+    /// The share of users this version serves.
+    pub traffic_share: f64,
 }
 
 fn utc<S: serde::Serializer>(t: &chrono::NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
@@ -63,6 +66,7 @@ pub struct NewVersion {
     pub source_job_id: Option<String>,
     pub created_at: chrono::NaiveDateTime,
     pub promoted_at: Option<chrono::NaiveDateTime>,
+    pub traffic_share: f64,
 }
 
 pub fn list(conn: &mut DbConnection) -> Result<Vec<VersionInfo>, DbError> {
@@ -132,8 +136,8 @@ pub fn insert(conn: &mut DbConnection, version: &NewVersion) -> Result<(), DbErr
     Ok(())
 }
 
-/// Makes `version` the active one of `name` and retires the previous; one transaction.
-/// Returns false when no such version exists.
+/// Makes `version` the active one of `name` (all its users) and retires the previous; one
+/// transaction. Returns false when no such version exists.
 pub fn promote(conn: &mut DbConnection, name: &str, version: i32) -> Result<bool, DbError> {
     conn.transaction::<bool, DbError, _>(|c| {
         if find(c, name, version)?.is_none() {
@@ -145,7 +149,7 @@ pub fn promote(conn: &mut DbConnection, name: &str, version: i32) -> Result<bool
                 .filter(mv::status.eq(ACTIVE))
                 .filter(mv::version.ne(version)),
         )
-        .set(mv::status.eq(RETIRED))
+        .set((mv::status.eq(RETIRED), mv::traffic_share.eq(0.0)))
         .execute(c)?;
         diesel::update(
             mv::table
@@ -154,9 +158,38 @@ pub fn promote(conn: &mut DbConnection, name: &str, version: i32) -> Result<bool
         )
         .set((
             mv::status.eq(ACTIVE),
+            mv::traffic_share.eq(1.0),
             mv::promoted_at.eq(Some(super::now())),
         ))
         .execute(c)?;
         Ok(true)
+    })
+}
+
+/// Sets a version's stage (a rollout's) and the share of users it serves; the active version
+/// of the model serves the rest.
+pub fn set_stage(
+    conn: &mut DbConnection,
+    name: &str,
+    version: i32,
+    stage: &str,
+    share: f64,
+) -> Result<(), DbError> {
+    conn.transaction::<(), DbError, _>(|c| {
+        diesel::update(
+            mv::table
+                .filter(mv::name.eq(name))
+                .filter(mv::version.eq(version)),
+        )
+        .set((mv::status.eq(stage), mv::traffic_share.eq(share)))
+        .execute(c)?;
+        diesel::update(
+            mv::table
+                .filter(mv::name.eq(name))
+                .filter(mv::status.eq(ACTIVE)),
+        )
+        .set(mv::traffic_share.eq(1.0 - share))
+        .execute(c)?;
+        Ok(())
     })
 }

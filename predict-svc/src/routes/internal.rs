@@ -1,7 +1,9 @@
 //! Service-to-service endpoints, never in the gateway's route table: registering a trained
-//! version (retrain-worker) and reading a served prediction (feedback-svc). Each needs a
+//! version and starting its rollout (retrain-worker), and reading a served prediction
+//! (feedback-svc). Each needs a
 //! service token with its scope (`common::service_auth`).
 
+use crate::controller::ControllerError;
 use crate::db::versions::{self, NewVersion, VersionInfo};
 use crate::engine::{BatchConfig, LoadedModel};
 use crate::error::PredictError;
@@ -11,8 +13,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use common::{ApiError, ErrorCode};
 use contracts::models::{
     ARTIFACT_CONTENT_TYPE, ActiveVersionChanged, ArtifactInfo, MAX_ARTIFACT_BYTES,
-    MAX_METRICS_BYTES, ModelVersion, PromoteCondition, Registration,
+    MAX_METRICS_BYTES, ModelVersion, Registration,
 };
+use contracts::rollouts::StartRollout;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use actix_web::middleware::from_fn;
@@ -33,11 +36,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(active)),
             )
             .service(
-                web::resource("/models/{name}/versions/{version}/promote")
+                web::resource("/models/{name}/rollouts")
                     .wrap(from_fn(|req, next| {
                         require(scopes::MODELS_PROMOTE, req, next)
                     }))
-                    .route(web::post().to(promote)),
+                    .route(web::post().to(start_rollout)),
             )
             .service(
                 web::resource("/predictions/{id}")
@@ -157,6 +160,7 @@ async fn insert_candidate(
                         source_job_id: job,
                         created_at: crate::db::now(),
                         promoted_at: None,
+                        traffic_share: 0.0,
                     },
                 )?;
                 versions::find(c, &n, version)
@@ -212,42 +216,37 @@ async fn active(
     Ok(response.body(artifact))
 }
 
-/// Promotion decided by a retrain job's gate: the same swap as the admin route's, for a caller
-/// inside the cluster. Without a body, unconditional.
-async fn promote(
+/// A candidate that passed a retrain job's offline gate begins its rollout (in shadow): no
+/// retrain promotes by itself. 409 `active_version_changed` when the version the gate compared
+/// with is no longer the active one.
+async fn start_rollout(
     state: web::Data<AppState>,
-    path: web::Path<(String, i32)>,
-    condition: Option<web::Json<PromoteCondition>>,
+    name: web::Path<String>,
+    body: web::Json<StartRollout>,
 ) -> Result<HttpResponse, PredictError> {
-    let (name, version) = path.into_inner();
-    if let Some(expected) = condition.and_then(|c| c.into_inner().if_active) {
-        let n = name.clone();
-        let current = state
-            .db
-            .run(versions::active)
-            .await?
-            .into_iter()
-            .find(|v| v.name == n)
-            .map(|v| v.version);
-        if current != Some(expected) && current != Some(version) {
+    let name = name.into_inner();
+    match state.controller.start(&name, body.into_inner()).await {
+        Ok(record) => {
+            tracing::info!(model = %name, version = record.candidate_version, rollout = %record.id, "rollout started");
+            Ok(HttpResponse::Created().json(record))
+        }
+        Err(ControllerError::ActiveChanged {
+            model,
+            expected,
+            active,
+        }) => {
             let code = ErrorCode::ActiveVersionChanged;
-            return Ok(HttpResponse::build(code.status()).json(ActiveVersionChanged {
+            Ok(HttpResponse::build(code.status()).json(ActiveVersionChanged {
                 error: code.as_str().to_owned(),
                 msg: format!(
-                    "{name} v{expected} is no longer the active version (now {}); not promoted.",
-                    current.map_or_else(|| "none".to_owned(), |v| format!("v{v}"))
+                    "{model} v{expected} is no longer the active version (now {}); no rollout started.",
+                    active.map_or_else(|| "none".to_owned(), |v| format!("v{v}"))
                 ),
-                active_version: current,
-            }));
+                active_version: active,
+            }))
         }
+        Err(e) => Err(e.into()),
     }
-    let info = state
-        .models
-        .promote(state.bus.as_ref(), &name, version)
-        .await?
-        .ok_or_else(|| PredictError::UnknownVersion(name.clone(), version))?;
-    tracing::info!(model = %name, version, "model version promoted by a retrain job");
-    Ok(HttpResponse::Ok().json(model_version(&info)))
 }
 
 async fn prediction(

@@ -94,6 +94,11 @@ pub fn config(backing: &Backing, batch: BatchConfig) -> predict_svc::Config {
         batch,
         prediction_ttl: Duration::from_secs(24 * 3600),
         registry_sync: Duration::from_secs(30),
+        rollout: rollout::Policy::default(),
+        rollout_max_age: Duration::from_secs(7 * 24 * 3600),
+        feedback_share: 0.2,
+        shadow_sample: 1.0,
+        shadow_queue: 256,
     }
 }
 

@@ -9,4 +9,5 @@ mod helpers;
 mod oip;
 mod predict;
 mod registry;
+mod rollouts;
 mod swap;

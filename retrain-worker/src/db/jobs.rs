@@ -52,7 +52,7 @@ impl Job {
             "metrics": self.metrics.as_deref().map(parse),
             "reason": self.reason,
             "model_version": self.model_version,
-            "promoted": self.state == SUCCEEDED,
+            "promoted": false,
             "requested_by": self.requested_by,
             "attempts": self.attempts,
             "worker": self.worker,
@@ -169,7 +169,9 @@ pub struct Outcome {
     pub metrics: Option<RetrainMetrics>,
     pub reason: Option<String>,
     pub model_version: Option<i32>,
-    pub promoted: bool,
+    /// The rollout the candidate began (the job never promotes by itself): in the
+    /// `retrain.finished` event; the rollout records its job.
+    pub rollout_id: Option<String>,
 }
 
 impl Outcome {
@@ -179,7 +181,7 @@ impl Outcome {
             metrics: None,
             reason: Some(reason),
             model_version: None,
-            promoted: false,
+            rollout_id: None,
         }
     }
 }

@@ -307,14 +307,15 @@ impl Cluster {
         r.json::<ModelVersion>().await.unwrap().version
     }
 
+    /// An admin promotes a version by hand.
     pub async fn promote(&self, model: &str, version: i32) {
         let r = self
             .client
             .post(format!(
-                "{}/internal/models/{model}/versions/{version}/promote",
-                self.predict_internal_url
+                "{}/admin/models/{model}/versions/{version}/promote",
+                self.predict_url
             ))
-            .bearer_auth(&self.service)
+            .bearer_auth(&self.admin)
             .send()
             .await
             .unwrap();
