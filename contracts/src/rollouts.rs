@@ -15,16 +15,24 @@ pub use rollout::{Arm, Policy, Reason, Stage, Stats, Verdict};
 /// The body of `POST /internal/models/{name}/rollouts`: the registered candidate that passed
 /// the offline gate against `active_version` begins its rollout in shadow. A rollout of the
 /// same model still open is superseded (it ends, the active version stays): the newer candidate
-/// was trained on more feedback, and the older one's evidence says nothing about it.
+/// was trained on more feedback, and the older one's evidence says nothing about it. A candidate
+/// that failed the gate (`gate_passed: false`) is recorded `rejected`, supersedes nothing, and
+/// never serves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StartRollout {
     pub candidate_version: i32,
+    #[serde(default = "passed")]
+    pub gate_passed: bool,
     /// The active version the gate compared with; 409 `active_version_changed` when another one
     /// is active now.
     pub active_version: i32,
     /// The retrain job that trained the candidate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
+}
+
+fn passed() -> bool {
+    true
 }
 
 /// One rollout: the candidate against the version active when it began.

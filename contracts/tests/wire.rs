@@ -413,10 +413,18 @@ fn internal_requests_and_answers_match_the_documented_examples() {
     same(
         &StartRollout {
             candidate_version: 3,
+            gate_passed: true,
             active_version: 2,
             job_id: Some("job-1".into()),
         },
-        json!({"candidate_version": 3, "active_version": 2, "job_id": "job-1"}),
+        json!({"candidate_version": 3, "gate_passed": true, "active_version": 2, "job_id": "job-1"}),
+    );
+    assert!(
+        serde_json::from_value::<StartRollout>(
+            json!({"candidate_version": 3, "active_version": 2})
+        )
+        .unwrap()
+        .gate_passed
     );
     same(
         &ActiveVersionChanged {

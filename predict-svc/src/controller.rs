@@ -286,6 +286,16 @@ fn start_in(
     if versions::find(c, model, candidate)?.is_none() {
         return Err(ControllerError::UnknownVersion(model.to_owned(), candidate));
     }
+    // A rerun of the job that started this rollout gets the same rollout.
+    if let Some(job) = &request.job_id
+        && let Some(same) = store::of_job(c, job)?
+        && same.candidate_version == candidate
+    {
+        return Ok(same.id);
+    }
+    if !request.gate_passed {
+        return record_rejected(c, fx, model, request, policy);
+    }
     let active = versions::active(c)?
         .into_iter()
         .find(|v| v.name == model)
@@ -297,13 +307,6 @@ fn start_in(
             active,
         });
     }
-    // A rerun of the job that started this rollout gets the same rollout.
-    if let Some(job) = &request.job_id
-        && let Some(same) = store::of_job(c, job)?
-        && same.candidate_version == candidate
-    {
-        return Ok(same.id);
-    }
     if let Some(mut open) = store::open_of(c, model)? {
         let mut machine = machine_of(&open)?;
         if let Ok(t) = machine.end(Reason::Superseded) {
@@ -312,17 +315,55 @@ fn start_in(
             store::save(c, &open)?;
         }
     }
+    let (mut row, machine, passed) = begin(c, model, request, policy.clone(), true)?;
+    fx.events.push(Event::RolloutStarted(RolloutStarted {
+        rollout_id: row.id.clone(),
+        model: model.to_owned(),
+        candidate_version: candidate,
+        active_version: request.active_version,
+        stage: passed.to,
+        share: passed.share,
+        policy,
+        job_id: request.job_id.clone(),
+    }));
+    apply(c, fx, &mut row, &machine, &passed, None)?;
+    store::save(c, &row)?;
+    Ok(row.id)
+}
+
+/// A candidate that failed the offline gate: its rollout is recorded `rejected` at once.
+fn record_rejected(
+    c: &mut DbConnection,
+    fx: &mut Effects,
+    model: &str,
+    request: &StartRollout,
+    policy: Policy,
+) -> Result<String, ControllerError> {
+    let (mut row, machine, failed) = begin(c, model, request, policy, false)?;
+    apply(c, fx, &mut row, &machine, &failed, None)?;
+    store::save(c, &row)?;
+    Ok(row.id)
+}
+
+/// A new rollout's row after the offline gate's verdict, and that first transition.
+fn begin(
+    c: &mut DbConnection,
+    model: &str,
+    request: &StartRollout,
+    policy: Policy,
+    gate_passed: bool,
+) -> Result<(RolloutRow, Rollout, Transition), ControllerError> {
     let id = uuid::Uuid::now_v7().to_string();
-    let mut machine = Rollout::new(id.clone(), policy.clone())
-        .map_err(|e| ControllerError::State(e.to_string()))?;
-    let passed = machine
-        .gate(true)
+    let mut machine =
+        Rollout::new(id.clone(), policy).map_err(|e| ControllerError::State(e.to_string()))?;
+    let gate = machine
+        .gate(gate_passed)
         .map_err(|e| ControllerError::State(e.to_string()))?;
     let now = common::db::now();
     let mut row = RolloutRow {
         id: id.clone(),
         model: model.to_owned(),
-        candidate_version: candidate,
+        candidate_version: request.candidate_version,
         active_version: request.active_version,
         stage: name_of(&Stage::Candidate),
         share: 0.0,
@@ -334,21 +375,13 @@ fn start_in(
         decided_at: None,
         progress_at: None,
     };
+    if !gate_passed {
+        // Never open: it must not count as the model's open rollout, even for a moment.
+        row.verdict = gate.reason.verdict().map(|v| name_of(&v));
+    }
     keep(&mut row, &machine)?;
     store::insert(c, &row)?;
-    fx.events.push(Event::RolloutStarted(RolloutStarted {
-        rollout_id: id.clone(),
-        model: model.to_owned(),
-        candidate_version: candidate,
-        active_version: request.active_version,
-        stage: passed.to,
-        share: passed.share,
-        policy,
-        job_id: request.job_id.clone(),
-    }));
-    apply(c, fx, &mut row, &machine, &passed, None)?;
-    store::save(c, &row)?;
-    Ok(id)
+    Ok((row, machine, gate))
 }
 
 /// Records a transition: the audit row, the versions' stages, the rollout's row, the events.

@@ -183,14 +183,16 @@ impl Clients {
         })
     }
 
-    /// Starts the rollout of `version`, compared with `if_active` by the gate; the rollout's
-    /// id, or `Ok(Err(active))` when another version became active meanwhile.
+    /// Starts the rollout of `version`, compared with `if_active` by the gate (or records it
+    /// `rejected` when the gate failed); the rollout's id, or `Ok(Err(active))` when another
+    /// version became active meanwhile.
     pub async fn start_rollout(
         &self,
         model: &str,
         version: i32,
         if_active: i32,
         job_id: &str,
+        gate_passed: bool,
     ) -> Result<Result<String, Option<i32>>, ClientError> {
         let request = self
             .http
@@ -200,6 +202,7 @@ impl Clients {
             ))
             .json(&StartRollout {
                 candidate_version: version,
+                gate_passed,
                 active_version: if_active,
                 job_id: Some(job_id.to_owned()),
             });

@@ -413,6 +413,7 @@ impl Worker {
         .await?;
         let verdict = Verdict::of(registered, metrics)?;
         if !verdict.promote {
+            self.record_rejection(job, &verdict).await;
             return Ok(verdict.rejected());
         }
         if lost.load(Ordering::Relaxed) {
@@ -479,13 +480,26 @@ impl Worker {
         }))
     }
 
+    /// Records in the registry that the candidate failed the gate (its stage `rejected`, a row
+    /// of the audit table). Best effort: the job's own record says it either way.
+    async fn record_rejection(&self, job: &Job, verdict: &Verdict) {
+        let (version, compared_with) = (verdict.version, verdict.compared_with);
+        if let Err(e) = self
+            .clients
+            .start_rollout(&job.model, version, compared_with, &job.id, false)
+            .await
+        {
+            tracing::warn!(error = %e, version, "cannot record the rejected candidate in the registry");
+        }
+    }
+
     /// Starts the candidate's rollout (shadow, then canary, decided by labelled feedback) if
     /// the version it was compared with is still the active one. A job never promotes.
     async fn start_rollout(&self, job: &Job, verdict: Verdict) -> Result<Outcome, Failure> {
         let (version, compared_with) = (verdict.version, verdict.compared_with);
         let started = match retry(|| {
             self.clients
-                .start_rollout(&job.model, version, compared_with, &job.id)
+                .start_rollout(&job.model, version, compared_with, &job.id, true)
         })
         .await
         {

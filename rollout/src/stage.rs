@@ -680,4 +680,48 @@ mod tests {
         assert_eq!(active["estimate"], 1.0);
         assert!(active["lower"].as_f64().unwrap() > 0.9);
     }
+
+    #[test]
+    fn admins_end_an_open_rollout_once_and_a_recount_keeps_the_stage() {
+        let mut rollout = started(Policy::default());
+        feed(&mut rollout, &[AGREE], 5);
+        // The state survives a round trip through its stored form.
+        let text = serde_json::to_string(&rollout).unwrap();
+        let mut back: Rollout = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.stats(), rollout.stats());
+        assert_eq!(back.stage(), Stage::Shadow);
+        // Counted again without the first two outcomes: the stage stays, the sample shrinks.
+        let kept: Vec<Outcome> = (2..5)
+            .map(|i| Outcome {
+                user: format!("user-{i}"),
+                requested: true,
+                active_correct: Some(true),
+                candidate_correct: Some(true),
+            })
+            .collect();
+        back.recount(&kept);
+        assert_eq!(back.evidence().pairs().both_right, 3);
+        assert_eq!(back.stage(), Stage::Shadow);
+        assert!(
+            back.end(Reason::Inferior).is_err(),
+            "only admin or superseding endings"
+        );
+        let t = back.end(Reason::PromotedByAdmin).unwrap();
+        assert_eq!(
+            (t.to, t.reason.verdict()),
+            (Stage::Active, Some(Verdict::Promoted))
+        );
+        assert!(back.end(Reason::Aborted).is_err(), "ended once");
+        let t = rollout.end(Reason::Superseded).unwrap();
+        assert_eq!(
+            (t.to, t.reason.verdict()),
+            (Stage::RolledBack, Some(Verdict::Inconclusive))
+        );
+        let mut aborted = started(Policy::default());
+        let t = aborted.end(Reason::Aborted).unwrap();
+        assert_eq!(
+            (t.to, t.reason.verdict()),
+            (Stage::RolledBack, Some(Verdict::RolledBack))
+        );
+    }
 }

@@ -139,18 +139,15 @@ async fn rollouts(app: &TestApp) -> Value {
 
 /// The stored prediction once its shadow run has added the other version's digit.
 async fn with_both_outputs(rig: &Rig, id: &str) -> ServedRollout {
-    let mut found = None;
-    until("the shadow run stored its digit", || async {
+    for _ in 0..200 {
         let stored = rig.store.get(id).await.unwrap().unwrap();
-        let rollout = stored.rollout.clone().unwrap();
-        let both = rollout.active_prediction.is_some() && rollout.candidate_prediction.is_some();
-        if both {
-            found = Some(rollout);
+        let rollout = stored.rollout.unwrap();
+        if rollout.active_prediction.is_some() && rollout.candidate_prediction.is_some() {
+            return rollout;
         }
-        both
-    })
-    .await;
-    found.unwrap()
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the shadow run of {id} stored no digit");
 }
 
 /// A requested, truthful label on a served prediction, stepped through the controller.

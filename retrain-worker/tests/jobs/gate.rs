@@ -57,7 +57,8 @@ async fn a_worse_candidate_is_registered_but_rejected_and_clients_keep_the_activ
     assert_eq!(registry["served_version"], 1);
     let v2 = &registry["versions"][0];
     assert_eq!(v2["version"], job["model_version"]);
-    assert_eq!(v2["status"], "candidate");
+    assert_eq!(v2["status"], "rejected");
+    assert_eq!(v2["traffic_share"], 0.0);
     assert_eq!(v2["source_job_id"], id);
     assert_eq!(cluster.predict_v1(png).await["model_version"], 1);
 
