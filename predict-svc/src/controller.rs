@@ -136,21 +136,16 @@ impl Controller {
     }
 
     async fn follow(&self, effects: Effects) {
-        if let Some(promoted) = &effects.promoted
-            && let Err(e) = self
-                .models
-                .ensure_loaded(&promoted.model, promoted.version)
-                .await
+        // What the registry says now: a promoted candidate becomes the active version (it is
+        // loaded already), and an ended rollout stops being served, in that order.
+        if (effects.serving_changed || effects.promoted.is_some())
+            && let Err(e) = self.models.sync_with_registry().await
         {
-            tracing::warn!(error = %e, "cannot load the promoted version");
+            tracing::warn!(error = %e, "cannot follow the registry after a rollout change");
         }
-        if effects.serving_changed
-            && let Err(e) = self.models.sync_rollouts().await
-        {
-            tracing::warn!(error = %e, "cannot load the rollout's serving state");
-        }
+        // The rollout's own events first, then the promotion they led to.
         let promoted = effects.promoted.map(Event::ModelPromoted);
-        for event in promoted.into_iter().chain(effects.events) {
+        for event in effects.events.into_iter().chain(promoted) {
             if let Err(e) = self.bus.publish_recorded(&Envelope::of(&event)).await {
                 // Other replicas also follow the registry on their periodic check.
                 tracing::warn!(error = %e, kind = event.kind(), "cannot publish a rollout event");

@@ -296,7 +296,9 @@ async fn swap_to(models: &ModelSet, envelope: &Envelope) {
     let promoted = match envelope.event() {
         Ok(Event::ModelPromoted(promoted)) => promoted,
         Ok(Event::RolloutStarted(_) | Event::RolloutProgress(_) | Event::RolloutDecided(_)) => {
-            if let Err(e) = models.sync_rollouts().await {
+            // The active versions first: a promoted candidate must serve before its rollout
+            // stops being served.
+            if let Err(e) = models.sync_with_registry().await {
                 tracing::warn!(error = %e, "cannot follow a rollout");
             }
             return;
