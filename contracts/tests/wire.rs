@@ -5,7 +5,8 @@
 //! `gateway/openapi.json` for what admins receive.
 
 use contracts::events::{
-    Event, FeedbackCreated, ModelPromoted, RetrainFinished, RetrainProgress, kinds,
+    Event, FeedbackCreated, LabelsExcluded, ModelPromoted, RetrainFinished, RetrainProgress,
+    RolloutDecided, RolloutProgress, RolloutStarted, kinds,
 };
 use contracts::feedback::{FeedbackRecord, LabelledItem, LabelledPage, LabelledQuery};
 use contracts::jobs::{
@@ -14,7 +15,9 @@ use contracts::jobs::{
 };
 use contracts::models::{ActiveVersionChanged, ArtifactInfo, ModelVersion, Registration};
 use contracts::predictions::ServedPrediction;
-use contracts::rollouts::{Arm, ServedRollout, StartRollout};
+use contracts::rollouts::{
+    Arm, Policy, Reason, ServedRollout, Stage as RolloutStage, StartRollout, Stats, Verdict,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -194,7 +197,84 @@ fn events() -> Vec<(Event, Value)> {
                 "model": "mnist-cnn", "version": 3, "sha256": "ab".repeat(32),
             }}),
         ),
+        (
+            Event::RolloutStarted(RolloutStarted {
+                rollout_id: "r-1".into(),
+                model: "mnist-mlp".into(),
+                candidate_version: 3,
+                active_version: 2,
+                stage: RolloutStage::Shadow,
+                share: 0.0,
+                policy: Policy::default(),
+                job_id: Some("job-1".into()),
+            }),
+            json!({"type": "model.rollout.started", "data": {
+                "rollout_id": "r-1", "model": "mnist-mlp", "candidate_version": 3,
+                "active_version": 2, "stage": "shadow", "share": 0.0, "job_id": "job-1",
+                "policy": {"margin": 0.01, "confidence": 0.95, "max_outcomes": 2000,
+                    "user_cap": 0.1, "canary_steps": [0.05, 0.25, 0.5],
+                    "min_outcomes_per_stage": 100},
+            }}),
+        ),
+        (
+            Event::RolloutProgress(RolloutProgress {
+                rollout_id: "r-1".into(),
+                model: "mnist-mlp".into(),
+                candidate_version: 3,
+                active_version: 2,
+                stage: RolloutStage::Canary,
+                share: 0.05,
+                paused: false,
+                margin: 0.01,
+                stats: Stats::default(),
+            }),
+            json!({"type": "model.rollout.progress", "data": {
+                "rollout_id": "r-1", "model": "mnist-mlp", "candidate_version": 3,
+                "active_version": 2, "stage": "canary", "share": 0.05, "paused": false,
+                "margin": 0.01, "stats": stats_json(),
+            }}),
+        ),
+        (
+            Event::RolloutDecided(RolloutDecided {
+                rollout_id: "r-1".into(),
+                model: "mnist-mlp".into(),
+                candidate_version: 3,
+                active_version: 2,
+                verdict: Verdict::RolledBack,
+                stage: RolloutStage::RolledBack,
+                reason: Reason::Aborted,
+                actor: Some("boss".into()),
+                stats: Stats::default(),
+            }),
+            json!({"type": "model.rollout.decided", "data": {
+                "rollout_id": "r-1", "model": "mnist-mlp", "candidate_version": 3,
+                "active_version": 2, "verdict": "rolled_back", "stage": "rolled_back",
+                "reason": "aborted", "actor": "boss", "stats": stats_json(),
+            }}),
+        ),
+        (
+            Event::LabelsExcluded(LabelsExcluded {
+                user_id: "u-1".into(),
+                excluded_by: "boss".into(),
+                labels: 12,
+            }),
+            json!({"type": "labels.excluded", "data": {
+                "user_id": "u-1", "excluded_by": "boss", "labels": 12,
+            }}),
+        ),
     ]
+}
+
+/// `rollout::Stats::default()` as JSON: every count 0, every estimate and bound 0.
+fn stats_json() -> Value {
+    let estimate = json!({"estimate": 0.0, "lower": 0.0, "upper": 0.0});
+    let tally = json!({"correct": 0, "total": 0});
+    json!({
+        "pairs": {"both_right": 0, "both_wrong": 0, "candidate_only": 0, "active_only": 0},
+        "difference": estimate, "active": estimate, "candidate": estimate, "over_cap": 0,
+        "active_unpaired": tally, "candidate_unpaired": tally,
+        "active_unsolicited": tally, "candidate_unsolicited": tally,
+    })
 }
 
 #[test]
@@ -342,7 +422,11 @@ fn event_data_and_job_shapes_match_the_openapi_schemas() {
             kinds::FEEDBACK_CREATED => "WsNewFeedbackData",
             kinds::RETRAIN_PROGRESS => "WsRetrainProgressData",
             kinds::RETRAIN_FINISHED => "WsRetrainFinishedData",
-            _ => "WsModelPromotedData",
+            kinds::MODEL_PROMOTED => "WsModelPromotedData",
+            kinds::ROLLOUT_STARTED => "WsRolloutStartedData",
+            kinds::ROLLOUT_PROGRESS => "WsRolloutProgressData",
+            kinds::ROLLOUT_DECIDED => "WsRolloutDecidedData",
+            _ => "WsLabelsExcludedData",
         };
         conforms(&doc, &schema(name), &event.data(), name).unwrap();
     }
