@@ -5,7 +5,7 @@
 //! MNIST gate but is rolled back by the controller, and honest users are never served it beyond
 //! the canary's share.
 
-use crate::feedback::{joined, next_event};
+use crate::feedback::{Socket, joined, next_event};
 use crate::helpers::*;
 use base64::Engine;
 use futures_util::future::join_all;
@@ -132,9 +132,9 @@ async fn teach(
     .await;
 }
 
-/// Queues a 2-epoch retrain of the v1 model and follows it on an admin socket to its end.
-async fn retrain(system: &System, admin: &str) -> Value {
-    let (mut ws, _) = joined(system, admin).await;
+/// Queues a 2-epoch retrain of the v1 model and follows it on the admin socket `ws` to its
+/// end.
+async fn retrain(system: &System, admin: &str, ws: &mut Socket) -> Value {
     let r = system
         .client
         .post(system.at("/admin/retrain"))
@@ -155,7 +155,7 @@ async fn retrain(system: &System, admin: &str) -> Value {
             started.elapsed() < Duration::from_secs(900),
             "no retrain_finished"
         );
-        let Some(event) = next_event(&mut ws, Duration::from_secs(30)).await else {
+        let Some(event) = next_event(ws, Duration::from_secs(30)).await else {
             continue;
         };
         match event["event"].as_str() {
@@ -304,7 +304,9 @@ async fn truthful_feedback_on_rotated_digits_retrains_v1_and_its_rollout_promote
     // Users send what they wrote and what it really was.
     let taught = rotated(&train, 0..TEACHERS * LABELS_EACH);
     teach(&system, &teachers, &taught, |label| label).await;
-    let finished = retrain(&system, &admin).await;
+    // The admin socket sees the job, then the rollout move, in order, to its end.
+    let (mut ws, _) = joined(&system, &admin).await;
+    let finished = retrain(&system, &admin, &mut ws).await;
     let rollout_id = finished["rollout_id"].as_str().unwrap().to_owned();
     let candidate = finished["model_version"].as_i64().unwrap();
     let metrics = &finished["metrics"];
@@ -319,8 +321,6 @@ async fn truthful_feedback_on_rotated_digits_retrains_v1_and_its_rollout_promote
         .as_f64()
         .unwrap();
 
-    // The admin socket sees the rollout move, in order, to its end.
-    let (mut ws, _) = joined(&system, &admin).await;
     let users = accounts(&system, "honest", 20).await;
     let traffic = rotated(&train, 10_000..12_000);
     let served =
@@ -331,7 +331,8 @@ async fn truthful_feedback_on_rotated_digits_retrains_v1_and_its_rollout_promote
         "{:#}",
         rollouts(&system, &admin).await
     );
-    let mut stages = Vec::new();
+    // `rollout_started` (in shadow) came before `retrain_finished`.
+    let mut stages = vec!["shadow".to_owned()];
     while let Some(event) = next_event(&mut ws, Duration::from_secs(5)).await {
         match event["event"].as_str() {
             Some("rollout_progress") => {
@@ -405,7 +406,8 @@ async fn labels_that_teach_rotated_sevens_as_ones_pass_the_gate_and_are_rolled_b
     let poisoners = accounts(&system, "poisoner", TEACHERS).await;
     let poison = rotated(&train, sevens[..TEACHERS * LABELS_EACH].iter().copied());
     teach(&system, &poisoners, &poison, |_| 1).await;
-    let finished = retrain(&system, &admin).await;
+    let (mut ws, _) = joined(&system, &admin).await;
+    let finished = retrain(&system, &admin, &mut ws).await;
     let rollout_id = finished["rollout_id"].as_str().unwrap().to_owned();
     let candidate = finished["model_version"].as_i64().unwrap();
 
