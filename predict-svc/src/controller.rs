@@ -37,6 +37,8 @@ pub enum ControllerError {
         expected: i32,
         active: Option<i32>,
     },
+    #[error("{0}")]
+    Invalid(String),
     #[error("the rollout is over ({0})")]
     Closed(String),
     #[error("the rollout's stored state is unreadable: {0}")]
@@ -295,6 +297,11 @@ fn start_in(
         .into_iter()
         .find(|v| v.name == model)
         .map(|v| v.version);
+    if active == Some(candidate) {
+        return Err(ControllerError::Invalid(format!(
+            "{model} v{candidate} is the active version already; a rollout needs another one"
+        )));
+    }
     if active != Some(request.active_version) {
         return Err(ControllerError::ActiveChanged {
             model: model.to_owned(),

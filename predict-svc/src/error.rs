@@ -43,6 +43,8 @@ pub enum PredictError {
     StoreUnavailable,
     #[error("{0}")]
     RolloutClosed(String),
+    #[error("{0}.")]
+    InvalidRollout(String),
     #[error(transparent)]
     Db(#[from] DbError),
     /// An unexpected failure: logged with its causes.
@@ -97,6 +99,7 @@ impl From<&PredictError> for ApiError {
             ModelUnavailable(_) => ErrorCode::ModelUnavailable,
             StoreUnavailable => ErrorCode::StoreUnavailable,
             RolloutClosed(_) => ErrorCode::RolloutClosed,
+            InvalidRollout(_) => ErrorCode::ValidationFailed,
             Db(e) => return e.into(),
             Internal(e) => return ApiError::internal(e.as_ref()),
         };
@@ -113,6 +116,7 @@ impl From<crate::controller::ControllerError> for PredictError {
             C::Db(e) => PredictError::Db(e),
             C::UnknownVersion(name, version) => PredictError::UnknownVersion(name, version),
             C::UnknownRollout(..) => PredictError::UnknownRollout(e.to_string()),
+            C::Invalid(why) => PredictError::InvalidRollout(why),
             C::Closed(_) => PredictError::RolloutClosed(format!(
                 "The rollout has ended ({e}); nothing more can be done to it."
             )),
@@ -161,6 +165,7 @@ mod tests {
             (StoreUnavailable, 503, "store_unavailable"),
             (RolloutClosed("x".into()), 409, "rollout_closed"),
             (UnknownRollout("r".into()), 404, "not_found"),
+            (InvalidRollout("r".into()), 422, "validation_failed"),
         ];
         common::testing::assert_answers(cases);
     }

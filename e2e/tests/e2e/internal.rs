@@ -12,7 +12,8 @@ struct Route {
     path: String,
     scope: &'static str,
     /// An ONNX file, sent as raw bytes.
-    body: Option<Vec<u8>>,
+    /// The body and its media type.
+    body: Option<(&'static str, Vec<u8>)>,
 }
 
 async fn send(
@@ -25,9 +26,9 @@ async fn send(
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    if let Some(body) = &route.body {
+    if let Some((media_type, body)) = &route.body {
         request = request
-            .header("content-type", "application/octet-stream")
+            .header("content-type", *media_type)
             .body(body.clone());
     }
     request.send().await.unwrap()
@@ -71,14 +72,18 @@ async fn every_internal_route_needs_a_service_token_with_its_scope_on_the_manage
             method: reqwest::Method::POST,
             path: "/internal/models/mnist-mlp/versions?source_job_id=e2e-plane".into(),
             scope: scopes::MODELS_REGISTER,
-            body: Some(artifact),
+            body: Some(("application/octet-stream", artifact)),
         },
         Route {
             service: "predict-svc",
             method: reqwest::Method::POST,
-            path: "/internal/models/mnist-mlp/versions/1/promote".into(),
+            // The version registered just above begins its rollout.
+            path: "/internal/models/mnist-mlp/rollouts".into(),
             scope: scopes::MODELS_PROMOTE,
-            body: None,
+            body: Some((
+                "application/json",
+                br#"{"candidate_version": 2, "active_version": 1}"#.to_vec(),
+            )),
         },
         Route {
             service: "predict-svc",

@@ -82,7 +82,7 @@ async fn one_feedback_is_one_trace_from_the_gateway_through_the_outbox_to_the_ad
 }
 
 #[tokio::test]
-async fn one_retrain_is_one_trace_from_the_request_through_the_job_to_the_swap() {
+async fn one_retrain_is_one_trace_from_the_request_through_the_job_to_its_rollout() {
     let collected = common::telemetry::testing::collect_spans();
     let system = System::start().await;
     let admin = system.admin().await;
@@ -118,8 +118,8 @@ async fn one_retrain_is_one_trace_from_the_request_through_the_job_to_the_swap()
         .collect();
     let count = |name: &str| names.iter().filter(|n| n.as_str() == name).count();
     // The request at the gateway and at retrain-worker, the job it queued, the job's calls to
-    // predict-svc (the active model, registration, promotion), the swap the promotion caused,
-    // and the pushes of its progress and end to the admin socket.
+    // predict-svc (the active model, registration, the rollout's start), and the pushes of its
+    // progress, its end and the rollout's start to the admin socket.
     assert_eq!(count("POST /admin/retrain"), 2, "{names:?}");
     assert_eq!(count("retrain.job"), 1, "{names:?}");
     assert_eq!(count("GET /internal/models/{name}/active"), 1, "{names:?}");
@@ -129,13 +129,12 @@ async fn one_retrain_is_one_trace_from_the_request_through_the_job_to_the_swap()
         "{names:?}"
     );
     assert_eq!(
-        count("POST /internal/models/{name}/versions/{version}/promote"),
+        count("POST /internal/models/{name}/rollouts"),
         1,
         "{names:?}"
     );
-    assert!(count("model.swap") >= 1, "{names:?}");
     assert!(
         count("notify.push") >= 3,
-        "progress, the end, the promotion: {names:?}"
+        "progress, the end, the rollout's start: {names:?}"
     );
 }

@@ -303,6 +303,8 @@ async fn a_worse_candidate_is_rolled_back_and_admins_steer_and_read_the_audit() 
     assert_eq!(register(app, "mnist-mlp", "job-a").await.status(), 201);
     assert_eq!(register(app, "mnist-mlp", "job-b").await.status(), 201);
     assert_eq!(register(app, "mnist-mlp", "job-c").await.status(), 201);
+    // The active version cannot be its own candidate.
+    assert_error(start(app, 1, 1, "job-z").await, 422, "validation_failed").await;
     // The gate compared with a version that is not active: 409.
     let stale = start(app, 2, 7, "job-a").await;
     assert_error(stale, 409, "active_version_changed").await;
