@@ -547,17 +547,79 @@ async function startARetrainAndSeeProgress(browser, scenario) {
   const row = mlp.locator('tr').filter({ has: page.getByRole('cell', { name: `v${created}`, exact: true }) });
   await row.locator('td.metrics').filter({ hasText: /MNIST holdout \d+\.\d % of \d+/ }).waitFor({ timeout: 10_000 });
   await screenshot(page, 'dashboard-retrain-desktop');
-  // Promotion and roll-back, each after a confirmation; the model ends as it was before.
-  const activeNow = async () => /active: v(\d+)/.exec(await mlp.locator('h3').textContent())?.[1];
-  if (sentence.includes('is now active')) {
-    await mlp.locator('h3').filter({ hasText: `active: v${created})` }).waitFor();
-  } else {
-    // Rejected: its candidate can still be promoted by hand.
-    await makeActive(page, mlp, mlp.getByRole('button', { name: `Promote v${created}`, exact: true }));
-  }
-  check((await activeNow()) === created, `v${created} is not the active version`);
+  // A job never promotes: a candidate that passes the offline gate starts a rollout in shadow.
+  check(
+    sentence.includes('started a rollout'),
+    `the retrain did not start a rollout: "${sentence}" (the rollout panel needs a candidate that passes the offline gate: run the system with RETRAIN_TOLERANCE_POINTS=100, as \`cargo xtask test\` does)`,
+  );
+  check((await activeNow(mlp)) === activeBefore, `the retrain changed the active version to v${await activeNow(mlp)}`);
+  await row.locator('td').nth(1).filter({ hasText: /^shadow$/ }).waitFor({ timeout: 10_000 });
+  await rolloutPanel(page, admin, phone, mlp, created, activeBefore);
+  // Back to the version the scenario started on (a roll-back after a confirmation).
   await makeActive(page, mlp, mlp.getByRole('button', { name: `Roll back to v${activeBefore}`, exact: true }));
-  check((await activeNow()) === activeBefore, `mnist-mlp is not back at v${activeBefore}`);
+  check((await activeNow(mlp)) === activeBefore, `mnist-mlp is not back at v${activeBefore}`);
+}
+
+const activeNow = async (model) => /active: v(\d+)/.exec(await model.locator('h3').textContent())?.[1];
+
+/** A rollout panel's fact (`data-fact`), e.g. its stage. */
+const fact = (panel, key) => panel.locator(`[data-fact="${key}"]`);
+
+/** Clicks a rollout button, cancels its confirmation once, then confirms with `yes`. */
+async function steer(page, panel, buttonName, yes) {
+  const dialog = page.getByRole('dialog');
+  const button = panel.getByRole('button', { name: buttonName, exact: true });
+  await button.click();
+  check((await dialog.getByRole('button', { name: yes }).count()) === 1, `the confirmation of "${buttonName}" does not offer "${yes}"`);
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+  check(!(await dialog.isVisible()), `cancelling "${buttonName}" left the confirmation open`);
+  await button.click();
+  await dialog.getByRole('button', { name: yes }).click();
+}
+
+/**
+ * The rollout the retrain started: shown in shadow with a share of 0 on both dashboards; paused
+ * after a confirmation (the other dashboard learns it from `rollout_progress`); promoted now after
+ * a confirmation: the candidate becomes active, the audit table names the admin, and the other
+ * dashboard learns it from `rollout_decided`.
+ */
+async function rolloutPanel(page, admin, phone, mlp, created, activeBefore) {
+  const panelOf = (p) => p.locator(`#rollouts article.rollout[data-model="mnist-mlp"]`);
+  const panel = panelOf(page);
+  const other = panelOf(phone.page);
+  for (const p of [panel, other]) {
+    await p.locator('h3').filter({ hasText: `v${created} (candidate) against v${activeBefore} (active)` }).waitFor({ timeout: 15_000 });
+    await fact(p, 'stage').filter({ hasText: /^shadow$/ }).waitFor({ timeout: 10_000 });
+    check((await fact(p, 'share').textContent()).trim() === '0 %', `the share in shadow reads "${await fact(p, 'share').textContent()}"`);
+  }
+  check(/−1\.0 points/.test(await fact(panel, 'boundary').textContent()), `the decision boundary reads "${await fact(panel, 'boundary').textContent()}"`);
+  const firstRow = panel.locator('table.audit tbody tr').first();
+  check(/passed the offline gate/.test(await firstRow.textContent()), `the audit table starts with "${await firstRow.textContent()}"`);
+  check((await panel.locator('canvas').count()) === 2, 'the rollout panel has no accuracy and Δ charts');
+  await checkLabelled(page);
+  await checkContrast(page);
+
+  await steer(page, panel, 'Pause', 'Yes, pause');
+  await fact(panel, 'stage').filter({ hasText: 'shadow (paused)' }).waitFor({ timeout: 10_000 });
+  await panel.getByRole('button', { name: 'Resume', exact: true }).waitFor();
+  await page.locator('#notice').filter({ hasText: 'is paused' }).waitFor();
+  // The other dashboard, from the `rollout_progress` event alone.
+  await fact(other, 'stage').filter({ hasText: 'shadow (paused)' }).waitFor({ timeout: 15_000 });
+  await screenshot(page, 'dashboard-rollout-desktop');
+
+  await steer(page, panel, 'Promote now', 'Yes, promote now');
+  await page.locator('#notice').filter({ hasText: `v${created} is now the active version` }).waitFor({ timeout: 15_000 });
+  await fact(panel, 'verdict').filter({ hasText: /^promoted/ }).waitFor({ timeout: 10_000 });
+  check((await panel.getByRole('button').count()) === 0, 'a decided rollout still offers buttons');
+  const byAdmin = panel.locator('table.audit tbody tr').filter({ hasText: 'promoted by an admin' });
+  await byAdmin.waitFor({ timeout: 10_000 });
+  const cells = (await byAdmin.locator('td').allTextContents()).map((t) => t.trim());
+  check(cells[5] === ADMIN_USERNAME, `the audit table says the promotion was by "${cells[5]}", not ${ADMIN_USERNAME}`);
+  check(cells[2] === 'active (promoted)', `the promotion's row goes to "${cells[2]}"`);
+  await mlp.locator('h3').filter({ hasText: `active: v${created})` }).waitFor({ timeout: 10_000 });
+  // The other dashboard, from `rollout_decided`.
+  await fact(other, 'verdict').filter({ hasText: /^promoted/ }).waitFor({ timeout: 15_000 });
+  await other.locator('table.audit tbody tr').filter({ hasText: ADMIN_USERNAME }).waitFor({ timeout: 15_000 });
 }
 
 /** Clicks a promote / roll-back button, cancels the confirmation once, then confirms. */
