@@ -371,7 +371,7 @@ export class RolloutPanel {
     const n = pairsOf(record.stats);
     if (!n) return 'The charts fill in as requested labels come back on predictions both versions answered.';
     const d = record.stats.difference;
-    return `After ${n} paired labels, Δ is ${points(d?.estimate)} points, between ${points(d?.lower)} and ${points(d?.upper)}; the boundary is ${points(-(record.policy?.margin ?? 0.01))}.`;
+    return `After ${n} paired label${n === 1 ? '' : 's'}, Δ is ${points(d?.estimate)} points, between ${points(d?.lower)} and ${points(d?.upper)}; the boundary is ${points(-(record.policy?.margin ?? 0.01))}.`;
   }
 
   auditTable(record) {

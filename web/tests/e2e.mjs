@@ -558,12 +558,87 @@ async function startARetrainAndSeeProgress(browser, scenario) {
   // Back to the version the scenario started on (a roll-back after a confirmation).
   await makeActive(page, mlp, mlp.getByRole('button', { name: `Roll back to v${activeBefore}`, exact: true }));
   check((await activeNow(mlp)) === activeBefore, `mnist-mlp is not back at v${activeBefore}`);
+  await abortARollout(page, mlp, activeBefore);
+}
+
+/** A second retrain's rollout, aborted after a confirmation: its candidate is rolled back. */
+async function abortARollout(page, mlp, activeBefore) {
+  const firstJob = (await page.locator('#job-id').textContent()).trim();
+  await page.getByRole('button', { name: 'Start retraining' }).click();
+  await page.locator('#job-id').filter({ hasNotText: firstJob }).waitFor({ timeout: 10_000 });
+  const outcome = page.locator('#job-outcome');
+  await outcome.filter({ hasText: /Finished|failed/ }).waitFor({ timeout: 300_000 });
+  const sentence = (await outcome.textContent()).trim();
+  check(sentence.includes('started a rollout'), `the second retrain did not start a rollout: "${sentence}"`);
+  const created = /^mnist-mlp v(\d+)$/.exec((await page.locator('#job-version').textContent()).trim())?.[1];
+  const panel = page.locator('#rollouts article.rollout[data-model="mnist-mlp"]');
+  await panel.locator('h3').filter({ hasText: `v${created} (candidate) against v${activeBefore} (active)` }).waitFor({ timeout: 15_000 });
+  await steer(page, panel, 'Abort (roll back)', 'Yes, roll back');
+  await page.locator('#notice').filter({ hasText: `v${created} was rolled back` }).waitFor({ timeout: 15_000 });
+  await fact(panel, 'verdict').filter({ hasText: /^rolled back/ }).waitFor({ timeout: 10_000 });
+  const aborted = panel.locator('table.audit tbody tr').filter({ hasText: 'aborted by an admin' });
+  await aborted.waitFor({ timeout: 10_000 });
+  const cells = (await aborted.locator('td').allTextContents()).map((t) => t.trim());
+  check(cells[5] === ADMIN_USERNAME && cells[2] === 'rolled back', `the abort's audit row reads ${cells.join(' | ')}`);
+  const row = mlp.locator('tr').filter({ has: page.getByRole('cell', { name: `v${created}`, exact: true }) });
+  await row.locator('td').nth(1).filter({ hasText: /^rolled back$/ }).waitFor({ timeout: 10_000 });
+  check((await activeNow(mlp)) === activeBefore, `aborting the rollout changed the active version to v${await activeNow(mlp)}`);
 }
 
 const activeNow = async (model) => /active: v(\d+)/.exec(await model.locator('h3').textContent())?.[1];
 
 /** A rollout panel's fact (`data-fact`), e.g. its stage. */
 const fact = (panel, key) => panel.locator(`[data-fact="${key}"]`);
+
+/**
+ * A new user's requested label on mnist-mlp during the rollout (shadow: the active version
+ * answers, the candidate runs beside it): "1"s are recognised until an answer carries
+ * `feedback_requested: true` (a random 20 % by default), then its true digit is sent. How many
+ * predictions it took.
+ */
+async function sendARequestedLabel(page) {
+  const username = uniqueName('labeller');
+  const api = page.request;
+  const registered = await api.post('/register', { data: { username, password: PASSWORD } });
+  check(registered.status() === 201, `registering the labeller: ${registered.status()}`);
+  const login = await api.post('/login', { data: { username, password: PASSWORD } });
+  check(login.ok(), `the labeller's login: ${login.status()}`);
+  const headers = { Authorization: `Bearer ${(await login.json()).access_token}` };
+  const picture = await paperPicture(page);
+  for (let tries = 1; tries <= 60; tries++) {
+    const answer = await api.post('/api/v1/predict', { headers, multipart: { file: { name: 'one.png', mimeType: 'image/png', buffer: picture } } });
+    check(answer.ok(), `a prediction during the rollout failed: ${answer.status()} ${await answer.text()}`);
+    const served = await answer.json();
+    check(typeof served.feedback_requested === 'boolean', `the answer has no feedback_requested: ${JSON.stringify(served)}`);
+    if (!served.feedback_requested) continue;
+    const digit = served.prediccion;
+    const feedback = await api.post('/feedback', {
+      headers,
+      data: { prediction: digit, correct: digit === 1, label: 1, prediction_id: served.prediction_id },
+    });
+    check(feedback.status() === 201, `the requested label was refused: ${feedback.status()} ${await feedback.text()}`);
+    return tries;
+  }
+  throw new Failure('no answer in 60 asked for a label (FEEDBACK_REQUEST_SHARE is 0.2 by default)');
+}
+
+/** Reads the rollout (as the admin) until a label is counted in it; how many pairs it has. */
+async function untilCounted(page, candidate) {
+  const end = Date.now() + 20_000;
+  for (;;) {
+    const stats = await page.evaluate(async (version) => {
+      const { access_token: token } = JSON.parse(localStorage.getItem('predictloop.session'));
+      const answer = await fetch('/admin/models/mnist-mlp/rollouts', { headers: { Authorization: `Bearer ${token}` } });
+      const { rollouts = [] } = await answer.json();
+      return rollouts.find((r) => r.candidate_version === Number(version))?.stats ?? null;
+    }, candidate);
+    const pairs = stats ? Object.values(stats.pairs).reduce((a, b) => a + b, 0) : 0;
+    const unpaired = stats ? stats.active_unpaired.total + stats.candidate_unpaired.total : 0;
+    if (pairs + unpaired > 0) return pairs;
+    if (Date.now() > end) throw new Failure("the requested label never reached the rollout's statistics");
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
 
 /** Clicks a rollout button, cancels its confirmation once, then confirms with `yes`. */
 async function steer(page, panel, buttonName, yes) {
@@ -599,12 +674,28 @@ async function rolloutPanel(page, admin, phone, mlp, created, activeBefore) {
   await checkLabelled(page);
   await checkContrast(page);
 
+  // A requested label on a prediction both versions answered: the decision's first pair, drawn.
+  const tries = await sendARequestedLabel(page);
+  const pairs = await untilCounted(page, created);
+  check(pairs === 1, `the requested label (after ${tries} predictions) did not make a pair: ${pairs} pairs`);
+  await page.locator('#rollouts-refresh').click();
+  await fact(panel, 'sample').filter({ hasText: /^1 paired requested label;/ }).waitFor({ timeout: 10_000 });
+  for (const key of ['active', 'candidate']) {
+    const text = await fact(panel, key).textContent();
+    check(/^\d+\.\d % \(\d+\.\d % to \d+\.\d %\)$/.test(text.trim()), `the ${key} accuracy reads "${text}"`);
+  }
+  const drawn = async (p) =>
+    p.locator('canvas').first().evaluate((canvas) => window.Chart.getChart(canvas).data.datasets[2].data.filter((v) => v !== null).length);
+  check((await drawn(panel)) >= 1, 'the accuracy chart has no point for the labelled pair');
+
   await steer(page, panel, 'Pause', 'Yes, pause');
   await fact(panel, 'stage').filter({ hasText: 'shadow (paused)' }).waitFor({ timeout: 10_000 });
   await panel.getByRole('button', { name: 'Resume', exact: true }).waitFor();
   await page.locator('#notice').filter({ hasText: 'is paused' }).waitFor();
   // The other dashboard, from the `rollout_progress` event alone.
   await fact(other, 'stage').filter({ hasText: 'shadow (paused)' }).waitFor({ timeout: 15_000 });
+  await fact(other, 'sample').filter({ hasText: /^1 paired requested label;/ }).waitFor({ timeout: 15_000 });
+  check((await drawn(other)) >= 1, "the other dashboard's accuracy chart has no point after the event");
   await screenshot(page, 'dashboard-rollout-desktop');
 
   await steer(page, panel, 'Promote now', 'Yes, promote now');
