@@ -287,7 +287,7 @@ async function main() {
 
     await step('the admin sees the rollout panel', async () => {
       // After the Chromium suite (as `cargo xtask test` runs them) mnist-mlp has a recent
-      // rollout, promoted by the admin; on a fresh system the panel says there is none.
+      // rollout, ended by the admin; on a fresh system the panel says there is none.
       const shown = await page.until(
         `(() => {
           const panel = document.querySelector('#rollouts article.rollout');
@@ -304,8 +304,8 @@ async function main() {
       if (shown.startsWith('rollout') && !/passed the offline gate/.test(shown)) {
         throw new Error(`the audit table does not start with the gate: ${shown}`);
       }
-      if (shown.startsWith('rollout') && /promoted by an admin/.test(shown) && !shown.includes(ADMIN_USERNAME)) {
-        throw new Error(`the audit table does not name the admin who promoted: ${shown}`);
+      if (shown.startsWith('rollout') && /by an admin/.test(shown) && !shown.includes(ADMIN_USERNAME)) {
+        throw new Error(`the audit table does not name the admin who ended the rollout: ${shown}`);
       }
       console.log(`     ${shown.slice(0, 200)}`);
     });
