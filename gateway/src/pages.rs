@@ -71,7 +71,7 @@ const fn asset(url: &'static str, root: Root, file: &'static str, ct: &'static s
 }
 
 /// Every URL the web pages use. `/admin/...` is the API's, so the dashboard is `/dashboard`.
-pub const ASSETS: [Asset; 11] = [
+pub const ASSETS: [Asset; 12] = [
     asset("/", Root::Web, "index.html", HTML),
     asset("/dashboard", Root::Web, "dashboard.html", HTML),
     asset("/static/app.css", Root::Web, "static/app.css", CSS),
@@ -82,6 +82,7 @@ pub const ASSETS: [Asset; 11] = [
     asset("/static/try.js", Root::Web, "static/try.js", JS),
     asset("/static/dashboard.js", Root::Web, "static/dashboard.js", JS),
     asset("/static/live.js", Root::Web, "static/live.js", JS),
+    asset("/static/rollouts.js", Root::Web, "static/rollouts.js", JS),
     asset(
         "/vendor/chart.umd.min.js",
         Root::Vendor,

@@ -173,3 +173,57 @@ export function renderHeatMap(table, matrix) {
     });
   });
 }
+
+/** `#rrggbb` with an alpha, for the interval bands. */
+function translucent(hex, alpha) {
+  const [r, g, b] = [1, 3, 5].map((at) => parseInt(hex.slice(at, at + 2), 16));
+  return `rgb(${r} ${g} ${b} / ${alpha})`;
+}
+
+/**
+ * Values over time, each series a line inside its interval (a shaded band between its lower and
+ * upper bound), and optionally a dashed horizontal boundary. Three datasets per series (lower,
+ * upper filled down to lower, the estimate), then the boundary; only estimates and the
+ * boundary are in the legend.
+ */
+export function intervalChart(canvas, { series, yTitle, boundary = null }) {
+  const Chart = chartLib();
+  const datasets = [];
+  for (const { label, colour } of series) {
+    const band = { data: [], borderColor: 'transparent', pointRadius: 0, fill: false, inLegend: false };
+    datasets.push({ ...band, label: `${label} lower bound` });
+    datasets.push({ ...band, label: `${label} upper bound`, fill: '-1', backgroundColor: translucent(colour, 0.18) });
+    datasets.push({ label, data: [], borderColor: colour, backgroundColor: colour, pointRadius: 2, fill: false, inLegend: true });
+  }
+  if (boundary) {
+    datasets.push({ label: boundary.label, data: [], borderColor: BAD, backgroundColor: BAD, borderDash: [6, 4], pointRadius: 0, fill: false, inLegend: true });
+  }
+  return new Chart(canvas, {
+    type: 'line',
+    data: { labels: [], datasets },
+    options: baseOptions({
+      plugins: { legend: { display: true, labels: { filter: (item, data) => data.datasets[item.datasetIndex].inLegend } } },
+      scales: {
+        x: { title: { display: true, text: 'time' } },
+        y: { title: { display: true, text: yTitle } },
+      },
+    }),
+  });
+}
+
+/**
+ * Replaces an interval chart's points: `points` are `{label, values: [{estimate, lower, upper}
+ * per series], boundary}`, oldest first (null values leave a gap).
+ */
+export function setIntervals(chart, points) {
+  chart.data.labels = points.map((p) => p.label);
+  const datasets = chart.data.datasets;
+  const seriesCount = Math.floor(datasets.length / 3);
+  for (let s = 0; s < seriesCount; s++) {
+    datasets[3 * s].data = points.map((p) => p.values[s]?.lower ?? null);
+    datasets[3 * s + 1].data = points.map((p) => p.values[s]?.upper ?? null);
+    datasets[3 * s + 2].data = points.map((p) => p.values[s]?.estimate ?? null);
+  }
+  if (datasets.length > 3 * seriesCount) datasets[3 * seriesCount].data = points.map((p) => p.boundary ?? null);
+  chart.update();
+}

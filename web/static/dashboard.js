@@ -1,5 +1,6 @@
 // The admin dashboard: the live feedback feed, the report as charts, retraining with live
-// progress, and the model versions with promotion and roll-back.
+// progress, the rollout panel (rollouts.js), and the model versions with promotion and
+// roll-back.
 
 import { call, currentUser, logOut, say, sentenceOf } from './api.js';
 import {
@@ -13,6 +14,7 @@ import {
 } from './charts.js';
 import { storedInputUrl } from './digit.js';
 import { LiveFeed } from './live.js';
+import { RolloutPanel } from './rollouts.js';
 
 const $ = (id) => document.getElementById(id);
 const FEED_LIMIT = 50;
@@ -32,6 +34,7 @@ const state = {
   feedLive: false,
   feedWasLive: false,
   report: null,
+  rollouts: null,
   tally: null,
 };
 
@@ -122,6 +125,18 @@ function onLiveEvent(name, data) {
       break;
     case 'model_promoted':
       scheduleModels();
+      break;
+    case 'rollout_started':
+    case 'rollout_decided':
+      state.rollouts?.onEvent(name, data);
+      // The versions' stages and shares changed.
+      scheduleModels();
+      break;
+    case 'rollout_progress':
+      state.rollouts?.onEvent(name, data);
+      break;
+    case 'labels_excluded':
+      state.rollouts?.onLabelsExcluded(data);
       break;
     default:
       break;
@@ -382,11 +397,13 @@ function showFinished(job) {
   const outcome = $('job-outcome');
   const version = job.model_version ? ` v${job.model_version}` : '';
   if (job.state === 'succeeded') {
-    say(outcome, `Finished: ${job.model}${version} passed the evaluation and is now active.`, 'ok');
+    // A job never promotes: a candidate that passes the offline gate starts a rollout, which
+    // decides on live labelled feedback (the rollout panel follows it).
+    say(outcome, `Finished: ${job.model}${version} passed the evaluation and started a rollout (in shadow); the rollout panel below follows it.`, 'ok');
     const bar = $('job-progress');
     bar.value = bar.max;
   } else if (job.state === 'rejected') {
-    say(outcome, `Finished without promotion: ${job.reason ?? 'the candidate did not pass the evaluation.'}`, 'info');
+    say(outcome, `Finished without a rollout: ${job.reason ?? 'the candidate did not pass the evaluation.'}`, 'info');
   } else {
     say(outcome, `The job failed: ${job.reason ?? 'no reason was given.'}`, 'error');
   }
@@ -550,7 +567,7 @@ async function loadModels() {
     const table = document.createElement('table');
     table.className = 'models';
     const head = table.createTHead().insertRow();
-    for (const title of ['Version', 'Status', 'Source', 'Created', 'Metrics', 'Action']) {
+    for (const title of ['Version', 'Status', 'Share of users', 'Source', 'Created', 'Metrics', 'Action']) {
       const th = document.createElement('th');
       th.scope = 'col';
       th.textContent = title;
@@ -560,7 +577,8 @@ async function loadModels() {
     for (const version of model.versions ?? []) {
       const row = body.insertRow();
       cell(row, `v${version.version}`);
-      cell(row, version.status);
+      cell(row, (version.status ?? '').replace('_', ' '));
+      cell(row, typeof version.traffic_share === 'number' ? `${Math.round(version.traffic_share * 1000) / 10} %` : '–');
       cell(row, version.source ?? '');
       cell(row, when(version.created_at));
       cell(row, metricsText(version.metrics)).className = 'metrics';
@@ -581,10 +599,17 @@ async function loadModels() {
     group.append(heading, scroll);
     root.append(group);
   }
+  return models.map((m) => m.name);
 }
 
-function confirmChange(text) {
+const CONFIRM_TITLE = 'Change the active version?';
+const CONFIRM_YES = 'Yes, make it active';
+
+/** The confirmation dialog: the version buttons' words unless others are given. */
+function confirmChange(text, { title = CONFIRM_TITLE, yes = CONFIRM_YES } = {}) {
   const dialog = $('confirm');
+  $('confirm-title').textContent = title;
+  $('confirm-yes').textContent = yes;
   $('confirm-text').textContent = text;
   return new Promise((resolve) => {
     dialog.addEventListener('close', () => resolve(dialog.returnValue === 'yes'), { once: true });
@@ -638,6 +663,15 @@ async function start() {
   state.charts.training = trainingChart($('training-chart'));
   $('report-refresh').addEventListener('click', () => syncReport().catch(showError));
   $('models-refresh').addEventListener('click', () => loadModels().catch(showError));
+  state.rollouts = new RolloutPanel({
+    root: $('rollouts'),
+    call,
+    confirm: ({ title, text, yes }) => confirmChange(text, { title, yes }),
+    notify: (sentence, kind) => say($('notice'), sentence, kind),
+    onError: showError,
+    onChanged: scheduleModels,
+  });
+  $('rollouts-refresh').addEventListener('click', () => loadRollouts().catch(showError));
   $('retrain-form').addEventListener('submit', startRetrain);
   try {
     $('report-card').setAttribute('aria-busy', 'true');
@@ -662,12 +696,20 @@ async function start() {
     $('reconnect').addEventListener('click', () => state.live.reconnectNow());
     await Promise.all([
       syncReportAfterFirst().catch(showError),
-      loadModels().catch(showError),
+      loadModels()
+        .then((names) => state.rollouts.load(names))
+        .catch(showError),
       resumeLatestJob().catch(showError),
     ]);
   } finally {
     $('main').setAttribute('aria-busy', 'false');
   }
+}
+
+/** Every model's open or recent rollout, again ("Refresh"). */
+async function loadRollouts() {
+  const names = state.rollouts.models.length ? state.rollouts.models : await loadModels();
+  await state.rollouts.load(names);
 }
 
 /** The first report is in already: the newest feedback settles which live events it counts. */

@@ -547,17 +547,170 @@ async function startARetrainAndSeeProgress(browser, scenario) {
   const row = mlp.locator('tr').filter({ has: page.getByRole('cell', { name: `v${created}`, exact: true }) });
   await row.locator('td.metrics').filter({ hasText: /MNIST holdout \d+\.\d % of \d+/ }).waitFor({ timeout: 10_000 });
   await screenshot(page, 'dashboard-retrain-desktop');
-  // Promotion and roll-back, each after a confirmation; the model ends as it was before.
-  const activeNow = async () => /active: v(\d+)/.exec(await mlp.locator('h3').textContent())?.[1];
-  if (sentence.includes('is now active')) {
-    await mlp.locator('h3').filter({ hasText: `active: v${created})` }).waitFor();
-  } else {
-    // Rejected: its candidate can still be promoted by hand.
-    await makeActive(page, mlp, mlp.getByRole('button', { name: `Promote v${created}`, exact: true }));
-  }
-  check((await activeNow()) === created, `v${created} is not the active version`);
+  // A job never promotes: a candidate that passes the offline gate starts a rollout in shadow.
+  check(
+    sentence.includes('started a rollout'),
+    `the retrain did not start a rollout: "${sentence}" (the rollout panel needs a candidate that passes the offline gate: run the system with RETRAIN_TOLERANCE_POINTS=100, as \`cargo xtask test\` does)`,
+  );
+  check((await activeNow(mlp)) === activeBefore, `the retrain changed the active version to v${await activeNow(mlp)}`);
+  await row.locator('td').nth(1).filter({ hasText: /^shadow$/ }).waitFor({ timeout: 10_000 });
+  await rolloutPanel(page, admin, phone, mlp, created, activeBefore);
+  // Back to the version the scenario started on (a roll-back after a confirmation).
   await makeActive(page, mlp, mlp.getByRole('button', { name: `Roll back to v${activeBefore}`, exact: true }));
-  check((await activeNow()) === activeBefore, `mnist-mlp is not back at v${activeBefore}`);
+  check((await activeNow(mlp)) === activeBefore, `mnist-mlp is not back at v${activeBefore}`);
+  await abortARollout(page, mlp, activeBefore);
+}
+
+/** A second retrain's rollout, aborted after a confirmation: its candidate is rolled back. */
+async function abortARollout(page, mlp, activeBefore) {
+  const firstJob = (await page.locator('#job-id').textContent()).trim();
+  await page.getByRole('button', { name: 'Start retraining' }).click();
+  await page.locator('#job-id').filter({ hasNotText: firstJob }).waitFor({ timeout: 10_000 });
+  const outcome = page.locator('#job-outcome');
+  await outcome.filter({ hasText: /Finished|failed/ }).waitFor({ timeout: 300_000 });
+  const sentence = (await outcome.textContent()).trim();
+  check(sentence.includes('started a rollout'), `the second retrain did not start a rollout: "${sentence}"`);
+  const created = /^mnist-mlp v(\d+)$/.exec((await page.locator('#job-version').textContent()).trim())?.[1];
+  const panel = page.locator('#rollouts article.rollout[data-model="mnist-mlp"]');
+  await panel.locator('h3').filter({ hasText: `v${created} (candidate) against v${activeBefore} (active)` }).waitFor({ timeout: 15_000 });
+  await steer(page, panel, 'Abort (roll back)', 'Yes, roll back');
+  await page.locator('#notice').filter({ hasText: `v${created} was rolled back` }).waitFor({ timeout: 15_000 });
+  await fact(panel, 'verdict').filter({ hasText: /^rolled back/ }).waitFor({ timeout: 10_000 });
+  const aborted = panel.locator('table.audit tbody tr').filter({ hasText: 'aborted by an admin' });
+  await aborted.waitFor({ timeout: 10_000 });
+  const cells = (await aborted.locator('td').allTextContents()).map((t) => t.trim());
+  check(cells[5] === ADMIN_USERNAME && cells[2] === 'rolled back', `the abort's audit row reads ${cells.join(' | ')}`);
+  const row = mlp.locator('tr').filter({ has: page.getByRole('cell', { name: `v${created}`, exact: true }) });
+  await row.locator('td').nth(1).filter({ hasText: /^rolled back$/ }).waitFor({ timeout: 10_000 });
+  check((await activeNow(mlp)) === activeBefore, `aborting the rollout changed the active version to v${await activeNow(mlp)}`);
+}
+
+const activeNow = async (model) => /active: v(\d+)/.exec(await model.locator('h3').textContent())?.[1];
+
+/** A rollout panel's fact (`data-fact`), e.g. its stage. */
+const fact = (panel, key) => panel.locator(`[data-fact="${key}"]`);
+
+/**
+ * A new user's requested label on mnist-mlp during the rollout (shadow: the active version
+ * answers, the candidate runs beside it): "1"s are recognised until an answer carries
+ * `feedback_requested: true` (a random 20 % by default), then its true digit is sent. How many
+ * predictions it took.
+ */
+async function sendARequestedLabel(page) {
+  const username = uniqueName('labeller');
+  const api = page.request;
+  const registered = await api.post('/register', { data: { username, password: PASSWORD } });
+  check(registered.status() === 201, `registering the labeller: ${registered.status()}`);
+  const login = await api.post('/login', { data: { username, password: PASSWORD } });
+  check(login.ok(), `the labeller's login: ${login.status()}`);
+  const headers = { Authorization: `Bearer ${(await login.json()).access_token}` };
+  const picture = await paperPicture(page);
+  for (let tries = 1; tries <= 60; tries++) {
+    const answer = await api.post('/api/v1/predict', { headers, multipart: { file: { name: 'one.png', mimeType: 'image/png', buffer: picture } } });
+    check(answer.ok(), `a prediction during the rollout failed: ${answer.status()} ${await answer.text()}`);
+    const served = await answer.json();
+    check(typeof served.feedback_requested === 'boolean', `the answer has no feedback_requested: ${JSON.stringify(served)}`);
+    if (!served.feedback_requested) continue;
+    const digit = served.prediccion;
+    const feedback = await api.post('/feedback', {
+      headers,
+      data: { prediction: digit, correct: digit === 1, label: 1, prediction_id: served.prediction_id },
+    });
+    check(feedback.status() === 201, `the requested label was refused: ${feedback.status()} ${await feedback.text()}`);
+    return tries;
+  }
+  throw new Failure('no answer in 60 asked for a label (FEEDBACK_REQUEST_SHARE is 0.2 by default)');
+}
+
+/** Reads the rollout (as the admin) until a label is counted in it; how many pairs it has. */
+async function untilCounted(page, candidate) {
+  const end = Date.now() + 20_000;
+  for (;;) {
+    const stats = await page.evaluate(async (version) => {
+      const { access_token: token } = JSON.parse(localStorage.getItem('predictloop.session'));
+      const answer = await fetch('/admin/models/mnist-mlp/rollouts', { headers: { Authorization: `Bearer ${token}` } });
+      const { rollouts = [] } = await answer.json();
+      return rollouts.find((r) => r.candidate_version === Number(version))?.stats ?? null;
+    }, candidate);
+    const pairs = stats ? Object.values(stats.pairs).reduce((a, b) => a + b, 0) : 0;
+    const unpaired = stats ? stats.active_unpaired.total + stats.candidate_unpaired.total : 0;
+    if (pairs + unpaired > 0) return pairs;
+    if (Date.now() > end) throw new Failure("the requested label never reached the rollout's statistics");
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
+/** Clicks a rollout button, cancels its confirmation once, then confirms with `yes`. */
+async function steer(page, panel, buttonName, yes) {
+  const dialog = page.getByRole('dialog');
+  const button = panel.getByRole('button', { name: buttonName, exact: true });
+  await button.click();
+  check((await dialog.getByRole('button', { name: yes }).count()) === 1, `the confirmation of "${buttonName}" does not offer "${yes}"`);
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+  check(!(await dialog.isVisible()), `cancelling "${buttonName}" left the confirmation open`);
+  await button.click();
+  await dialog.getByRole('button', { name: yes }).click();
+}
+
+/**
+ * The rollout the retrain started: shown in shadow with a share of 0 on both dashboards; paused
+ * after a confirmation (the other dashboard learns it from `rollout_progress`); promoted now after
+ * a confirmation: the candidate becomes active, the audit table names the admin, and the other
+ * dashboard learns it from `rollout_decided`.
+ */
+async function rolloutPanel(page, admin, phone, mlp, created, activeBefore) {
+  const panelOf = (p) => p.locator(`#rollouts article.rollout[data-model="mnist-mlp"]`);
+  const panel = panelOf(page);
+  const other = panelOf(phone.page);
+  for (const p of [panel, other]) {
+    await p.locator('h3').filter({ hasText: `v${created} (candidate) against v${activeBefore} (active)` }).waitFor({ timeout: 15_000 });
+    await fact(p, 'stage').filter({ hasText: /^shadow$/ }).waitFor({ timeout: 10_000 });
+    check((await fact(p, 'share').textContent()).trim() === '0 %', `the share in shadow reads "${await fact(p, 'share').textContent()}"`);
+  }
+  check(/−1\.0 points/.test(await fact(panel, 'boundary').textContent()), `the decision boundary reads "${await fact(panel, 'boundary').textContent()}"`);
+  const firstRow = panel.locator('table.audit tbody tr').first();
+  check(/passed the offline gate/.test(await firstRow.textContent()), `the audit table starts with "${await firstRow.textContent()}"`);
+  check((await panel.locator('canvas').count()) === 2, 'the rollout panel has no accuracy and Δ charts');
+  await checkLabelled(page);
+  await checkContrast(page);
+
+  // A requested label on a prediction both versions answered: the decision's first pair, drawn.
+  const tries = await sendARequestedLabel(page);
+  const pairs = await untilCounted(page, created);
+  check(pairs === 1, `the requested label (after ${tries} predictions) did not make a pair: ${pairs} pairs`);
+  await page.locator('#rollouts-refresh').click();
+  await fact(panel, 'sample').filter({ hasText: /^1 paired requested label;/ }).waitFor({ timeout: 10_000 });
+  for (const key of ['active', 'candidate']) {
+    const text = await fact(panel, key).textContent();
+    check(/^\d+\.\d % \(\d+\.\d % to \d+\.\d %\)$/.test(text.trim()), `the ${key} accuracy reads "${text}"`);
+  }
+  const drawn = async (p) =>
+    p.locator('canvas').first().evaluate((canvas) => window.Chart.getChart(canvas).data.datasets[2].data.filter((v) => v !== null).length);
+  check((await drawn(panel)) >= 1, 'the accuracy chart has no point for the labelled pair');
+
+  await steer(page, panel, 'Pause', 'Yes, pause');
+  await fact(panel, 'stage').filter({ hasText: 'shadow (paused)' }).waitFor({ timeout: 10_000 });
+  await panel.getByRole('button', { name: 'Resume', exact: true }).waitFor();
+  await page.locator('#notice').filter({ hasText: 'is paused' }).waitFor();
+  // The other dashboard, from the `rollout_progress` event alone.
+  await fact(other, 'stage').filter({ hasText: 'shadow (paused)' }).waitFor({ timeout: 15_000 });
+  await fact(other, 'sample').filter({ hasText: /^1 paired requested label;/ }).waitFor({ timeout: 15_000 });
+  check((await drawn(other)) >= 1, "the other dashboard's accuracy chart has no point after the event");
+  await screenshot(page, 'dashboard-rollout-desktop');
+
+  await steer(page, panel, 'Promote now', 'Yes, promote now');
+  await page.locator('#notice').filter({ hasText: `v${created} is now the active version` }).waitFor({ timeout: 15_000 });
+  await fact(panel, 'verdict').filter({ hasText: /^promoted/ }).waitFor({ timeout: 10_000 });
+  check((await panel.getByRole('button').count()) === 0, 'a decided rollout still offers buttons');
+  const byAdmin = panel.locator('table.audit tbody tr').filter({ hasText: 'promoted by an admin' });
+  await byAdmin.waitFor({ timeout: 10_000 });
+  const cells = (await byAdmin.locator('td').allTextContents()).map((t) => t.trim());
+  check(cells[5] === ADMIN_USERNAME, `the audit table says the promotion was by "${cells[5]}", not ${ADMIN_USERNAME}`);
+  check(cells[2] === 'active (promoted)', `the promotion's row goes to "${cells[2]}"`);
+  await mlp.locator('h3').filter({ hasText: `active: v${created})` }).waitFor({ timeout: 10_000 });
+  // The other dashboard, from `rollout_decided`.
+  await fact(other, 'verdict').filter({ hasText: /^promoted/ }).waitFor({ timeout: 15_000 });
+  await other.locator('table.audit tbody tr').filter({ hasText: ADMIN_USERNAME }).waitFor({ timeout: 15_000 });
 }
 
 /** Clicks a promote / roll-back button, cancels the confirmation once, then confirms. */

@@ -285,6 +285,31 @@ async function main() {
       await page.screenshot('firefox-dashboard-desktop');
     });
 
+    await step('the admin sees the rollout panel', async () => {
+      // After the Chromium suite (as `cargo xtask test` runs them) mnist-mlp has a recent
+      // rollout, ended by the admin; on a fresh system the panel says there is none.
+      const shown = await page.until(
+        `(() => {
+          const panel = document.querySelector('#rollouts article.rollout');
+          if (panel) {
+            const stage = panel.querySelector('[data-fact="stage"]')?.textContent.trim();
+            const rows = [...panel.querySelectorAll('table.audit tbody tr')].map((r) => r.textContent.trim());
+            return stage && rows.length ? 'rollout ' + panel.dataset.model + ': ' + stage + '; audit: ' + rows.join(' | ') : '';
+          }
+          const empty = document.querySelector('#rollouts .rollouts-empty');
+          return empty && empty.offsetParent !== null ? 'none: ' + empty.textContent.trim() : '';
+        })()`,
+        'the rollout panel',
+      );
+      if (shown.startsWith('rollout') && !/passed the offline gate/.test(shown)) {
+        throw new Error(`the audit table does not start with the gate: ${shown}`);
+      }
+      if (shown.startsWith('rollout') && /by an admin/.test(shown) && !shown.includes(ADMIN_USERNAME)) {
+        throw new Error(`the audit table does not name the admin who ended the rollout: ${shown}`);
+      }
+      console.log(`     ${shown.slice(0, 200)}`);
+    });
+
     const errors = bidi.events
       .filter((e) => e.method === 'log.entryAdded' && (e.params.type === 'javascript' || e.params.level === 'error'))
       .map((e) => e.params.text);

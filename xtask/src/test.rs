@@ -234,6 +234,9 @@ fn browser_env(
         ("RATE_LIMIT_DEFAULT", "100000/day".to_string()),
         // Each scenario opens the dashboard in new browser contexts, more often than one admin does.
         ("WS_MAX_CONNECTIONS_PER_USER", "50".to_string()),
+        // The rollout panel's scenario needs its short retrain to pass the offline gate's MNIST
+        // side (the rollout itself decides nothing here: the admin pauses and promotes it).
+        ("RETRAIN_TOLERANCE_POINTS", "100".to_string()),
         ("RUST_LOG", "warn".to_string()),
         // The gateway's management port anywhere free: its default (the public port + 1000) may
         // be taken when the public port is an ephemeral one.
