@@ -57,6 +57,9 @@ struct Effects {
     events: Vec<Event>,
     promoted: Option<ModelPromoted>,
     serving_changed: bool,
+    /// A rollout whose new statistics were held back by the once-a-second limit: published
+    /// when the second is over.
+    held_back: Option<String>,
 }
 
 pub struct Controller {
@@ -67,6 +70,8 @@ pub struct Controller {
     max_age: Duration,
     /// One change at a time on this replica (the database lock orders the replicas).
     local: tokio::sync::Mutex<()>,
+    /// Rollouts with a held-back progress publication scheduled.
+    scheduled: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// A labelled outcome on a served prediction of a rollout.
@@ -107,6 +112,7 @@ impl Controller {
             policy,
             max_age,
             local: tokio::sync::Mutex::new(()),
+            scheduled: Arc::default(),
         }
     }
 
@@ -145,6 +151,9 @@ impl Controller {
         {
             tracing::warn!(error = %e, "cannot follow the registry after a rollout change");
         }
+        if let Some(id) = effects.held_back {
+            self.publish_later(id);
+        }
         // The rollout's own events first, then the promotion they led to.
         let promoted = effects.promoted.map(Event::ModelPromoted);
         for event in effects.events.into_iter().chain(promoted) {
@@ -153,6 +162,37 @@ impl Controller {
                 tracing::warn!(error = %e, kind = event.kind(), "cannot publish a rollout event");
             }
         }
+    }
+
+    /// Publishes the rollout's statistics once the second is over, so the last outcomes of a
+    /// burst are not left unpublished (at most one scheduled per rollout).
+    fn publish_later(&self, rollout_id: String) {
+        let fresh = self
+            .scheduled
+            .lock()
+            .map(|mut s| s.insert(rollout_id.clone()))
+            .unwrap_or(false);
+        if !fresh {
+            return;
+        }
+        let (db, bus, scheduled) = (self.db.clone(), self.bus.clone(), self.scheduled.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(PROGRESS_EVERY).await;
+            if let Ok(mut s) = scheduled.lock() {
+                s.remove(&rollout_id);
+            }
+            let found = db.run(move |c| store::find(c, &rollout_id)).await;
+            let event = match found {
+                Ok(Some(row)) if row.verdict.is_none() => match machine_of(&row) {
+                    Ok(machine) => progress(&row, &machine),
+                    Err(_) => return,
+                },
+                _ => return,
+            };
+            if let Err(e) = bus.publish_recorded(&Envelope::of(&event)).await {
+                tracing::warn!(error = %e, "cannot publish a rollout's progress");
+            }
+        });
     }
 
     /// Begins the rollout of a candidate that passed the offline gate, in shadow; an open
@@ -470,6 +510,8 @@ fn maybe_progress(fx: &mut Effects, row: &mut RolloutRow, machine: &Rollout) {
     if row.progress_at.is_none_or(|at| now - at >= every) {
         row.progress_at = Some(now);
         fx.events.push(progress(row, machine));
+    } else {
+        fx.held_back = Some(row.id.clone());
     }
 }
 

@@ -117,8 +117,8 @@ impl From<crate::controller::ControllerError> for PredictError {
             C::UnknownVersion(name, version) => PredictError::UnknownVersion(name, version),
             C::UnknownRollout(..) => PredictError::UnknownRollout(e.to_string()),
             C::Invalid(why) => PredictError::InvalidRollout(why),
-            C::Closed(_) => PredictError::RolloutClosed(format!(
-                "The rollout has ended ({e}); nothing more can be done to it."
+            C::Closed(how) => PredictError::RolloutClosed(format!(
+                "The rollout has ended ({how}); nothing more can be done to it."
             )),
             other => PredictError::Internal(other.into()),
         }
