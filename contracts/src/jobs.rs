@@ -168,6 +168,10 @@ pub struct TrainingReport {
     pub feedback_digits: usize,
     pub feedback_weight: usize,
     pub feedback_holdout_digits: usize,
+    /// Labelled feedback left out of training because its author had already given the most
+    /// examples one user may give to one job (`RETRAIN_MAX_LABELS_PER_USER`).
+    #[serde(default)]
+    pub feedback_capped: usize,
     pub examples: usize,
     pub train_loss: f32,
     pub seconds: f64,

@@ -75,6 +75,7 @@ fn metrics() -> RetrainMetrics {
             feedback_digits: 12,
             feedback_weight: 20,
             feedback_holdout_digits: 4,
+            feedback_capped: 3,
             examples: 60240,
             train_loss: 0.125,
             seconds: 42.5,
@@ -97,7 +98,8 @@ fn metrics_json() -> Value {
         "gate": {"tolerance_points": 0.5, "promote": true, "reason": null},
         "training": {
             "from_scratch": false, "epochs": 2, "mnist_digits": 60000, "feedback_digits": 12,
-            "feedback_weight": 20, "feedback_holdout_digits": 4, "examples": 60240,
+            "feedback_weight": 20, "feedback_holdout_digits": 4, "feedback_capped": 3,
+            "examples": 60240,
             "train_loss": 0.125, "seconds": 42.5, "seed": 1234567890123_u64,
         },
     })
@@ -567,13 +569,16 @@ fn internal_requests_and_answers_match_the_documented_examples() {
         &LabelledQuery {
             after: Some(41),
             limit: Some(1000),
+            as_of: Some("100:104:101".into()),
         },
-        json!({"after": 41, "limit": 1000}),
+        json!({"after": 41, "limit": 1000, "as_of": "100:104:101"}),
     );
     same(
         &LabelledPage {
             items: vec![LabelledItem {
                 id: 42,
+                user_id: "u-7".into(),
+                trusted: true,
                 label: Some(1),
                 model: Some("mnist-cnn".into()),
                 model_version: Some(2),
@@ -582,11 +587,13 @@ fn internal_requests_and_answers_match_the_documented_examples() {
             }],
             next_cursor: 42,
             has_more: false,
+            as_of: "100:104:101".into(),
         },
         json!({
-            "items": [{"id": 42, "label": 1, "model": "mnist-cnn", "model_version": 2,
+            "items": [{"id": 42, "user_id": "u-7", "trusted": true, "label": 1,
+                       "model": "mnist-cnn", "model_version": 2,
                        "input": "AAAA", "created_at": "2026-11-29T10:15:30.123456Z"}],
-            "next_cursor": 42, "has_more": false,
+            "next_cursor": 42, "has_more": false, "as_of": "100:104:101",
         }),
     );
     same(

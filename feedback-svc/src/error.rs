@@ -14,6 +14,8 @@ pub enum FeedbackError {
     #[error("{0}")]
     InvalidQuery(String),
     #[error("{0}")]
+    InvalidPath(String),
+    #[error("{0}")]
     InvalidIdempotencyKey(String),
     #[error("This Idempotency-Key was already used for a different request.")]
     IdempotencyKeyReused,
@@ -43,6 +45,7 @@ impl From<&FeedbackError> for ApiError {
             InvalidBody(_) => ErrorCode::InvalidBody,
             InvalidField(_) => ErrorCode::InvalidField,
             InvalidQuery(_) => ErrorCode::InvalidQuery,
+            InvalidPath(_) => ErrorCode::InvalidPath,
             InvalidIdempotencyKey(_) => ErrorCode::InvalidIdempotencyKey,
             IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
             UnknownPrediction(_) => ErrorCode::UnknownPrediction,
@@ -75,6 +78,7 @@ mod tests {
             (InvalidBody("x".into()), 400, "invalid_body"),
             (InvalidField("x".into()), 422, "invalid_field"),
             (InvalidQuery("x".into()), 400, "invalid_query"),
+            (InvalidPath("x".into()), 400, "invalid_path"),
             (
                 InvalidIdempotencyKey("x".into()),
                 400,

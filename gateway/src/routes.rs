@@ -140,6 +140,8 @@ impl RouteTable {
             Route::new("/feedback", Exact, Feedback, User, &["POST"]),
             Route::new("/admin/report", Exact, Feedback, Admin, &["GET"]),
             Route::new("/admin/feedback", Prefix, Feedback, Admin, &["GET"]),
+            // `/admin/users/{id}/labels/exclude`: which labels train is feedback-svc's business.
+            Route::new("/admin/users", Prefix, Feedback, Admin, &["POST"]),
             Route::new("/admin/retrain", Prefix, Retrain, Admin, &["GET", "POST"]),
         ];
         RouteTable { routes }
@@ -214,6 +216,10 @@ mod tests {
         assert_eq!(
             up("/admin/models/mnist-cnn/versions/2/promote"),
             Some((Upstream::Predict, Access::Admin))
+        );
+        assert_eq!(
+            up("/admin/users/u-1/labels/exclude"),
+            Some((Upstream::Feedback, Access::Admin))
         );
         assert_eq!(up("/admin/modelsx"), None);
         assert_eq!(up("/internal/predictions/1"), None);

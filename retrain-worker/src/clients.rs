@@ -59,6 +59,10 @@ pub struct Registered {
 #[derive(Debug, Clone)]
 pub struct LabelledExample {
     pub id: i64,
+    /// Who labelled it (the token's `sub`).
+    pub user_id: String,
+    /// Labelled by an admin: judges candidates, never trained on.
+    pub trusted: bool,
     pub label: u8,
     pub input: digits::Grid,
 }
@@ -217,14 +221,17 @@ impl Clients {
         }
     }
 
-    /// Every labelled feedback example with its input, page by page.
+    /// Every labelled feedback example with its input committed before the first page was
+    /// read (feedback-svc's snapshot, passed back on every page), each once, page by page.
     pub async fn labelled_feedback(&self) -> Result<Vec<LabelledExample>, ClientError> {
         let mut examples = Vec::new();
         let mut after = 0_i64;
+        let mut as_of = None;
         loop {
             let query = LabelledQuery {
                 after: Some(after),
                 limit: Some(1000),
+                as_of: as_of.clone(),
             };
             let request = self
                 .http
@@ -235,7 +242,14 @@ impl Clients {
             if !page.has_more || page.next_cursor <= after {
                 break;
             }
+            if page.as_of.is_empty() {
+                return Err(ClientError::Invalid {
+                    service: FEEDBACK,
+                    detail: "a page of labelled feedback names no snapshot".into(),
+                });
+            }
             after = page.next_cursor;
+            as_of = Some(page.as_of);
         }
         Ok(examples)
     }
@@ -256,6 +270,8 @@ impl LabelledExample {
         match (label, input) {
             (Some(label), Some(input)) => Some(LabelledExample {
                 id: item.id,
+                user_id: item.user_id.clone(),
+                trusted: item.trusted,
                 label,
                 input,
             }),

@@ -29,8 +29,8 @@ pub struct RetrainConfig {
     pub mnist_sample: usize,
     /// How many times each labelled feedback example is repeated in the training data.
     pub feedback_weight: usize,
-    /// Share of the labelled feedback kept out of training to judge the candidate, in `[0, 1)`.
-    pub feedback_holdout: f64,
+    /// The most labelled examples one user contributes to one training job.
+    pub max_labels_per_user: usize,
     /// MNIST test digits in the holdout (all 10,000 by default).
     pub eval_sample: usize,
     /// How much lower (in accuracy points, 0.5 = half a percent) the candidate may score than the
@@ -62,7 +62,7 @@ impl Config {
         let retrain = RetrainConfig {
             mnist_sample: env.in_range("RETRAIN_MNIST_SAMPLE", 60_000, 0..=60_000),
             feedback_weight: env.in_range("RETRAIN_FEEDBACK_WEIGHT", 10, 1..=100),
-            feedback_holdout: env.in_range("RETRAIN_FEEDBACK_HOLDOUT", 0.2, 0.0..=0.9),
+            max_labels_per_user: env.in_range("RETRAIN_MAX_LABELS_PER_USER", 50, 1..=100_000),
             eval_sample: env.in_range("RETRAIN_EVAL_SAMPLE", 10_000, 100..=10_000),
             tolerance_points: env.in_range("RETRAIN_TOLERANCE_POINTS", 0.5, 0.0..=100.0),
         };

@@ -2,6 +2,7 @@
 //! labelled feedback), training (from scratch or fine-tuning the active version), both models
 //! scored on the same holdout, and the gate that decides promotion.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use contracts::jobs::{ComparedVersion, GateReport, RetrainMetrics, TrainingReport};
@@ -30,7 +31,8 @@ pub struct Plan {
     pub from_scratch: bool,
     pub mnist_sample: usize,
     pub feedback_weight: usize,
-    pub feedback_holdout: f64,
+    /// The most labelled examples one user contributes to the job's training data.
+    pub max_labels_per_user: usize,
     pub eval_sample: usize,
     pub tolerance_points: f64,
     /// Derived from the job id: running a job again trains the same model.
@@ -65,21 +67,54 @@ pub fn seed_for(job_id: &str) -> u64 {
     u64::from_str_radix(&digest[..16], 16).unwrap_or(train::DEFAULT_SEED)
 }
 
-/// Whether a feedback example belongs to the holdout: decided by its id alone, so it stays on
-/// the same side in every job and no job trains on what another job judged with.
-pub fn in_holdout(feedback_id: i64, share: f64) -> bool {
-    let digest = common::digest::sha256_hex(format!("feedback-holdout:{feedback_id}").as_bytes());
-    let bucket = u64::from_str_radix(&digest[..8], 16).unwrap_or(0) % 10_000;
-    (bucket as f64) < share * 10_000.0
+/// How a job's labelled feedback is used. Labels an admin sent (`trusted`) are confirmed: they
+/// all judge the candidate and none trains it, so the holdout is never drawn from the pool the
+/// candidate learnt from. Every other label trains, at most `cap` per user: a user over the cap
+/// contributes their most recent ones (the highest ids), so that one job reads the same set on
+/// every attempt, the newest labels (about the answers the model gives now) count, and sending
+/// more only pushes the sender's own older labels out.
+pub struct FeedbackSplit<'a> {
+    /// In id order.
+    pub train: Vec<&'a LabelledExample>,
+    /// In id order.
+    pub holdout: Vec<&'a LabelledExample>,
+    /// Untrusted labels left out by the cap.
+    pub capped: usize,
+}
+
+impl<'a> FeedbackSplit<'a> {
+    pub fn of(feedback: &'a [LabelledExample], cap: usize) -> Self {
+        let (mut holdout, untrusted): (Vec<_>, Vec<_>) = feedback.iter().partition(|e| e.trusted);
+        let mut by_user: HashMap<&str, Vec<&LabelledExample>> = HashMap::new();
+        for example in &untrusted {
+            by_user.entry(&example.user_id).or_default().push(example);
+        }
+        let mut train = Vec::with_capacity(untrusted.len());
+        for mut examples in by_user.into_values() {
+            examples.sort_unstable_by_key(|e| std::cmp::Reverse(e.id));
+            examples.truncate(cap);
+            train.extend(examples);
+        }
+        train.sort_unstable_by_key(|e| e.id);
+        holdout.sort_unstable_by_key(|e| e.id);
+        FeedbackSplit {
+            capped: untrusted.len() - train.len(),
+            train,
+            holdout,
+        }
+    }
 }
 
 /// The data of one job.
 pub struct JobData {
     pub train: Dataset,
     pub mnist_holdout: Dataset,
+    /// The confirmed (trusted) labels.
     pub feedback_holdout: Dataset,
     pub mnist_digits: usize,
     pub feedback_train: usize,
+    /// Labels the per-user cap left out.
+    pub feedback_capped: usize,
 }
 
 impl JobData {
@@ -91,29 +126,23 @@ impl JobData {
     ) -> JobData {
         let mut train = sample(mnist_train, plan.mnist_sample, plan.seed);
         let mnist_digits = train.len();
-        let mut feedback_holdout = Dataset {
-            images: vec![],
-            labels: vec![],
-        };
-        let mut feedback_train = 0;
-        for example in feedback {
-            if in_holdout(example.id, plan.feedback_holdout) {
-                feedback_holdout.images.push(example.input);
-                feedback_holdout.labels.push(example.label);
-            } else {
-                feedback_train += 1;
-                for _ in 0..plan.feedback_weight {
-                    train.images.push(example.input);
-                    train.labels.push(example.label);
-                }
+        let split = FeedbackSplit::of(feedback, plan.max_labels_per_user);
+        for example in &split.train {
+            for _ in 0..plan.feedback_weight {
+                train.images.push(example.input);
+                train.labels.push(example.label);
             }
         }
         JobData {
             train,
             mnist_holdout: mnist_test.take(plan.eval_sample),
-            feedback_holdout,
+            feedback_holdout: Dataset {
+                images: split.holdout.iter().map(|e| e.input).collect(),
+                labels: split.holdout.iter().map(|e| e.label).collect(),
+            },
             mnist_digits,
-            feedback_train,
+            feedback_train: split.train.len(),
+            feedback_capped: split.capped,
         }
     }
 }
@@ -244,6 +273,7 @@ impl Produced {
                 feedback_digits: data.feedback_train,
                 feedback_weight: plan.feedback_weight,
                 feedback_holdout_digits: data.feedback_holdout.len(),
+                feedback_capped: data.feedback_capped,
                 examples: data.train.len(),
                 train_loss: self.train_loss,
                 seconds: self.took.as_secs_f64(),
@@ -404,47 +434,93 @@ mod tests {
         assert!(!gate(&scores(0.979, None), &scores(0.98, None), 0.0).promote);
     }
 
-    #[test]
-    fn the_holdout_share_is_stable_and_close_to_the_setting() {
-        let held: Vec<bool> = (0..10_000).map(|id| in_holdout(id, 0.2)).collect();
-        let share = held.iter().filter(|h| **h).count() as f64 / held.len() as f64;
-        assert!((0.18..0.22).contains(&share), "{share}");
-        assert!((0..10_000).all(|id| in_holdout(id, 0.2) == held[id as usize]));
-        assert!((0..1000).all(|id| !in_holdout(id, 0.0)));
+    fn example(id: i64, user: &str, trusted: bool) -> LabelledExample {
+        LabelledExample {
+            id,
+            user_id: user.into(),
+            trusted,
+            label: (id % 10) as u8,
+            input: [id as u8; digits::PIXELS],
+        }
+    }
+
+    fn ids(examples: &[&LabelledExample]) -> Vec<i64> {
+        examples.iter().map(|e| e.id).collect()
     }
 
     #[test]
-    fn feedback_is_weighted_up_and_held_out_by_id() {
+    fn a_user_over_the_cap_trains_with_their_most_recent_labels() {
+        // ana sends 1..=8 interleaved with bo's 20..=22, and one of ana's arrives late.
+        let mut feedback: Vec<LabelledExample> =
+            (1..=8).map(|id| example(id, "ana", false)).collect();
+        feedback.extend((20..=22).map(|id| example(id, "bo", false)));
+        feedback.push(example(30, "ana", false));
+        let split = FeedbackSplit::of(&feedback, 3);
+        assert_eq!(ids(&split.train), vec![7, 8, 20, 21, 22, 30]);
+        assert_eq!(split.capped, 6);
+        assert!(split.holdout.is_empty());
+        // The order feedback arrives in changes nothing.
+        let mut reversed = feedback.clone();
+        reversed.reverse();
+        let again = FeedbackSplit::of(&reversed, 3);
+        assert_eq!(ids(&again.train), ids(&split.train));
+        // At or under the cap nothing is left out.
+        let all = FeedbackSplit::of(&feedback, 9);
+        assert_eq!(all.train.len(), 12);
+        assert_eq!(all.capped, 0);
+    }
+
+    #[test]
+    fn confirmed_labels_only_judge_and_are_not_capped() {
+        let mut feedback: Vec<LabelledExample> =
+            (1..=5).map(|id| example(id, "boss", true)).collect();
+        feedback.extend((6..=9).map(|id| example(id, "ana", false)));
+        let split = FeedbackSplit::of(&feedback, 2);
+        assert_eq!(ids(&split.holdout), vec![1, 2, 3, 4, 5]);
+        assert_eq!(ids(&split.train), vec![8, 9]);
+        assert_eq!(split.capped, 2);
+        assert!(split.train.iter().all(|e| !e.trusted));
+    }
+
+    #[test]
+    fn feedback_is_weighted_up_capped_and_only_confirmed_labels_are_held_out() {
         let grid = |v: u8| [v; digits::PIXELS];
         let mnist = Dataset {
             images: (0..50).map(|i| grid(i as u8)).collect(),
             labels: (0..50).map(|i| (i % 10) as u8).collect(),
         };
-        let feedback: Vec<LabelledExample> = (1..=40)
-            .map(|id| LabelledExample {
-                id,
-                label: 3,
-                input: grid(200),
-            })
-            .collect();
+        // 30 labels of ana, 6 of bo, 4 confirmed by an admin.
+        let mut feedback: Vec<LabelledExample> =
+            (1..=30).map(|id| example(id, "ana", false)).collect();
+        feedback.extend((31..=36).map(|id| example(id, "bo", false)));
+        feedback.extend((37..=40).map(|id| example(id, "boss", true)));
         let plan = Plan {
             arch: Arch::Mlp,
             epochs: 1,
             from_scratch: false,
             mnist_sample: 20,
             feedback_weight: 3,
-            feedback_holdout: 0.25,
+            max_labels_per_user: 10,
             eval_sample: 30,
             tolerance_points: 0.5,
             seed: seed_for("job-a"),
         };
         let data = JobData::assemble(&plan, &mnist, &mnist, &feedback);
-        let held = feedback.iter().filter(|e| in_holdout(e.id, 0.25)).count();
-        assert_eq!(data.feedback_holdout.len(), held);
-        assert_eq!(data.feedback_train, 40 - held);
+        assert_eq!(data.feedback_holdout.len(), 4);
+        assert_eq!(
+            data.feedback_holdout.images,
+            (37..=40).map(|id| grid(id as u8)).collect::<Vec<_>>()
+        );
+        assert_eq!(data.feedback_train, 10 + 6);
+        assert_eq!(data.feedback_capped, 20);
         assert_eq!(data.mnist_digits, 20);
-        assert_eq!(data.train.len(), 20 + 3 * (40 - held));
+        assert_eq!(data.train.len(), 20 + 3 * 16);
         assert_eq!(data.mnist_holdout.len(), 30);
+        // No confirmed label is trained on; ana's oldest 20 are not either.
+        let trained = &data.train.images[20..];
+        assert!((37..=40).all(|id| !trained.contains(&grid(id as u8))));
+        assert!((1..=20).all(|id| !trained.contains(&grid(id as u8))));
+        assert!((21..=36).all(|id| trained.contains(&grid(id as u8))));
         // The same job draws the same sample; another job another one.
         let again = JobData::assemble(&plan, &mnist, &mnist, &feedback);
         assert_eq!(again.train, data.train);

@@ -385,7 +385,7 @@ impl Worker {
                 .mnist_sample
                 .map_or(self.retrain.mnist_sample, |n| n.max(0) as usize),
             feedback_weight: self.retrain.feedback_weight,
-            feedback_holdout: self.retrain.feedback_holdout,
+            max_labels_per_user: self.retrain.max_labels_per_user,
             eval_sample: self.retrain.eval_sample,
             tolerance_points: self.retrain.tolerance_points,
             seed: retrain::seed_for(&job.id),

@@ -22,6 +22,8 @@ pub struct NewFeedback {
     pub idempotency_key: Option<String>,
     pub request_hash: String,
     pub created_at: chrono::NaiveDateTime,
+    /// Sent by an admin: a confirmed label.
+    pub trusted: bool,
 }
 
 /// A stored feedback without its input bytes: what lists, events and reports show.
@@ -179,38 +181,4 @@ pub fn inputs(conn: &mut DbConnection, ids: &[i64]) -> Result<Vec<(i64, Vec<u8>)
         .into_iter()
         .filter_map(|(id, input)| Some((id, input?)))
         .collect())
-}
-
-/// A labelled example with the input the model saw, for training.
-#[derive(Debug, Clone, Queryable)]
-pub struct TrainingExample {
-    pub id: i64,
-    pub label: Option<i32>,
-    pub model: Option<String>,
-    pub model_version: Option<i32>,
-    pub input: Option<Vec<u8>>,
-    pub created_at: chrono::NaiveDateTime,
-}
-
-/// Labelled feedback that has an input, in id order after the cursor.
-pub fn labelled_after(
-    conn: &mut DbConnection,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<TrainingExample>, DbError> {
-    Ok(fb::table
-        .filter(fb::id.gt(after))
-        .filter(fb::label.is_not_null())
-        .filter(fb::input.is_not_null())
-        .order(fb::id.asc())
-        .limit(limit)
-        .select((
-            fb::id,
-            fb::label,
-            fb::model,
-            fb::model_version,
-            fb::input,
-            fb::created_at,
-        ))
-        .load(conn)?)
 }

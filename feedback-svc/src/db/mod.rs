@@ -1,7 +1,9 @@
-//! The `feedback` schema: feedback and its outbox. Queries run on PostgreSQL and SQLite alike,
-//! except the few written per backend (a lease claim, day buckets).
+//! The `feedback` schema: feedback, the users whose labels are excluded, and the outbox. Queries
+//! run on PostgreSQL and SQLite alike, except the few written per backend (a lease claim, day
+//! buckets, a training snapshot).
 
 pub mod feedback;
+pub mod labels;
 pub mod outbox;
 pub mod report;
 pub mod schema;

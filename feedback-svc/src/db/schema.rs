@@ -14,6 +14,16 @@ diesel::table! {
         idempotency_key -> Nullable<Text>,
         request_hash -> Text,
         created_at -> Timestamp,
+        trusted -> Bool,
+        writer_xid -> BigInt,
+    }
+}
+
+diesel::table! {
+    feedback.label_exclusions (user_id) {
+        user_id -> Text,
+        excluded_by -> Text,
+        excluded_at -> Timestamp,
     }
 }
 
@@ -32,4 +42,4 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(feedback, outbox);
+diesel::allow_tables_to_appear_in_same_query!(feedback, label_exclusions, outbox);

@@ -61,6 +61,7 @@ pub async fn submit(
         idempotency_key: key.clone(),
         request_hash: fingerprint.clone(),
         created_at: crate::db::now(),
+        trusted: claims.is_admin(),
     };
     let stored = state
         .db
@@ -173,6 +174,7 @@ mod tests {
             idempotency_key: None,
             request_hash: "h".into(),
             created_at: crate::db::now(),
+            trusted: false,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Service-to-service endpoints, never in the gateway's route table.
 
-use crate::db::feedback as queries;
+use crate::db::labels as queries;
 use crate::error::FeedbackError;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
@@ -20,11 +20,13 @@ pub struct LabelledQuery {
     after: Option<String>,
     #[serde(default)]
     limit: Option<String>,
+    #[serde(default)]
+    as_of: Option<String>,
 }
 
-/// Labelled feedback with its input, for training: `after` is the last id already read;
-/// `next_cursor` is what to pass next (rows committed late with a smaller id can be missed,
-/// which costs a retrain one example).
+/// Labelled feedback with its input, for training, less the users an admin excluded: `after` is
+/// the last id already read, `next_cursor` what to pass next; `as_of` the snapshot the first
+/// page took (see [`crate::db::labels`]), so that the pages of one reader are one consistent set.
 pub async fn labelled(
     state: web::Data<AppState>,
     query: web::Query<LabelledQuery>,
@@ -46,16 +48,29 @@ pub async fn labelled(
                 FeedbackError::InvalidQuery(format!("`limit` must be from 1 to {MAX_LIMIT}."))
             })?,
     };
-    let rows = state
+    let as_of = query.as_of.clone().filter(|s| !s.is_empty());
+    let (as_of, rows) = state
         .db
-        .run(move |c| queries::labelled_after(c, after, limit))
+        .run(move |c| {
+            let as_of = match as_of {
+                Some(given) => given,
+                None => queries::take_snapshot(c)?,
+            };
+            let rows = queries::labelled_page(c, &as_of, after, limit)?;
+            Ok::<_, common::db::DbError>((as_of, rows))
+        })
         .await?;
+    let rows = rows.ok_or_else(|| {
+        FeedbackError::InvalidQuery("`as_of` must be the snapshot a page answered.".into())
+    })?;
     let next_cursor = rows.last().map_or(after, |r| r.id);
     let has_more = rows.len() as i64 == limit;
     let items = rows
         .iter()
         .map(|r| LabelledItem {
             id: r.id,
+            user_id: r.user_id.clone(),
+            trusted: r.trusted,
             label: r.label,
             model: r.model.clone(),
             model_version: r.model_version,
@@ -67,5 +82,6 @@ pub async fn labelled(
         items,
         next_cursor,
         has_more,
+        as_of,
     }))
 }

@@ -1,4 +1,5 @@
 mod admin;
+mod exclusions;
 mod feedback;
 mod internal;
 
@@ -9,6 +10,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/report", web::get().to(admin::report))
         .route("/admin/feedback", web::get().to(admin::list))
         .route("/admin/feedback/{id}", web::get().to(admin::show))
+        .route(
+            "/admin/users/{id}/labels/exclude",
+            web::post().to(exclusions::exclude),
+        )
         .service(
             web::resource("/internal/feedback/labelled")
                 .wrap(actix_web::middleware::from_fn(|req, next| {

@@ -281,6 +281,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 }
 
 impl TestApp {
+    /// The URL of this app's database.
+    pub fn database_url(&self) -> String {
+        self._store.url()
+    }
+
     /// `path` on the port that serves it: the management port for `/internal/` and
     /// `/metrics`, the public one otherwise.
     pub fn url(&self, path: &str) -> String {

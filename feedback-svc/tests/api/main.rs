@@ -8,6 +8,7 @@ mod health;
 mod helpers;
 mod idempotency;
 mod internal;
+mod labels;
 mod outbox;
 mod report;
 mod sqlite;

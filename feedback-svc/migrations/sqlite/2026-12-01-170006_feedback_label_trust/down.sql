@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS feedback.label_exclusions;
+ALTER TABLE feedback.feedback DROP COLUMN writer_xid;
+ALTER TABLE feedback.feedback DROP COLUMN trusted;
