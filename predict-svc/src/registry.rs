@@ -157,26 +157,10 @@ impl ModelSet {
             .rollout_of(name)
             .filter(|s| s.candidate.version == version)
             .map(|s| s.candidate.clone());
-        if let Some(model) = candidate {
-            self.swap_in(name, model);
-            return Ok(());
-        }
-        let (n, v) = (name.to_owned(), version);
-        let loaded = self
-            .db
-            .run(move |c| {
-                let info = versions::find(c, &n, v)?;
-                let bytes = versions::artifact(c, &n, v)?;
-                Ok::<_, DbError>(info.zip(bytes))
-            })
-            .await?;
-        let Some((info, bytes)) = loaded else {
-            return Err(RegistryError::Import(format!(
-                "{name} v{version} is not in the registry"
-            )));
+        let model = match candidate {
+            Some(model) => model,
+            None => self.load(name, version).await?,
         };
-        let model =
-            LoadedModel::load(self.env, name, version, &info.sha256, bytes, self.batch).await?;
         self.swap_in(name, model);
         Ok(())
     }
