@@ -837,11 +837,13 @@ Walk-through with curl (in another terminal, from this folder):
   {watch}
 {admin_password_line}  ADMIN_TOKEN=$(curl -sS -X POST {url}/login -H 'Content-Type: application/json' -d '{admin_json}' | {access_token})
   curl -sS {url}/admin/report -H "Authorization: Bearer $ADMIN_TOKEN"
-  # 5. retrain the baseline model on MNIST plus the feedback; it is promoted only if it is better
+  # 5. retrain the baseline model on MNIST plus the feedback; past the offline gate it starts a
+  #    rollout (shadow, then a canary share), promoted or rolled back on requested labels
   curl -sS -X POST {url}/admin/retrain -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
        -d '{{"model":"mnist-mlp","epochs":1}}'
   curl -sS {url}/admin/retrain -H "Authorization: Bearer $ADMIN_TOKEN"     # its state and metrics
   curl -sS {url}/admin/models -H "Authorization: Bearer $ADMIN_TOKEN"      # the model versions
+  curl -sS {url}/admin/models/mnist-mlp/rollouts -H "Authorization: Bearer $ADMIN_TOKEN"  # its rollouts
 "#,
         admin_password_line = if admin.password_file.is_some() {
             format!("  ADMIN_PASSWORD='{}'\n", admin.password)
